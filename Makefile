@@ -1,0 +1,60 @@
+# CityPass: `make demo` and `make test` do all set-up by themselves.
+# Set-up is idempotent: stamps record what is installed, so a second run does nothing.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SOLC_VERSION := 0.8.37
+SOLCX_DIR := $(CURDIR)/.solcx
+SOLC := $(SOLCX_DIR)/solc-v$(SOLC_VERSION)
+
+# Brownie finds Anvil as `anvil` on PATH and solc through py-solc-x's binary folder.
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export SOLCX_BINARY_PATH := $(SOLCX_DIR)
+export MPLBACKEND := Agg
+
+.PHONY: setup compile test test-contracts test-python demo bench clean distclean
+
+setup: $(VENV)/.stamp node_modules/.stamp $(SOLC) $(VENV)/bin/anvil $(VENV)/.citypass.stamp
+
+$(VENV)/.stamp: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip==24.3.1
+	BROWNIE_NOCOMPILE=1 $(PIP) install -q --no-binary eth-brownie -r requirements.txt
+	touch $@
+
+# The package (with its runtime deps) installed in editable mode into the dev venv.
+$(VENV)/.citypass.stamp: $(VENV)/.stamp pyproject.toml
+	$(PIP) install -q -e '.[reports]'
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# py-solc-x looks for solc-v<version> in SOLCX_BINARY_PATH; the adapter stands in for it.
+$(SOLC): toolchain/solc-adapter.js node_modules/.stamp
+	mkdir -p $(SOLCX_DIR)
+	ln -sf $(CURDIR)/toolchain/solc-adapter.js $@
+	chmod +x toolchain/solc-adapter.js
+
+# The native Anvil binary from the npm package, without the node wrapper in between.
+$(VENV)/bin/anvil: node_modules/.stamp $(VENV)/.stamp
+	ln -sf "$$(node -e "console.log(require('path').dirname(require.resolve('@foundry-rs/anvil-linux-amd64/package.json')))" 2>/dev/null || echo $(CURDIR)/node_modules/@foundry-rs/anvil)/bin/anvil" $@
+	$@ --version > /dev/null
+
+compile: setup
+	$(VENV)/bin/brownie compile
+
+test: setup
+	$(VENV)/bin/brownie test --network anvil $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m benchmarks.gas
+
+clean:
+	rm -rf build .citypass report .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) node_modules $(SOLCX_DIR)
