@@ -37,7 +37,9 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         Active,
         Suspended,
         Revoked,
-        Migrated
+        Migrated,
+        Provider // not a pass: the address is a provider's (set by addProvider), so enrolment,
+        // which must find an empty slot, can never give a provider a pass
     }
 
     enum ProviderStatus {
@@ -73,13 +75,10 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         TransferNotAllowed
     }
 
-    /// @dev One slot per pass: what a redemption checks (status, validity) and the pass's
-    /// first 208 voucher nonces, so the eligibility check and the replay check share one
-    /// storage read and write.
+    /// @dev One slot per pass: everything the eligibility check reads.
     struct Pass {
         PassStatus status;
         uint40 validUntil; // unix seconds, inclusive; eligibility is re-assessed yearly
-        uint208 usedNonces; // bit n set = nonce n used, for n < HOT_NONCES
     }
 
     /// @dev One slot per provider: everything a payment to it checks. `paused` mirrors the
@@ -99,13 +98,17 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         uint128 reclaimed;
     }
 
-    uint256 public constant HOT_NONCES = 208;
+    /// @notice Voucher nonces are unordered and counted per (holder, budget). Nonces below
+    /// HOT_NONCES are flags in the holder's ledger slot for that budget, which the redemption
+    /// writes anyway; higher ones use `nonceBitmap`.
+    uint256 public constant HOT_NONCES = 128;
     uint256 public constant MAX_PASSES_PER_BATCH = 2_000;
 
     // ------------------------------------------------------------------ storage
     mapping(address holder => Pass) public passOf;
-    /// @notice Permit2-style bitmap for nonces >= HOT_NONCES: word (nonce - 208) >> 8.
-    mapping(address holder => mapping(uint256 wordPos => uint256)) public nonceBitmap;
+    /// @notice Permit2-style bitmap for nonces >= HOT_NONCES: bit n & 255 of word n >> 8,
+    /// where n = nonce - HOT_NONCES.
+    mapping(address holder => mapping(uint256 budget => mapping(uint256 wordPos => uint256))) public nonceBitmap;
     /// @notice Where a migrated pass went (lost phone): old address => new address.
     mapping(address holder => address) public migratedTo;
     mapping(address provider => Provider) public providerOf;
@@ -146,7 +149,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     // ------------------------------------------------------------------ errors
     error CreditMoveRefused(Reason reason, address from, address to, uint256 budget);
     error VoucherExpired(uint256 deadline);
-    error VoucherNonceUsed(address holder, uint256 nonce);
+    error VoucherNonceUsed(address holder, uint256 budget, uint256 nonce);
     error InvalidVoucherSignature(address holder);
     error ZeroAmount();
     error ZeroAddress();
@@ -168,7 +171,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     error ProviderExists(address provider);
     error UnknownProvider(address provider);
     error ProviderStatusUnchanged(address provider, ProviderStatus status);
-    error UnknownRedemption(address holder, uint256 nonce);
+    error UnknownRedemption(address holder, uint256 budget, uint256 nonce);
     error ReferenceAlreadySettled(bytes32 paymentReference);
     error SystemPaused();
     error PauseUnchanged(bool paused);
@@ -254,6 +257,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         if (provider == address(0)) revert ZeroAddress();
         if (providerOf[provider].status != ProviderStatus.None) revert ProviderExists(provider);
         if (passOf[provider].status != PassStatus.None) revert AddressHasPass(provider);
+        passOf[provider].status = PassStatus.Provider;
         providerOf[provider] = Provider(ProviderStatus.Active, paused, categories, maxAmount);
         _providers.push(provider);
         emit ProviderRegistered(provider, categories, maxAmount);
@@ -352,7 +356,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
             if (balance == 0) continue;
             _update(from, to, budget, balance);
             emit TransferSingle(msg.sender, from, to, budget, balance);
-            ERC1155Utils.checkOnERC1155Received(msg.sender, from, to, budget, balance, "");
+            _checkReceiver(from, to, budget, balance);
         }
     }
 
@@ -413,8 +417,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         if (voucher.amount == 0) revert ZeroAmount();
         bytes32 digest = _hashTypedDataV4(VoucherHash.hash(voucher, msg.sender));
         if (!_isValidSignature(voucher.holder, digest, signature)) revert InvalidVoucherSignature(voucher.holder);
-        if (!_useNonce(voucher.holder, voucher.nonce)) revert VoucherNonceUsed(voucher.holder, voucher.nonce);
-        _redeem(voucher);
+        if (!_redeem(voucher)) revert VoucherNonceUsed(voucher.holder, voucher.budget, voucher.nonce);
     }
 
     /// @notice Redeems vouchers collected offline. A voucher that would fail is skipped with
@@ -429,7 +432,6 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
                 emit VoucherSkipped(v.holder, v.nonce, reason);
                 continue;
             }
-            _useNonce(v.holder, v.nonce);
             _redeem(v);
             ++redeemed;
         }
@@ -445,11 +447,17 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         return _voucherRule(voucher, provider, signature);
     }
 
-    /// @notice Whether `holder` already used voucher nonce `nonce`.
-    function isNonceUsed(address holder, uint256 nonce) public view returns (bool) {
-        if (nonce < HOT_NONCES) return passOf[holder].usedNonces & (uint256(1) << nonce) != 0;
+    /// @notice Whether `holder` already used voucher nonce `nonce` for `budget`.
+    function isNonceUsed(address holder, uint256 budget, uint256 nonce) public view returns (bool) {
+        if (nonce < HOT_NONCES) return _flagsOf(budget, holder) & (uint256(1) << nonce) != 0;
         uint256 n = nonce - HOT_NONCES;
-        return nonceBitmap[holder][n >> 8] & (uint256(1) << (n & 255)) != 0;
+        return nonceBitmap[holder][budget][n >> 8] & (uint256(1) << (n & 255)) != 0;
+    }
+
+    /// @notice Bitmap of the used nonces below HOT_NONCES for (`holder`, `budget`); a wallet
+    /// takes the lowest clear bit as its next nonce.
+    function hotNonces(address holder, uint256 budget) external view returns (uint256) {
+        return _flagsOf(budget, holder);
     }
 
     /// @notice The provider (caller) returns credit to the holder of one of its redemptions.
@@ -457,12 +465,12 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     /// @param redemptionNonce The nonce of the voucher being refunded (must have been used).
     function refund(address holder, uint256 budget, uint256 amount, uint256 redemptionNonce) external {
         if (amount == 0) revert ZeroAmount();
-        if (!isNonceUsed(holder, redemptionNonce)) revert UnknownRedemption(holder, redemptionNonce);
+        if (!isNonceUsed(holder, budget, redemptionNonce)) revert UnknownRedemption(holder, budget, redemptionNonce);
         address to = currentAddress(holder);
         _update(msg.sender, to, budget, amount);
         emit TransferSingle(msg.sender, msg.sender, to, budget, amount);
         emit Refunded(to, msg.sender, budget, amount, redemptionNonce);
-        ERC1155Utils.checkOnERC1155Received(msg.sender, msg.sender, to, budget, amount, "");
+        _checkReceiver(msg.sender, to, budget, amount);
     }
 
     // ------------------------------------------------------------------ end of a budget
@@ -569,7 +577,8 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     function _burnRule(address from, uint256 budget) private view returns (Reason) {
         Provider memory provider = providerOf[from];
         if (provider.status != ProviderStatus.None) return provider.paused ? Reason.Paused : Reason.Ok; // settlement
-        if (passOf[from].status == PassStatus.None) return Reason.NoPass;
+        PassStatus status = passOf[from].status;
+        if (status == PassStatus.None || status == PassStatus.Provider) return Reason.NoPass;
         if (paused) return Reason.Paused;
         return block.timestamp > budget.validUntil() ? Reason.Ok : Reason.BudgetNotEnded; // reclaim
     }
@@ -581,7 +590,8 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         if (pass.status == PassStatus.None) return Reason.NoPass;
         if (pass.status == PassStatus.Suspended) return Reason.PassSuspended;
         if (pass.status == PassStatus.Revoked) return Reason.PassRevoked;
-        return Reason.PassMigrated;
+        if (pass.status == PassStatus.Migrated) return Reason.PassMigrated;
+        return Reason.NoPass; // a provider's address
     }
 
     /// @dev Everything `redeem` checks, as a reason instead of a revert.
@@ -595,7 +605,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         if (providerOf[provider].status == ProviderStatus.None) return Reason.NotAProvider;
         bytes32 digest = _hashTypedDataV4(VoucherHash.hash(v, provider));
         if (!_isValidSignature(v.holder, digest, signature)) return Reason.BadSignature;
-        if (isNonceUsed(v.holder, v.nonce)) return Reason.NonceUsed;
+        if (isNonceUsed(v.holder, v.budget, v.nonce)) return Reason.NonceUsed;
         Reason reason = _moveRule(v.holder, provider, v.budget, v.amount);
         if (reason != Reason.Ok) return reason;
         if (balanceOf(v.holder, v.budget) < v.amount) return Reason.InsufficientCredit;
@@ -603,11 +613,21 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     }
 
     // ------------------------------------------------------------------ internals
-    function _redeem(Voucher calldata v) private {
-        _update(v.holder, msg.sender, v.budget, v.amount);
+    /// @dev Uses the voucher's nonce and moves the credit; false (nothing done) if the nonce
+    /// was used. A hot nonce is set in the same ledger write as the debit (see HOT_NONCES).
+    function _redeem(Voucher calldata v) private returns (bool) {
+        uint128 nonceBit;
+        if (v.nonce < HOT_NONCES) {
+            nonceBit = uint128(1) << v.nonce;
+        } else if (!_useColdNonce(v.holder, v.budget, v.nonce)) {
+            return false;
+        }
+        uint128 flagsBefore = _update(v.holder, msg.sender, v.budget, v.amount, nonceBit);
+        if (flagsBefore & nonceBit != 0) return false; // the caller reverts, undoing the move
         emit TransferSingle(msg.sender, v.holder, msg.sender, v.budget, v.amount);
         emit Redeemed(v.holder, v.nonce, v.coPayment);
-        ERC1155Utils.checkOnERC1155Received(msg.sender, v.holder, msg.sender, v.budget, v.amount, "");
+        _checkReceiver(v.holder, msg.sender, v.budget, v.amount);
+        return true;
     }
 
     /// @dev ECDSA first (cheap, and needs no code lookup); ERC-1271 for smart accounts.
@@ -625,37 +645,34 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         return SignatureChecker.isValidERC1271SignatureNow(holder, digest, signature);
     }
 
-    /// @dev Marks a nonce used; false if it already was. Nonces below HOT_NONCES live in the
-    /// pass's own slot (read anyway by the eligibility check).
-    function _useNonce(address holder, uint256 nonce) private returns (bool) {
-        if (nonce < HOT_NONCES) {
-            Pass storage pass = passOf[holder];
-            uint208 bit = uint208(1) << nonce;
-            uint208 used = pass.usedNonces;
-            if (used & bit != 0) return false;
-            pass.usedNonces = used | bit;
-            return true;
-        }
+    /// @dev Marks a nonce >= HOT_NONCES used; false if it already was.
+    function _useColdNonce(address holder, uint256 budget, uint256 nonce) private returns (bool) {
         uint256 n = nonce - HOT_NONCES;
-        uint256 bitmapBit = uint256(1) << (n & 255);
-        uint256 word = nonceBitmap[holder][n >> 8];
-        if (word & bitmapBit != 0) return false;
-        nonceBitmap[holder][n >> 8] = word | bitmapBit;
+        uint256 bit = uint256(1) << (n & 255);
+        uint256 word = nonceBitmap[holder][budget][n >> 8];
+        if (word & bit != 0) return false;
+        nonceBitmap[holder][budget][n >> 8] = word | bit;
         return true;
+    }
+
+    /// @dev ERC-1155 acceptance check, without allocating call data when `to` is an EOA.
+    function _checkReceiver(address from, address to, uint256 budget, uint256 amount) private {
+        if (to.code.length != 0) ERC1155Utils.checkOnERC1155Received(msg.sender, from, to, budget, amount, "");
     }
 
     function _enroll(address holder, uint40 validUntil) private {
         if (holder == address(0)) revert ZeroAddress();
-        if (passOf[holder].status != PassStatus.None) revert PassExists(holder);
-        if (providerOf[holder].status != ProviderStatus.None) revert AddressIsProvider(holder);
-        passOf[holder] = Pass(PassStatus.Active, validUntil, 0);
+        PassStatus status = passOf[holder].status;
+        if (status == PassStatus.Provider) revert AddressIsProvider(holder);
+        if (status != PassStatus.None) revert PassExists(holder);
+        passOf[holder] = Pass(PassStatus.Active, validUntil);
     }
 
     function _credit(address holder, uint256 budget, uint256 amount) private returns (uint256) {
         if (amount == 0) revert ZeroAmount();
         _update(address(0), holder, budget, amount);
         emit TransferSingle(msg.sender, address(0), holder, budget, amount);
-        ERC1155Utils.checkOnERC1155Received(msg.sender, address(0), holder, budget, amount, "");
+        _checkReceiver(address(0), holder, budget, amount);
         return amount;
     }
 

@@ -22,7 +22,13 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
     /// @notice Operator approvals are not part of this token: credit can only be moved by its owner.
     error ApprovalsDisabled();
 
-    mapping(uint256 id => mapping(address account => uint256)) private _balances;
+    /// @dev One word per (id, account): the balance in the low 128 bits and, in the high 128
+    /// bits, flags the inheriting contract may use. CityPass keeps a holder's voucher nonces
+    /// for a budget there, so a redemption reads and writes one slot for the replay check and
+    /// the debit. Balances never reach 2**128: every id's supply is capped by a uint128.
+    mapping(uint256 id => mapping(address account => uint256 word)) private _ledger;
+
+    uint256 private constant _BALANCE_MASK = type(uint128).max;
 
     string private _uri;
 
@@ -43,7 +49,7 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
 
     /// @notice Credit of `account` in budget `id`, in euro cents.
     function balanceOf(address account, uint256 id) public view virtual returns (uint256) {
-        return _balances[id][account];
+        return _ledger[id][account] & _BALANCE_MASK;
     }
 
     /// @notice Batched `balanceOf`.
@@ -56,7 +62,7 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
         if (accounts.length != ids.length) revert ERC1155InvalidArrayLength(ids.length, accounts.length);
         balances = new uint256[](accounts.length);
         for (uint256 i; i < accounts.length; ++i) {
-            balances[i] = _balances[ids[i]][accounts[i]];
+            balances[i] = _ledger[ids[i]][accounts[i]] & _BALANCE_MASK;
         }
     }
 
@@ -105,20 +111,39 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
     /// Calls `_checkMove` first, so an inheriting contract enforces its rules on every path.
     /// Emits nothing: callers emit `TransferSingle`/`TransferBatch`.
     function _update(address from, address to, uint256 id, uint256 value) internal virtual {
+        _update(from, to, id, value, 0);
+    }
+
+    /// @dev `_update` that also sets `senderFlags` in the sender's ledger slot, in the same
+    /// storage write as the debit. Returns the sender's flags from before the call.
+    function _update(address from, address to, uint256 id, uint256 value, uint128 senderFlags)
+        internal
+        virtual
+        returns (uint128 flagsBefore)
+    {
         _checkMove(from, to, id, value);
+        if (value > type(uint128).max) revert ERC1155InsufficientBalance(from, 0, value, id);
         if (from != address(0)) {
-            uint256 fromBalance = _balances[id][from];
-            if (fromBalance < value) revert ERC1155InsufficientBalance(from, fromBalance, value, id);
+            uint256 word = _ledger[id][from];
+            uint256 balance = word & _BALANCE_MASK;
+            if (balance < value) revert ERC1155InsufficientBalance(from, balance, value, id);
+            flagsBefore = uint128(word >> 128);
             unchecked {
-                _balances[id][from] = fromBalance - value;
+                _ledger[id][from] = (word | (uint256(senderFlags) << 128)) - value;
             }
         }
         if (to != address(0)) {
-            // Cannot overflow: every id's supply is bounded by its uint128 issuance cap.
+            // Cannot carry into the flags: an id's supply is bounded by its uint128 issuance
+            // cap, checked at the end of every issuance batch (which reverts as a whole).
             unchecked {
-                _balances[id][to] += value;
+                _ledger[id][to] += value;
             }
         }
+    }
+
+    /// @dev The flags of (`id`, `account`) (see `_ledger`).
+    function _flagsOf(uint256 id, address account) internal view returns (uint128) {
+        return uint128(_ledger[id][account] >> 128);
     }
 
     /// @dev Reverts if moving `value` of `id` from `from` to `to` breaks a rule.

@@ -1,0 +1,214 @@
+"""Vouchers: what a resident's phone signs at the till and a provider redeems.
+
+A voucher is an EIP-712 message (domain: name "CityPass", version "1", the chain id and
+the contract address) of this type:
+
+    Voucher(address holder,address provider,uint256 budget,uint256 amount,
+            uint256 coPayment,uint256 nonce,uint256 deadline)
+
+It travels as a QR code whose text is the payload (see `encode_payload`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_utils import to_checksum_address
+
+DOMAIN_NAME = "CityPass"
+DOMAIN_VERSION = "1"
+PAYLOAD_PREFIX = "CP1"
+DEFAULT_TTL_SECONDS = 300  # a QR code at the till is short-lived
+
+VOUCHER_FIELDS = [
+    {"name": "holder", "type": "address"},
+    {"name": "provider", "type": "address"},
+    {"name": "budget", "type": "uint256"},
+    {"name": "amount", "type": "uint256"},
+    {"name": "coPayment", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+EIP712_DOMAIN_FIELDS = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+
+class VoucherError(ValueError):
+    """A voucher or payload that is malformed; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Voucher:
+    holder: str
+    provider: str
+    budget: int
+    amount: int  # euro cents from the pass's credit
+    co_payment: int  # euro cents the resident pays on top
+    nonce: int
+    deadline: int  # unix seconds
+
+    def __post_init__(self) -> None:
+        for name in ("holder", "provider"):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, to_checksum_address(value))
+            except (ValueError, TypeError) as exc:
+                raise VoucherError(f"{name}: not an Ethereum address: {value!r}") from exc
+        for name in ("budget", "amount", "co_payment", "nonce", "deadline"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**256:
+                raise VoucherError(f"{name}: must be a whole number from 0 to 2**256-1, got {value!r}")
+
+    def contract_args(self) -> tuple:
+        """The `Voucher` struct as the contract takes it (provider is the caller)."""
+        return (self.holder, self.budget, self.amount, self.co_payment, self.nonce, self.deadline)
+
+
+@dataclass(frozen=True)
+class SignedVoucher:
+    voucher: Voucher
+    signature: bytes
+    chain_id: int
+    contract: str
+
+    def encode(self) -> str:
+        return encode_payload(self)
+
+
+def build(
+    holder: str,
+    provider: str,
+    budget: int,
+    amount: int,
+    *,
+    nonce: int,
+    co_payment: int = 0,
+    deadline: int | None = None,
+    ttl: int = DEFAULT_TTL_SECONDS,
+    now: int | None = None,
+) -> Voucher:
+    """A voucher valid for `ttl` seconds from `now` (or until `deadline`)."""
+    if amount <= 0:
+        raise VoucherError(f"amount: must be more than 0 cents, got {amount}")
+    if deadline is None:
+        deadline = (int(time.time()) if now is None else now) + ttl
+    return Voucher(holder, provider, budget, amount, co_payment, nonce, deadline)
+
+
+def typed_data(voucher: Voucher, chain_id: int, contract: str) -> dict[str, Any]:
+    """The full EIP-712 message, as wallets (eth_signTypedData_v4) take it."""
+    message = {k: v for k, v in asdict(voucher).items() if k != "co_payment"}
+    message["coPayment"] = voucher.co_payment
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN_FIELDS, "Voucher": VOUCHER_FIELDS},
+        "primaryType": "Voucher",
+        "domain": {
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": chain_id,
+            "verifyingContract": to_checksum_address(contract),
+        },
+        "message": message,
+    }
+
+
+def digest(voucher: Voucher, chain_id: int, contract: str) -> bytes:
+    """The 32-byte EIP-712 digest the holder signs (and the contract recomputes)."""
+    return _hash_eip191_message(encode_typed_data(full_message=typed_data(voucher, chain_id, contract)))
+
+
+def sign(voucher: Voucher, private_key: Any, chain_id: int, contract: str) -> SignedVoucher:
+    """Signs with an EOA key (bytes, hex string or eth-account LocalAccount)."""
+    signable = encode_typed_data(full_message=typed_data(voucher, chain_id, contract))
+    signed = Account.sign_message(signable, private_key)
+    return SignedVoucher(voucher, bytes(signed.signature), chain_id, to_checksum_address(contract))
+
+
+def recover_signer(signed: SignedVoucher) -> str:
+    """The address whose key made an ECDSA voucher signature (smart accounts: use the chain)."""
+    return Account._recover_hash(digest(signed.voucher, signed.chain_id, signed.contract), signature=signed.signature)
+
+
+_FIELDS = ("chain_id", "contract", "holder", "provider", "budget", "amount", "co_payment", "nonce", "deadline", "signature")
+
+
+def encode_payload(signed: SignedVoucher) -> str:
+    """QR text: `CP1:chainId:contract:holder:provider:budget:amount:coPayment:nonce:deadline:signature`.
+
+    Numbers in decimal, addresses and the signature in hex without 0x, all upper case so
+    the QR code can use its compact alphanumeric mode.
+    """
+    v = signed.voucher
+    parts = [
+        PAYLOAD_PREFIX,
+        str(signed.chain_id),
+        signed.contract[2:],
+        v.holder[2:],
+        v.provider[2:],
+        str(v.budget),
+        str(v.amount),
+        str(v.co_payment),
+        str(v.nonce),
+        str(v.deadline),
+        signed.signature.hex(),
+    ]
+    return ":".join(parts).upper()
+
+
+def decode_payload(payload: str) -> SignedVoucher:
+    """Parses QR text back into a signed voucher; raises VoucherError naming the bad field."""
+    parts = payload.strip().split(":")
+    if not parts or parts[0].upper() != PAYLOAD_PREFIX:
+        raise VoucherError(f"payload: not a CityPass voucher (expected it to start with '{PAYLOAD_PREFIX}:')")
+    if len(parts) != len(_FIELDS) + 1:
+        raise VoucherError(f"payload: expected {len(_FIELDS) + 1} ':'-separated fields, found {len(parts)}")
+    raw = dict(zip(_FIELDS, parts[1:]))
+    values: dict[str, Any] = {}
+    for name in ("chain_id", "budget", "amount", "co_payment", "nonce", "deadline"):
+        if not raw[name].isdigit():
+            raise VoucherError(f"{name}: not a whole number: {raw[name]!r}")
+        values[name] = int(raw[name])
+    for name in ("contract", "holder", "provider"):
+        text = raw[name]
+        if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
+            raise VoucherError(f"{name}: not a 40-hex-digit address: {text!r}")
+        values[name] = to_checksum_address("0x" + text)
+    try:
+        signature = bytes.fromhex(raw["signature"])
+    except ValueError as exc:
+        raise VoucherError(f"signature: not hex: {raw['signature']!r}") from exc
+    if not signature:
+        raise VoucherError("signature: empty")
+    voucher = Voucher(
+        values["holder"], values["provider"], values["budget"], values["amount"],
+        values["co_payment"], values["nonce"], values["deadline"],
+    )
+    return SignedVoucher(voucher, signature, values["chain_id"], values["contract"])
+
+
+def with_deadline(voucher: Voucher, deadline: int) -> Voucher:
+    return replace(voucher, deadline=deadline)
+
+
+def compact_signature(signed: SignedVoucher) -> bytes:
+    """The signature to send on chain: EIP-2098 64-byte form when the holder's own key made
+    it (one calldata word less per redemption), unchanged otherwise (ERC-1271 accounts)."""
+    sig = signed.signature
+    if len(sig) != 65:
+        return sig
+    try:
+        if recover_signer(signed) != signed.voucher.holder:
+            return sig
+    except Exception:  # not an ECDSA signature at all: leave it to ERC-1271
+        return sig
+    v = sig[64]
+    s = int.from_bytes(sig[32:64], "big") | ((v - 27) << 255 if v >= 27 else v << 255)
+    return sig[:32] + s.to_bytes(32, "big")
