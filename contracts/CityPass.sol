@@ -376,10 +376,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         onlyRole(ISSUER_ROLE)
     {
         BudgetTotals storage totals = _openBatch(batchId, budget, holders.length, amounts.length);
-        uint256 total;
-        for (uint256 i; i < holders.length; ++i) {
-            total += _credit(holders[i], budget, amounts[i]);
-        }
+        uint256 total = _mintBatch(budget, holders, amounts, 0);
         _closeBatch(totals, batchId, budget, holders.length, total);
     }
 
@@ -394,11 +391,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     ) external onlyRole(ISSUER_ROLE) onlyRole(REGISTRAR_ROLE) {
         _checkValidity(passValidUntil);
         BudgetTotals storage totals = _openBatch(batchId, budget, holders.length, amounts.length);
-        uint256 total;
-        for (uint256 i; i < holders.length; ++i) {
-            _enroll(holders[i], passValidUntil);
-            total += _credit(holders[i], budget, amounts[i]);
-        }
+        uint256 total = _mintBatch(budget, holders, amounts, passValidUntil);
         emit PassesEnrolled(batchId, passValidUntil, holders.length);
         _closeBatch(totals, batchId, budget, holders.length, total);
     }
@@ -668,12 +661,79 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         passOf[holder] = Pass(PassStatus.Active, validUntil);
     }
 
-    function _credit(address holder, uint256 budget, uint256 amount) private returns (uint256) {
+    /// @dev The issuance loop: credits `amounts[i]` of `budget` to `holders[i]`, enrolling each
+    /// holder first when `enrolUntil` is not 0. It runs up to MAX_PASSES_PER_BATCH times per
+    /// transaction and the gas targets leave a few hundred gas per resident beyond the two
+    /// storage writes, the receiver check and the event, so the per-resident work is assembly.
+    /// It does exactly what `_enroll` + `_update(address(0), holder, ...)` do, no more:
+    ///  - enrolling: the pass slot must be empty (no pass, not a provider's address);
+    ///  - crediting: the mint rule of `_moveRule` (an active, unexpired pass);
+    ///  - the ledger credit, the `TransferSingle` event and the ERC-1155 receiver check.
+    /// Budget, cap and pause are checked once per batch by `_openBatch`/`_closeBatch`. Any
+    /// failure reverts the whole batch with the error `_update` would give (`_refuseMint`).
+    function _mintBatch(uint256 budget, address[] calldata holders, uint256[] calldata amounts, uint40 enrolUntil)
+        private
+        returns (uint256 total)
+    {
+        bytes32 ledgerBase = _ledgerBaseSlot(budget);
+        bytes32 transferSingle = TransferSingle.selector;
+        uint256 newPass = uint256(PassStatus.Active) | (uint256(enrolUntil) << 8); // Pass(Active, enrolUntil)
+        uint256 count = holders.length;
+        for (uint256 i; i < count;) {
+            address holder;
+            uint256 amount;
+            bool ok;
+            uint256 codeSize;
+            assembly ("memory-safe") {
+                holder := calldataload(add(holders.offset, shl(5, i)))
+                amount := calldataload(add(amounts.offset, shl(5, i)))
+                mstore(0x00, holder)
+                mstore(0x20, passOf.slot)
+                let passSlot := keccak256(0x00, 0x40)
+                let pass := sload(passSlot)
+                switch enrolUntil
+                case 0 {
+                    // Pass{status: uint8 at bits 0..7, validUntil: uint40 at bits 8..47}
+                    ok := and(eq(and(pass, 0xff), 1), iszero(gt(timestamp(), and(shr(8, pass), 0xffffffffff))))
+                }
+                default {
+                    ok := iszero(pass)
+                    if ok { sstore(passSlot, newPass) }
+                }
+                // holder in [1, 2**160 - 1] and amount in [1, 2**128 - 1] (0 - 1 wraps to 2**256 - 1)
+                ok := and(ok, lt(sub(holder, 1), 0xffffffffffffffffffffffffffffffffffffffff))
+                ok := and(ok, lt(sub(amount, 1), 0xffffffffffffffffffffffffffffffff))
+                mstore(0x20, ledgerBase)
+                let ledgerSlot := keccak256(0x00, 0x40)
+                sstore(ledgerSlot, add(sload(ledgerSlot), amount))
+                mstore(0x00, budget)
+                mstore(0x20, amount)
+                log4(0x00, 0x40, transferSingle, caller(), 0, holder)
+                codeSize := extcodesize(holder)
+                total := add(total, amount) // cannot overflow: each amount < 2**128, count <= 2,000
+            }
+            if (!ok) _refuseMint(holder, budget, amount, enrolUntil != 0);
+            if (codeSize != 0) {
+                ERC1155Utils.checkOnERC1155Received(msg.sender, address(0), holder, budget, amount, "");
+            }
+            unchecked {
+                ++i;
+            }
+        }
+    }
+
+    /// @dev Reverts with the error `_enroll`/`_update` would give for a resident `_mintBatch`
+    /// refused (it wrote nothing to a refused resident's pass slot, so this sees it as it was).
+    function _refuseMint(address holder, uint256 budget, uint256 amount, bool enrolling) private view {
+        if (uint256(uint160(holder)) == 0 || holder != address(uint160(holder))) revert ZeroAddress();
         if (amount == 0) revert ZeroAmount();
-        _update(address(0), holder, budget, amount);
-        emit TransferSingle(msg.sender, address(0), holder, budget, amount);
-        _checkReceiver(address(0), holder, budget, amount);
-        return amount;
+        if (amount > type(uint128).max) revert ERC1155InsufficientBalance(address(0), 0, amount, budget);
+        PassStatus status = passOf[holder].status;
+        if (enrolling) {
+            if (status == PassStatus.Provider) revert AddressIsProvider(holder);
+            revert PassExists(holder); // also a holder listed twice in one batch
+        }
+        revert CreditMoveRefused(_passRule(passOf[holder]), address(0), holder, budget);
     }
 
     function _openBatch(bytes32 batchId, uint256 budget, uint256 holders, uint256 amounts)

@@ -141,6 +141,16 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
         }
     }
 
+    /// @dev Storage slot of the inner mapping `_ledger[id]`: account `a`'s word for `id` is at
+    /// keccak256(abi.encode(a, _ledgerBaseSlot(id))). For loops that credit many accounts.
+    function _ledgerBaseSlot(uint256 id) internal pure returns (bytes32 base) {
+        assembly ("memory-safe") {
+            mstore(0x00, id)
+            mstore(0x20, _ledger.slot)
+            base := keccak256(0x00, 0x40)
+        }
+    }
+
     /// @dev The flags of (`id`, `account`) (see `_ledger`).
     function _flagsOf(uint256 id, address account) internal view returns (uint128) {
         return uint128(_ledger[id][account] >> 128);
