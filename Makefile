@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export SOLCX_BINARY_PATH := $(SOLCX_DIR)
 export MPLBACKEND := Agg
 
-.PHONY: setup compile test test-contracts test-python demo bench clean distclean
+.PHONY: setup compile artifacts test demo bench clean distclean
 
 setup: $(VENV)/.stamp node_modules/.stamp $(SOLC) $(VENV)/bin/anvil $(VENV)/.citypass.stamp
 
@@ -47,11 +47,20 @@ $(VENV)/bin/anvil: node_modules/.stamp $(VENV)/.stamp
 compile: setup
 	$(VENV)/bin/brownie compile
 
+# The package ships the contract's ABI and bytecode (tests/test_artifacts.py checks they
+# match a fresh compile): run this after changing contracts/.
+artifacts: compile
+	$(PY) -m citypass.contract --sync-artifacts
+
 test: setup
 	$(VENV)/bin/brownie test --network anvil $(PYTEST_ARGS)
 
+# The whole lifecycle on a fresh embedded chain; writes report/.
+demo: setup compile
+	$(PY) -m citypass.demo $(DEMO_ARGS)
+
 bench: setup
-	$(PY) -m benchmarks.gas
+	$(PY) -m benchmarks.gas $(BENCH_ARGS)
 
 clean:
 	rm -rf build .citypass report .pytest_cache

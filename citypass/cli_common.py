@@ -1,0 +1,298 @@
+"""What every `citypass` command shares: the context object (chain, deployment, signing
+account, chosen lazily), parameter types (addresses, euros, dates, roles) and output.
+
+Data goes to stdout (a table on a terminal, tab-separated lines in a pipe, JSON with
+--json); messages and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import click
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+from rich.table import Table
+
+from citypass import contract as C
+from citypass import keys
+from citypass.chain import Chain, connect
+from citypass.errors import ROLE_IDS, CityPassError, UsageError, euros
+from citypass.tx import Receipt, send, send_many
+
+MAX_EUROS = Decimal(2**128 - 1) / 100  # amounts are uint128 cents on chain
+DAY = 86_400
+
+
+# ------------------------------------------------------------------ context
+@dataclass
+class Ctx:
+    """The global options, and what they lead to, resolved only when a command needs it
+    (so `citypass account list` never starts a node)."""
+
+    rpc: str | None = None
+    workdir: Path = field(default_factory=lambda: Path(".citypass"))
+    json: bool = False
+    from_spec: str | None = None
+    confirmations: int | None = None
+    contract_address: str | None = None
+    _chain: Chain | None = None
+    _deployment: C.Deployment | None = None
+    _accounts: dict[str, LocalAccount] = field(default_factory=dict)
+
+    @property
+    def chain(self) -> Chain:
+        if self._chain is None:
+            self._chain = connect(self.rpc, workdir=self.workdir)
+        return self._chain
+
+    @property
+    def deployment(self) -> C.Deployment:
+        if self._deployment is None:
+            self._deployment = C.open_deployment(self.chain, self.contract_address, self.workdir)
+        return self._deployment
+
+    def load(self, spec: str) -> LocalAccount:
+        if spec not in self._accounts:
+            self._accounts[spec] = keys.load_account(spec, self.chain, workdir=self.workdir)
+        return self._accounts[spec]
+
+    def account(self, role: str | None = None) -> LocalAccount:
+        """The signer: --from / $CITYPASS_FROM; on a local dev chain without one, the dev
+        account that holds `role` (so a demo needs no --from on every line)."""
+        if self.from_spec:
+            return self.load(self.from_spec)
+        if self.chain.is_local_dev:
+            if role is None:
+                return self.load("dev:0")
+            dep = self.deployment
+            for i in range(keys.DEV_ACCOUNTS):
+                dev = keys.dev_account(i)
+                if C.has_role(dep, role, dev.address):
+                    note(f"signing as dev:{i} ({dev.address}), which holds the {role} role")
+                    return self.load(f"dev:{i}")
+            raise CityPassError(f"no dev account holds the {role} role on this chain: pass --from KEYSPEC")
+        what = f" (an account with the {role} role)" if role else ""
+        raise UsageError(f"no signing account: pass --from KEYSPEC{what} or set CITYPASS_FROM")
+
+    def send(self, fn: Any, what: str, *, role: str | None = None, account: LocalAccount | None = None) -> Receipt:
+        """Sends one call as `account` (default: self.account(role)) and reports it on stderr."""
+        signer = account or self.account(role)
+        receipt = send(self.chain, signer, fn, confirmations=self.confirmations)
+        note(f"{what} (tx {receipt.transactionHash.hex()}, block {receipt.blockNumber})")
+        return receipt
+
+    def send_many(self, fns: Sequence[Any], what: str, *, role: str | None = None,
+                  account: LocalAccount | None = None) -> list[Receipt]:
+        signer = account or self.account(role)
+        receipts = send_many(self.chain, signer, fns, confirmations=self.confirmations)
+        note(f"{what} ({len(receipts)} transaction(s), last in block {receipts[-1].blockNumber})")
+        return receipts
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+# ------------------------------------------------------------------ messages and output
+def err_console() -> Console:
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def note(message: str) -> None:
+    """A message for the human (stderr), never mixed with data."""
+    click.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**53:
+        return str(value)  # JSON readers lose precision above 2**53 (budget ids)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(_plain(data), indent=2))
+
+
+def output(ctx: Ctx, data: Any, rows: Iterable[Sequence[Any]] | None = None,
+           columns: Sequence[str] | None = None, title: str | None = None) -> None:
+    """Data on stdout: `data` as JSON with --json, else `rows` under `columns` (a table on
+    a terminal, tab-separated in a pipe), else `data` as `key: value` lines."""
+    if ctx.json:
+        emit_json(data)
+        return
+    if rows is None:
+        items = data.items() if isinstance(data, dict) else []
+        width = max((len(str(k)) for k, _ in items), default=0)
+        for k, v in (data.items() if isinstance(data, dict) else []):
+            click.echo(f"{str(k) + ':':<{width + 1}} {v}")
+        return
+    rows = [[str(c) for c in r] for r in rows]
+    if not sys.stdout.isatty():
+        if columns:
+            click.echo("\t".join(columns))
+        for r in rows:
+            click.echo("\t".join(r))
+        return
+    table = Table(title=title, show_lines=False, box=None, header_style="bold")
+    for c in columns or []:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*r)
+    Console(highlight=False).print(table)
+
+
+# ------------------------------------------------------------------ values
+def parse_euros(text: str, what: str = "amount", *, allow_zero: bool = False) -> int:
+    """'12.50' / '12,50' / '€12' -> cents; at most two decimals, never negative."""
+    raw = str(text).strip().replace("€", "").replace("EUR", "").strip()
+    if re.fullmatch(r"\d+,\d{1,2}", raw):
+        raw = raw.replace(",", ".")
+    if not re.fullmatch(r"\d+(\.\d{1,2})?", raw):
+        raise UsageError(f"{what}: {text!r} is not an amount in euros (like 12.50)")
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise UsageError(f"{what}: {text!r} is not an amount in euros") from None
+    if value > MAX_EUROS:
+        raise UsageError(f"{what}: {text} is too large")
+    cents = int(value * 100)
+    if cents == 0 and not allow_zero:
+        raise UsageError(f"{what}: must be more than €0.00")
+    return cents
+
+
+def format_euros(cents: int) -> str:
+    return euros(cents)
+
+
+def cents_to_str(cents: int) -> str:
+    """Euros without the sign, for CSV and JSON: 1250 -> '12.50'."""
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+def parse_date(text: str, what: str = "date", *, end_of_day: bool = False) -> int:
+    """YYYY-MM-DD (UTC) -> unix seconds at 00:00:00, or 23:59:59 with end_of_day (validity
+    dates are inclusive)."""
+    try:
+        day = date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise UsageError(f"{what}: {text!r} is not a date in the form YYYY-MM-DD") from None
+    ts = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+    return ts + DAY - 1 if end_of_day else ts
+
+
+def format_date(ts: int) -> str:
+    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%d")
+
+
+def parse_role(text: str) -> str:
+    """'issuer', 'budget-manager', 'BUDGET_MANAGER_ROLE' -> 'ISSUER', 'BUDGET_MANAGER'."""
+    name = str(text).strip().upper().replace("-", "_")
+    name = name[:-5] if name.endswith("_ROLE") else name
+    if name == "DEFAULT_ADMIN":
+        name = "ADMIN"
+    if name not in ROLE_IDS:
+        known = ", ".join(n.lower().replace("_", "-") for n in ROLE_IDS)
+        raise UsageError(f"role {text!r}: unknown role (known: {known})")
+    return name
+
+
+def role_label(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+# ------------------------------------------------------------------ click parameter types
+class _Converting(click.ParamType):
+    """A click type over one of the parsers above; their UsageError becomes click's usage error."""
+
+    parser: Callable[[str], Any]
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return type(self).parser(value)
+        except UsageError as exc:
+            self.fail(str(exc).split(": ", 1)[-1], param, ctx)
+
+
+class AddressType(_Converting):
+    name = "ADDRESS"
+    parser = staticmethod(lambda v: C.checksum(v))  # type: ignore[assignment]
+
+
+class EuroType(_Converting):
+    name = "EUROS"
+    parser = staticmethod(lambda v: parse_euros(v))  # type: ignore[assignment]
+
+
+class EuroOrZeroType(_Converting):
+    name = "EUROS"
+    parser = staticmethod(lambda v: parse_euros(v, allow_zero=True))  # type: ignore[assignment]
+
+
+class DateType(_Converting):
+    """A YYYY-MM-DD date; converted to its first second (use end_of_day() for inclusive ends)."""
+
+    name = "YYYY-MM-DD"
+    parser = staticmethod(lambda v: parse_date(v))  # type: ignore[assignment]
+
+
+class RoleType(_Converting):
+    name = "ROLE"
+    parser = staticmethod(parse_role)  # type: ignore[assignment]
+
+
+ADDRESS = AddressType()
+EUROS = EuroType()
+EUROS_OR_ZERO = EuroOrZeroType()
+DATE = DateType()
+ROLE = RoleType()
+
+
+def end_of_day(day_start: int) -> int:
+    return day_start + DAY - 1
+
+
+def parse_categories(dep: C.Deployment, text: str) -> list[int]:
+    """'0,2' or 'sport,culture' (names from `category define`) -> category numbers."""
+    names = {n.lower(): c for c, n in C.category_names(dep).items()}
+    out = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        if part.isdigit():
+            c = int(part)
+        elif part.lower() in names:
+            c = names[part.lower()]
+        else:
+            known = ", ".join(f"{c}={n}" for n, c in sorted(names.items(), key=lambda x: x[1])) or "none defined"
+            raise UsageError(f"category {part!r}: not a number 0..63 nor a defined category ({known})")
+        if not 0 <= c <= 63:
+            raise UsageError(f"category {c}: categories are 0..63")
+        out.append(c)
+    if not out:
+        raise UsageError("categories: give at least one (like 0,2 or sport,culture)")
+    return sorted(set(out))
+
+
+def category_label(dep: C.Deployment, category: int, names: dict[int, str] | None = None) -> str:
+    names = C.category_names(dep) if names is None else names
+    return f"{category} ({names[category]})" if category in names else str(category)

@@ -1,0 +1,373 @@
+"""The CityPass contract: packaged ABI and bytecode, deployment, the address book, reads.
+
+The package carries `citypass/artifacts/CityPass.json` (ABI + bytecode), so providers
+need no compiler; `python -m citypass.contract --sync-artifacts` refreshes it from
+Brownie's `build/contracts/CityPass.json` (tests/test_artifacts.py checks they agree).
+
+The address book (`<workdir>/addressbook.json`) remembers, per chain id, where CityPass
+was deployed, at which block (where event scans start) and on which chain (genesis hash).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import is_checksum_address, to_checksum_address
+from web3.contract import Contract
+
+from citypass import budget_id
+from citypass.chain import Chain
+from citypass.errors import (
+    PASS_STATUS, PROVIDER_STATUS, ROLE_IDS, CityPassError, UsageError, role_name,
+)
+
+ARTIFACT_ENV = "CITYPASS_ARTIFACT"  # override the packaged artifact (tests, custom builds)
+ADDRESSBOOK = "addressbook.json"
+DEFAULT_ADMIN_DELAY = 3 * 86_400  # two-step admin transfer waits three days
+DEFAULT_METADATA_URI = "https://citypass.example/budget/{id}.json"
+ARTIFACT_KEYS = ("contractName", "abi", "bytecode", "deployedBytecode", "compiler")
+LOG_CHUNK = 50_000  # blocks per eth_getLogs request (public nodes limit ranges)
+
+
+# ------------------------------------------------------------------ artifacts
+def artifact_path() -> Path:
+    override = os.environ.get(ARTIFACT_ENV)
+    if override:
+        return Path(override)
+    return Path(str(resources.files("citypass") / "artifacts" / "CityPass.json"))
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CityPassError(
+            f"no compiled CityPass artifacts at {path}: run `make compile` "
+            "(or `brownie compile` then `python -m citypass.contract --sync-artifacts`)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise CityPassError(f"the CityPass artifacts at {path} are unreadable: {exc}") from None
+    if not isinstance(data, dict) or not data.get("abi") or not data.get("bytecode"):
+        raise CityPassError(f"the CityPass artifacts at {path} have no ABI or bytecode: recompile")
+    return data
+
+
+def load_artifact() -> dict[str, Any]:
+    """{'abi', 'bytecode', 'deployedBytecode', 'compiler', ...} of CityPass (package data)."""
+    return _load(str(artifact_path()))
+
+
+def sync_artifacts(build: Path | str = "build/contracts/CityPass.json", target: Path | str | None = None) -> Path:
+    """Copies ABI, bytecode and compiler settings from a Brownie build into the package."""
+    source = Path(build)
+    try:
+        data = json.loads(source.read_text())
+    except FileNotFoundError:
+        raise CityPassError(f"{source} not found: run `brownie compile` first") from None
+    out = {k: data[k] for k in ARTIFACT_KEYS if k in data}
+    if not out.get("bytecode"):
+        raise CityPassError(f"{source} has no bytecode")
+    dest = Path(target) if target else Path(__file__).parent / "artifacts" / "CityPass.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    _load.cache_clear()
+    return dest
+
+
+# ------------------------------------------------------------------ addresses
+def checksum(address: str, what: str = "address") -> str:
+    """A checksummed address, or a UsageError naming `what` and the problem."""
+    text = str(address).strip()
+    body = text[2:]
+    if not text.startswith("0x") or len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise UsageError(f"{what}: {text!r} is not an Ethereum address (0x followed by 40 hex digits)")
+    # All lower or all upper case carries no checksum; mixed case must be a valid one.
+    if body != body.lower() and body != body.upper() and not is_checksum_address(text):
+        raise UsageError(f"{what}: {text} has a bad checksum (a typo?); expected {to_checksum_address(text)}")
+    return to_checksum_address(text)
+
+
+# ------------------------------------------------------------------ deployments
+@dataclass
+class Deployment:
+    chain: Chain
+    address: str
+    contract: Contract
+    block: int = 0  # deployment block: event scans start here
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def role_id(self, name: str) -> bytes:
+        return ROLE_IDS[name]
+
+    def events(self, event: str, from_block: int | None = None, to_block: int | str = "latest",
+               argument_filters: dict[str, Any] | None = None) -> list[Any]:
+        """Decoded logs of one event since the deployment, fetched in block ranges."""
+        ev = getattr(self.contract.events, event)
+        start = self.block if from_block is None else from_block
+        end = self.chain.w3.eth.block_number if to_block == "latest" else int(to_block)
+        logs: list[Any] = []
+        while start <= end:
+            stop = min(start + LOG_CHUNK - 1, end)
+            logs += ev.get_logs(from_block=start, to_block=stop, argument_filters=argument_filters)
+            start = stop + 1
+        return logs
+
+
+def contract_at(chain: Chain, address: str) -> Contract:
+    return chain.w3.eth.contract(address=to_checksum_address(address), abi=load_artifact()["abi"])
+
+
+def _genesis(chain: Chain) -> str:
+    return chain.rpc("eth_getBlockByNumber", ["0x0", False])["hash"]
+
+
+def addressbook_path(workdir: Path | str) -> Path:
+    return Path(workdir) / ADDRESSBOOK
+
+
+def read_addressbook(workdir: Path | str) -> dict[str, Any]:
+    path = addressbook_path(workdir)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise CityPassError(f"the address book {path} is not valid JSON: fix or remove it") from None
+
+
+def record_deployment(chain: Chain, address: str, block: int, deployer: str, workdir: Path | str) -> None:
+    book = read_addressbook(workdir)
+    key = str(chain.chain_id)
+    entry = {"address": address, "block": block, "genesis": _genesis(chain), "deployer": deployer,
+             "rpc": chain.rpc_url, "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    previous = book.get(key)
+    if previous:  # keep older deployments of this chain id: their events stay auditable
+        entry["previous"] = previous.get("previous", []) + [{k: v for k, v in previous.items() if k != "previous"}]
+    book[key] = entry
+    path = addressbook_path(workdir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(book, indent=2) + "\n")
+    tmp.replace(path)  # atomic: a crash never leaves half an address book
+
+
+def deploy(
+    chain: Chain,
+    deployer: LocalAccount,
+    *,
+    admin: str,
+    budget_manager: str | None,
+    provider_manager: str | None,
+    registrar: str | None,
+    issuer: str | None,
+    treasurer: str | None,
+    pauser: str | None,
+    admin_delay: int = DEFAULT_ADMIN_DELAY,
+    metadata_uri: str = DEFAULT_METADATA_URI,
+    workdir: Path | str | None = None,
+    confirmations: int | None = None,
+) -> Deployment:
+    """Deploys CityPass with each role to the given address (None leaves a role empty) and
+    records it in the address book of `workdir` (default: the chain's)."""
+    from citypass.tx import send
+
+    zero = "0x" + "00" * 20
+    operators = [checksum(a, name) if a else zero for a, name in (
+        (budget_manager, "budget manager"), (provider_manager, "provider manager"), (registrar, "registrar"),
+        (issuer, "issuer"), (treasurer, "treasurer"), (pauser, "pauser"))]
+    art = load_artifact()
+    factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    receipt = send(chain, deployer, factory.constructor(admin_delay, checksum(admin, "admin"), operators, metadata_uri),
+                   confirmations=confirmations)
+    address = to_checksum_address(receipt.contractAddress)
+    record_deployment(chain, address, receipt.blockNumber, deployer.address,
+                      workdir if workdir is not None else chain.workdir)
+    return Deployment(chain, address, contract_at(chain, address), receipt.blockNumber)
+
+
+def open_deployment(chain: Chain, address: str | None = None, workdir: Path | str | None = None) -> Deployment:
+    """The CityPass at `address`, or the one the address book has for this chain."""
+    workdir = Path(workdir) if workdir is not None else chain.workdir
+    block = 0
+    if address is None:
+        address = os.environ.get("CITYPASS_CONTRACT") or None
+    if address is None:
+        book = read_addressbook(workdir)
+        entry = book.get(str(chain.chain_id))
+        if entry is None:
+            others = ", ".join(sorted(book)) or "none"
+            raise CityPassError(
+                f"no CityPass deployed on chain {chain.chain_id} in {addressbook_path(workdir)} "
+                f"(chains there: {others}): run `citypass deploy` or pass --contract ADDRESS"
+            )
+        if entry.get("genesis") and entry["genesis"] != _genesis(chain):
+            raise CityPassError(
+                f"the address book's CityPass for chain {chain.chain_id} was deployed on another chain "
+                f"with the same id (the node was reset?): run `citypass deploy` or pass --contract ADDRESS"
+            )
+        address, block = entry["address"], int(entry.get("block", 0))
+    address = checksum(address, "contract")
+    if chain.w3.eth.get_code(address) in (b"", None):
+        raise CityPassError(f"no contract at {address} on chain {chain.chain_id}: wrong chain or address?")
+    dep = Deployment(chain, address, contract_at(chain, address), block)
+    try:
+        dep.contract.functions.HOT_NONCES().call()
+        dep.contract.functions.DEFAULT_ADMIN_ROLE().call()
+    except Exception:
+        raise CityPassError(f"the contract at {address} on chain {chain.chain_id} is not CityPass") from None
+    return dep
+
+
+# ------------------------------------------------------------------ reads
+@dataclass(frozen=True)
+class BudgetInfo:
+    id: int
+    serial: int
+    category: int
+    valid_from: int
+    valid_until: int
+    cap: int
+    issued: int
+    settled: int
+    reclaimed: int
+    name: str
+
+    @property
+    def outstanding(self) -> int:
+        return self.issued - self.settled - self.reclaimed
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    address: str
+    status: str  # active | suspended | removed | none
+    categories: tuple[int, ...]
+    max_amount: int  # cents per redemption; 0 = no limit
+    paused: bool
+
+
+@dataclass(frozen=True)
+class PassInfo:
+    address: str
+    status: str  # none | active | suspended | revoked | migrated | provider
+    valid_until: int
+    migrated_to: str | None
+    current_address: str
+    balances: dict[int, int]  # budget id -> cents (non-zero only)
+
+
+def category_names(dep: Deployment) -> dict[int, str]:
+    """Category number -> name, the latest CategoryDefined of each."""
+    return {int(e.args.category): e.args.name for e in dep.events("CategoryDefined")}
+
+
+def budgets(dep: Deployment) -> list[BudgetInfo]:
+    """Every budget, in order of creation, with its totals and name."""
+    ids = dep.contract.functions.budgets().call()
+    names = {int(e.args.budget): e.args.name for e in dep.events("BudgetCreated")}
+    out = []
+    for bid in ids:
+        cap, issued, settled, reclaimed = dep.contract.functions.budgetTotals(bid).call()
+        t = budget_id.decode(bid)
+        out.append(BudgetInfo(bid, t.serial, t.category, t.valid_from, t.valid_until, cap, issued, settled,
+                              reclaimed, names.get(bid, "")))
+    return out
+
+
+def find_budget(dep: Deployment, spec: str | int) -> BudgetInfo:
+    """A budget by serial number ('3', '#3') or full id; error if this contract has none such."""
+    text = str(spec).strip().lstrip("#")
+    if not text.isdigit():
+        raise UsageError(f"budget {spec!r}: give its number (as `citypass budget list` shows) or its full id")
+    value = int(text)
+    for b in budgets(dep):
+        if value in (b.serial, b.id):
+            return b
+    raise CityPassError(f"budget {spec} does not exist on the contract at {dep.address}: see `citypass budget list`")
+
+
+def provider_info(dep: Deployment, address: str) -> ProviderInfo:
+    address = checksum(address, "provider")
+    status, paused, cats, max_amount = dep.contract.functions.providerOf(address).call()
+    categories = tuple(c for c in range(64) if cats >> c & 1)
+    return ProviderInfo(address, PROVIDER_STATUS[status], categories, max_amount, paused)
+
+
+def providers(dep: Deployment) -> list[ProviderInfo]:
+    return [provider_info(dep, a) for a in dep.contract.functions.providers().call()]
+
+
+def pass_info(dep: Deployment, holder: str) -> PassInfo:
+    holder = checksum(holder, "pass holder")
+    f = dep.contract.functions
+    status, valid_until = f.passOf(holder).call()
+    moved = f.migratedTo(holder).call()
+    ids = f.budgets().call()
+    amounts = f.balanceOfBatch([holder] * len(ids), ids).call() if ids else []
+    return PassInfo(
+        holder, PASS_STATUS[status], valid_until,
+        None if int(moved, 16) == 0 else to_checksum_address(moved),
+        to_checksum_address(f.currentAddress(holder).call()),
+        {bid: amt for bid, amt in zip(ids, amounts) if amt},
+    )
+
+
+def role_members(dep: Deployment) -> dict[str, list[str]]:
+    """Current holders of each role, replayed from RoleGranted/RoleRevoked events (the
+    contract does not enumerate members), then confirmed with hasRole."""
+    names = {role_id: name for name, role_id in ROLE_IDS.items()}
+    seen: dict[str, set[str]] = {name: set() for name in ROLE_IDS}
+    for ev in dep.events("RoleGranted"):
+        name = names.get(bytes(ev.args.role))
+        if name:
+            seen[name].add(to_checksum_address(ev.args.account))
+    has = dep.contract.functions.hasRole
+    return {name: sorted(a for a in accounts if has(ROLE_IDS[name], a).call()) for name, accounts in seen.items()}
+
+
+def has_role(dep: Deployment, role: str, account: str) -> bool:
+    return bool(dep.contract.functions.hasRole(ROLE_IDS[role], account).call())
+
+
+def require_role(dep: Deployment, role: str, account: str) -> None:
+    """Checks a role before sending, so the error names the role and the account."""
+    if not has_role(dep, role, account):
+        raise CityPassError(f"account {account} lacks the {role} role on the contract at {dep.address}")
+
+
+__all__ = [
+    "Deployment", "BudgetInfo", "ProviderInfo", "PassInfo", "load_artifact", "sync_artifacts", "deploy",
+    "open_deployment", "budgets", "find_budget", "provider_info", "providers", "pass_info", "category_names",
+    "role_members", "has_role", "require_role", "checksum", "role_name",
+]
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m citypass.contract", description=__doc__.splitlines()[0])
+    parser.add_argument("--sync-artifacts", action="store_true", help="copy ABI/bytecode from a Brownie build")
+    parser.add_argument("--build", default="build/contracts/CityPass.json", help="Brownie build artifact")
+    args = parser.parse_args(argv)
+    if not args.sync_artifacts:
+        parser.print_help()
+        return 2
+    try:
+        print(f"wrote {sync_artifacts(args.build)}", file=sys.stderr)
+    except CityPassError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

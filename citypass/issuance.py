@@ -1,0 +1,640 @@
+"""Exactly-once issuance of credit from a CSV file.
+
+The file format is strict on purpose: a mistake in an issuance file is money sent to the
+wrong pass, so nothing is guessed and every bad line is reported before anything is sent.
+
+    holder,amount
+    0x5B38Da6a701c568545dCfcB03FcB875f56beddC4,100.00
+    0xAb8483F64d9C6d1EcF9b849Ae677dD3315835cb2,25
+
+- UTF-8 text (a leading byte-order mark is allowed), lines end in LF or CRLF.
+- Line 1 is exactly `holder,amount`. No comments, no empty lines, no quotes, no spaces.
+- `holder`: an address in its EIP-55 checksummed form. An all-lower/upper-case address is
+  refused too (it carries no checksum, so a typo would go unnoticed); the error shows the
+  checksummed form to copy from the municipality's own records.
+- `amount`: euros, a dot for decimals, at most 2 decimals, more than 0 (`25`, `12.5`, `12.50`).
+- Each holder at most once per file; at most MAX_ROWS rows.
+
+Batches: the rows are cut, in file order, into batches of a fixed size (from the block gas
+limit, see `batch_size_for`). Batch i has the base id
+
+    keccak256(abi.encode("CityPass issuance v1", chainId, contract, budget, tranche, i, holders, amounts))
+
+and is sent as at most two transactions with ids keccak256(baseId ++ "credit") (`issue`, for
+holders who already have an active pass) and keccak256(baseId ++ "enrol") (`enrollAndIssue`,
+for new residents), credit first. The chain refuses a used id, and a run skips what
+`batchIssued` says was sent: the enrol id marks the batch done; a used credit id means only
+the still-unenrolled holders remain. So a re-run, or a run after a crash, credits nobody
+twice. The same rows for the same budget are the same issuance; a second tranche to the same
+residents needs a `tranche` label.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from eth_abi import encode as abi_encode
+from eth_utils import is_checksum_address, keccak, to_checksum_address
+
+from citypass.errors import CityPassError, date_text, euros
+
+HEADER = "holder,amount"
+MAX_ROWS = 100_000
+MAX_PROBLEMS_SHOWN = 50
+ID_DOMAIN = "CityPass issuance v1"
+
+# Gas per row, measured on the contract (tests/test_csv_issuance.py checks they still hold):
+# a new resident costs a pass slot, a ledger slot and two events; a credit only the ledger.
+ENROL_ROW_GAS = 56_000
+CREDIT_ROW_GAS = 34_000
+BATCH_BASE_GAS = 60_000  # transaction, batch id, budget totals, BatchIssued
+BLOCK_SHARE = 0.4  # a batch takes at most this share of a block, so it is mined promptly
+# Batch sizes are taken from this ladder, so a small drift of the block gas limit does not
+# change the batches (and so the ids) of a file between two runs.
+BATCH_LADDER = (10, 25, 50, 100, 200, 400, 800, 1600)
+
+PASS_NONE, PASS_ACTIVE, PASS_SUSPENDED, PASS_REVOKED, PASS_MIGRATED, PASS_PROVIDER = range(6)
+
+_HEX_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_AMOUNT = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
+_MAX_CENTS = 2**128 - 1
+
+
+# ---------------------------------------------------------------------------- errors
+@dataclass(frozen=True)
+class Problem:
+    """One reason the file cannot be issued. `line` is None for problems of the whole file."""
+
+    line: int | None
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.field}: {self.reason}"
+
+
+class IssuanceFileError(CityPassError):
+    """The file (or the budget or passes it names) cannot be issued; nothing was sent."""
+
+    def __init__(self, path: str | Path, problems: Sequence[Problem]):
+        self.path = str(path)
+        self.problems = list(problems)
+        shown = [f"  {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
+        if len(self.problems) > MAX_PROBLEMS_SHOWN:
+            shown.append(f"  ... and {len(self.problems) - MAX_PROBLEMS_SHOWN} more")
+        count = len(self.problems)
+        super().__init__(
+            f"{self.path}: {count} problem{'s' if count != 1 else ''}, nothing was sent:\n" + "\n".join(shown)
+        )
+
+
+# ---------------------------------------------------------------------------- parsing
+@dataclass(frozen=True)
+class Row:
+    line: int
+    holder: str  # checksummed
+    amount: int  # euro cents
+
+
+def parse_amount(text: str) -> int:
+    """'12.5' -> 1250 cents; ValueError with the reason otherwise."""
+    if not _AMOUNT.match(text):
+        if "," in text:
+            raise ValueError(f"{text!r} is not an amount: use a dot for decimals (12.50)")
+        raise ValueError(f"{text!r} is not an amount in euros like 12.50 (digits, a dot, at most 2 decimals)")
+    cents = int(Decimal(text) * 100)
+    if cents <= 0:
+        raise ValueError("must be more than 0")
+    if cents > _MAX_CENTS:
+        raise ValueError(f"{text!r} is too large")
+    return cents
+
+
+def _check_holder(text: str) -> str:
+    """The checksummed address, or ValueError saying how to fix it."""
+    if not _HEX_ADDRESS.match(text):
+        raise ValueError(f"{text!r} is not an Ethereum address (0x followed by 40 hex digits)")
+    if int(text, 16) == 0:
+        raise ValueError("the zero address cannot hold a pass")
+    body = text[2:]
+    if body == body.lower() or body == body.upper():
+        raise ValueError(
+            f"{text} has no EIP-55 checksum (all one case), so a typo would go unnoticed; "
+            f"write it checksummed, as the source records give it: {to_checksum_address(text)}"
+        )
+    if not is_checksum_address(text):
+        raise ValueError(f"{text}: the EIP-55 checksum does not match, so the address has a typo; check it against the source")
+    return text
+
+
+def parse(path: str | Path) -> tuple[list[Row], list[Problem]]:
+    """Every well-formed row and every problem of the file (see the module docstring)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return [], [Problem(None, "file", f"cannot read it: {exc.strerror or exc}")]
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data.strip():
+        return [], [Problem(None, "file", f"is empty; line 1 must be the header {HEADER!r}")]
+    raw_lines = data.split(b"\n")
+    if raw_lines[-1] == b"":  # the newline at the end of the last line
+        raw_lines.pop()
+
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    first_line_of: dict[str, int] = {}
+    for number, raw in enumerate(raw_lines, start=1):
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(number, "line", f"not UTF-8 text (byte 0x{raw[exc.start]:02X} at column {exc.start + 1}); save the file as UTF-8"))
+            continue
+        if number == 1:
+            if text != HEADER:
+                problems.append(Problem(1, "header", f"expected exactly {HEADER!r}, found {text!r}"))
+            continue
+        problem = _parse_row(number, text, rows, first_line_of)
+        if problem is not None:
+            problems.append(problem)
+    if len(raw_lines) == 1 and not problems:
+        problems.append(Problem(None, "file", "has a header but no rows"))
+    if len(raw_lines) - 1 > MAX_ROWS:
+        problems.append(Problem(None, "file", f"has {len(raw_lines) - 1} rows, more than the maximum of {MAX_ROWS}; split it"))
+    return rows, problems
+
+
+def _parse_row(number: int, text: str, rows: list[Row], first_line_of: dict[str, int]) -> Problem | None:
+    if not text.strip():
+        return Problem(number, "line", "is empty; remove it")
+    if text.lstrip().startswith("#"):
+        return Problem(number, "line", "comments are not allowed; remove the line")
+    if '"' in text or "'" in text:
+        return Problem(number, "line", "quotes are not allowed; write holder,amount without quotes")
+    fields = text.split(",")
+    if len(fields) != 2:
+        hint = " (a decimal comma? write amounts like 12.50)" if len(fields) == 3 else ""
+        return Problem(number, "line", f"expected 2 fields (holder,amount), found {len(fields)}{hint}")
+    for name, value in zip(("holder", "amount"), fields):
+        if value != value.strip():
+            return Problem(number, name, f"{value!r} has spaces around it; remove them")
+        if not value:
+            return Problem(number, name, "is empty")
+    try:
+        holder = _check_holder(fields[0])
+    except ValueError as exc:
+        return Problem(number, "holder", str(exc))
+    try:
+        amount = parse_amount(fields[1])
+    except ValueError as exc:
+        return Problem(number, "amount", str(exc))
+    first = first_line_of.setdefault(holder.lower(), number)
+    if first != number:
+        return Problem(number, "holder", f"{holder} is already on line {first}; list each resident once (add the amounts up)")
+    rows.append(Row(number, holder, amount))
+    return None
+
+
+# ---------------------------------------------------------------------------- batches
+def batch_size_for(block_gas_limit: int, max_per_batch: int) -> int:
+    """The largest ladder size whose worst case (all new residents) fits BLOCK_SHARE of a block."""
+    budget = block_gas_limit * BLOCK_SHARE - BATCH_BASE_GAS
+    fitting = [n for n in BATCH_LADDER if n * ENROL_ROW_GAS <= budget and n <= max_per_batch]
+    if not fitting:
+        raise CityPassError(f"the block gas limit {block_gas_limit:,} is too small for an issuance batch of {BATCH_LADDER[0]} rows")
+    return fitting[-1]
+
+
+def base_batch_id(chain_id: int, contract: str, budget: int, tranche: str, index: int, rows: Sequence[Row]) -> bytes:
+    return keccak(
+        abi_encode(
+            ["string", "uint256", "address", "uint256", "string", "uint256", "address[]", "uint256[]"],
+            [ID_DOMAIN, chain_id, to_checksum_address(contract), budget, tranche, index,
+             [r.holder for r in rows], [r.amount for r in rows]],
+        )
+    )
+
+
+def sub_batch_id(base: bytes, kind: str) -> bytes:
+    return keccak(base + kind.encode())
+
+
+@dataclass(frozen=True)
+class Batch:
+    index: int
+    base_id: bytes
+    rows: tuple[Row, ...]
+
+    @property
+    def credit_id(self) -> bytes:
+        return sub_batch_id(self.base_id, "credit")
+
+    @property
+    def enrol_id(self) -> bytes:
+        return sub_batch_id(self.base_id, "enrol")
+
+    @property
+    def ids(self) -> tuple[bytes, bytes]:
+        return (self.credit_id, self.enrol_id)
+
+    @property
+    def total(self) -> int:
+        return sum(r.amount for r in self.rows)
+
+
+def cut_batches(rows: Sequence[Row], size: int, *, chain_id: int, contract: str, budget: int, tranche: str = "") -> list[Batch]:
+    """The file's rows in file order, `size` per batch, with their content-derived ids."""
+    batches = []
+    for index, start in enumerate(range(0, len(rows), size)):
+        part = tuple(rows[start : start + size])
+        batches.append(Batch(index, base_batch_id(chain_id, contract, budget, tranche, index, part), part))
+    return batches
+
+
+# ---------------------------------------------------------------------------- chain facts
+@dataclass(frozen=True)
+class BudgetState:
+    """What validation needs to know about the budget (cap 0 = no such budget)."""
+
+    id: int
+    cap: int
+    issued: int
+
+    @property
+    def valid_until(self) -> int:
+        return self.id & ((1 << 40) - 1)
+
+
+@dataclass(frozen=True)
+class PassState:
+    status: int
+    valid_until: int
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """The chain as the plan sees it: ids, clock, limits, passes of the file's holders and
+    which of its batch ids were used."""
+
+    chain_id: int
+    contract: str
+    now: int
+    block_gas_limit: int
+    max_per_batch: int
+    passes: Mapping[str, PassState]
+    used_ids: frozenset[bytes]
+    migrated_to: Mapping[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class Send:
+    """One transaction of the plan: `issue` (kind "credit") or `enrollAndIssue` ("enrol")."""
+
+    batch: int
+    kind: str
+    batch_id: bytes
+    rows: tuple[Row, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(r.amount for r in self.rows)
+
+    @property
+    def gas_estimate(self) -> int:
+        per_row = ENROL_ROW_GAS if self.kind == "enrol" else CREDIT_ROW_GAS
+        return BATCH_BASE_GAS + per_row * len(self.rows)
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: str
+    budget: int
+    tranche: str
+    batch_size: int
+    pass_valid_until: int  # validity of passes enrolled by this file
+    rows: tuple[Row, ...]
+    batches: tuple[Batch, ...]
+    sends: tuple[Send, ...]  # what is still to be sent, in order
+    done_batches: tuple[int, ...]  # batch indexes already issued in full
+    budget_cap: int
+    budget_issued: int
+
+    @property
+    def total(self) -> int:
+        return sum(r.amount for r in self.rows)
+
+    @property
+    def to_send_total(self) -> int:
+        return sum(s.total for s in self.sends)
+
+    @property
+    def to_send_rows(self) -> int:
+        return sum(len(s.rows) for s in self.sends)
+
+    @property
+    def new_residents(self) -> int:
+        return sum(len(s.rows) for s in self.sends if s.kind == "enrol")
+
+    @property
+    def gas_estimate(self) -> int:
+        return sum(s.gas_estimate for s in self.sends)
+
+    @property
+    def all_ids(self) -> list[bytes]:
+        return [i for b in self.batches for i in b.ids]
+
+
+def validate(
+    path: str | Path,
+    budget: BudgetState,
+    state: ChainState,
+    *,
+    pass_valid_until: int | None = None,
+    tranche: str = "",
+    batch_size: int | None = None,
+) -> Plan:
+    """The plan for issuing `path` to `budget`, or IssuanceFileError listing every problem:
+    bad lines, unknown or closed budget, cap, and passes that cannot be credited."""
+    rows, problems = parse(path)
+    size = batch_size or batch_size_for(state.block_gas_limit, state.max_per_batch)
+    if size > state.max_per_batch:
+        problems.append(Problem(None, "batch size", f"{size} is above the contract's maximum of {state.max_per_batch}"))
+    batches = cut_batches(rows, size, chain_id=state.chain_id, contract=state.contract, budget=budget.id, tranche=tranche)
+    valid_until = budget.valid_until if pass_valid_until is None else pass_valid_until
+
+    sends: list[Send] = []
+    done: list[int] = []
+    for batch in batches:
+        if batch.enrol_id in state.used_ids:
+            done.append(batch.index)
+            continue
+        credited = batch.credit_id in state.used_ids
+        credit_rows: list[Row] = []
+        enrol_rows: list[Row] = []
+        for row in batch.rows:
+            p = state.passes.get(row.holder, PassState(PASS_NONE, 0))
+            if p.status == PASS_NONE:
+                enrol_rows.append(row)
+            elif credited:
+                continue  # credited by this batch's first transaction
+            else:
+                problem = _pass_problem(row, p, state)
+                if problem:
+                    problems.append(problem)
+                else:
+                    credit_rows.append(row)
+        if not credited and credit_rows:
+            sends.append(Send(batch.index, "credit", batch.credit_id, tuple(credit_rows)))
+        if enrol_rows:
+            sends.append(Send(batch.index, "enrol", batch.enrol_id, tuple(enrol_rows)))
+        if not enrol_rows and (credited or not credit_rows):
+            done.append(batch.index)
+
+    to_send = sum(s.total for s in sends)
+    if sends:  # an issuance that is complete stays reportable after the budget closed
+        budget_problems = _budget_problems(budget, state, to_send)
+        problems += budget_problems
+        if any(s.kind == "enrol" for s in sends) and valid_until < state.now and not budget_problems:
+            problems.append(Problem(None, "pass validity", f"new passes would be valid until {date_text(valid_until)}, which is in the past"))
+    if problems:
+        raise IssuanceFileError(path, sorted(problems, key=lambda p: (p.line or 0)))
+    return Plan(
+        path=str(path), budget=budget.id, tranche=tranche, batch_size=size, pass_valid_until=valid_until,
+        rows=tuple(rows), batches=tuple(batches), sends=tuple(sends), done_batches=tuple(done),
+        budget_cap=budget.cap, budget_issued=budget.issued,
+    )
+
+
+def _pass_problem(row: Row, p: PassState, state: ChainState) -> Problem | None:
+    if p.status == PASS_ACTIVE:
+        if p.valid_until < state.now:
+            return Problem(row.line, "holder", f"the pass of {row.holder} expired on {date_text(p.valid_until)}; renew it first")
+        return None
+    reason = {
+        PASS_SUSPENDED: "is suspended; reinstate it or remove the line",
+        PASS_REVOKED: "is revoked; remove the line",
+        PASS_MIGRATED: f"moved to a new address ({state.migrated_to.get(row.holder, 'see `citypass pass show`')}); put that address in the file",
+    }.get(p.status)
+    if reason:
+        return Problem(row.line, "holder", f"the pass of {row.holder} {reason}")
+    if p.status == PASS_PROVIDER:
+        return Problem(row.line, "holder", f"{row.holder} is a registered provider, not a pass holder")
+    return Problem(row.line, "holder", f"{row.holder} has an unknown pass status {p.status}")
+
+
+def _budget_problems(budget: BudgetState, state: ChainState, to_send: int) -> list[Problem]:
+    if budget.cap == 0:
+        return [Problem(None, "budget", f"{budget.id} does not exist on this contract (see `citypass budget list`)")]
+    problems = []
+    if state.now > budget.valid_until:
+        problems.append(Problem(None, "budget", f"ended on {date_text(budget.valid_until)}; no more credit can be issued"))
+    if budget.issued + to_send > budget.cap:
+        problems.append(Problem(
+            None, "budget",
+            f"issuing {euros(to_send)} would bring it to {euros(budget.issued + to_send)}, above its cap of "
+            f"{euros(budget.cap)} ({euros(budget.cap - budget.issued)} left)",
+        ))
+    return problems
+
+
+# ---------------------------------------------------------------------------- on the chain
+def read_budget(dep: Any, budget: int) -> BudgetState:
+    cap, issued, _settled, _reclaimed = dep.contract.functions.budgetTotals(budget).call()
+    return BudgetState(budget, int(cap), int(issued))
+
+
+def read_state(dep: Any, rows: Sequence[Row], ids: Sequence[bytes]) -> ChainState:
+    """Passes of the file's holders and the use of its batch ids, in JSON-RPC batches."""
+    chain = dep.chain
+    holders = [r.holder for r in rows]
+    passes = call_many(dep, "passOf", [(h,) for h in holders])
+    used = call_many(dep, "batchIssued", [(i,) for i in ids])
+    moved = [h for h, (status, _) in zip(holders, passes) if status == PASS_MIGRATED]
+    targets = call_many(dep, "migratedTo", [(h,) for h in moved])
+    block = chain.w3.eth.get_block("latest")
+    return ChainState(
+        chain_id=chain.chain_id,
+        contract=dep.address,
+        now=int(block["timestamp"]),
+        block_gas_limit=int(block["gasLimit"]),
+        max_per_batch=int(dep.contract.functions.MAX_PASSES_PER_BATCH().call()),
+        passes={h: PassState(int(s), int(v)) for h, (s, v) in zip(holders, passes)},
+        used_ids=frozenset(i for i, u in zip(ids, used) if u[0]),
+        migrated_to={h: to_checksum_address(t[0]) for h, t in zip(moved, targets)},
+    )
+
+
+def call_many(dep: Any, name: str, arg_lists: Sequence[tuple], chunk: int = 500) -> list[tuple]:
+    """One view function called with many argument tuples, as JSON-RPC batches (a plain
+    call per holder is ~50x slower for a file of thousands); results as tuples."""
+    from eth_abi import decode as abi_decode
+
+    if not arg_lists:
+        return []
+    fn_abi = dep.contract.get_function_by_name(name).abi
+    types = [o["type"] for o in fn_abi["outputs"]]
+    out: list[tuple] = []
+    for start in range(0, len(arg_lists), chunk):
+        part = arg_lists[start : start + chunk]
+        calls = [("eth_call", [{"to": dep.address, "data": dep.contract.encode_abi(name, args=list(a))}, "latest"]) for a in part]
+        for answer in dep.chain.rpc_batch(calls):
+            out.append(tuple(abi_decode(types, bytes.fromhex(answer[2:]))))
+    return out
+
+
+def plan_issuance(
+    dep: Any, path: str | Path, budget: int, *, pass_valid_until: int | None = None, tranche: str = "",
+    batch_size: int | None = None,
+) -> Plan:
+    """Reads the file and the chain and returns the plan (or IssuanceFileError with every problem)."""
+    rows, _ = parse(path)
+    state = read_state(dep, rows, [])
+    size = batch_size or batch_size_for(state.block_gas_limit, state.max_per_batch)
+    if batch_size is None:
+        _check_other_sizes(dep, rows, size, state, budget, tranche)
+    batches = cut_batches(rows, size, chain_id=state.chain_id, contract=dep.address, budget=budget, tranche=tranche)
+    ids = [i for b in batches for i in b.ids]
+    used = call_many(dep, "batchIssued", [(i,) for i in ids])
+    state = ChainState(**{**state.__dict__, "used_ids": frozenset(i for i, u in zip(ids, used) if u[0])})
+    return validate(path, read_budget(dep, budget), state, pass_valid_until=pass_valid_until, tranche=tranche,
+                    batch_size=size)
+
+
+def _check_other_sizes(dep: Any, rows: Sequence[Row], size: int, state: ChainState, budget: int, tranche: str) -> None:
+    """A file first issued with another batch size (the block gas limit changed since) has
+    other ids: refuse rather than issue it again. Runs send batch 0 first, so its ids tell."""
+    # A size that gives the same first batch (a file shorter than both) gives the same ids.
+    others = [n for n in BATCH_LADDER if n <= state.max_per_batch and min(n, len(rows)) != min(size, len(rows))]
+    probes = []
+    for n in others:
+        first = cut_batches(rows[:n], n, chain_id=state.chain_id, contract=dep.address, budget=budget, tranche=tranche)
+        if first:
+            probes += [(n, i) for i in first[0].ids]
+    used = call_many(dep, "batchIssued", [(i,) for _, i in probes])
+    for (n, _), (u,) in zip(probes, used):
+        if u:
+            raise CityPassError(
+                f"this file was already (partly) issued in batches of {n} rows, not {size}: "
+                f"run again with --batch-size {n} so nothing is issued twice"
+            )
+
+
+@dataclass(frozen=True)
+class SendResult:
+    send: Send
+    tx_hash: str | None  # None: the id was found used just before sending (another run)
+    gas_used: int
+
+
+Sender = Callable[[Any], Any]  # contract call -> receipt
+
+
+def execute(
+    dep: Any, account: Any, plan: Plan, *, sender: Sender | None = None,
+    on_sent: Callable[[SendResult], None] | None = None,
+) -> list[SendResult]:
+    """Sends the plan's transactions in order. Each id is checked just before sending, so
+    two runs at once still issue each batch once (the chain refuses a used id anyway)."""
+    from citypass.contract import require_role
+    from citypass.tx import send as tx_send
+
+    if plan.sends:
+        require_role(dep, "ISSUER", account.address)
+        if any(s.kind == "enrol" for s in plan.sends):
+            require_role(dep, "REGISTRAR", account.address)
+    do_send = sender or (lambda fn: tx_send(dep.chain, account, fn))
+    f = dep.contract.functions
+    results = []
+    for s in plan.sends:
+        holders, amounts = [r.holder for r in s.rows], [r.amount for r in s.rows]
+        if f.batchIssued(s.batch_id).call():
+            result = SendResult(s, None, 0)
+        else:
+            fn = (f.issue(s.batch_id, plan.budget, holders, amounts) if s.kind == "credit"
+                  else f.enrollAndIssue(s.batch_id, plan.budget, plan.pass_valid_until, holders, amounts))
+            receipt = do_send(fn)
+            result = SendResult(s, "0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["gasUsed"]))
+        results.append(result)
+        if on_sent:
+            on_sent(result)
+    return results
+
+
+# ---------------------------------------------------------------------------- reconciliation
+@dataclass(frozen=True)
+class Snapshot:
+    issued: int  # the budget's issued counter
+    balances: int  # sum of the file's holders' balances of the budget
+
+
+def snapshot(dep: Any, plan: Plan) -> Snapshot:
+    holders = [r.holder for r in plan.rows]
+    total = 0
+    for start in range(0, len(holders), 500):
+        part = holders[start : start + 500]
+        total += sum(dep.contract.functions.balanceOfBatch(part, [plan.budget] * len(part)).call())
+    return Snapshot(read_budget(dep, plan.budget).issued, total)
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    file_rows: int
+    file_total: int
+    chain_rows: int  # from the BatchIssued events of this file's ids
+    chain_total: int
+    chain_batches: int
+    sent_rows: int  # in this run
+    sent_total: int
+    before: Snapshot
+    after: Snapshot
+    cap: int
+
+    @property
+    def checks(self) -> list[tuple[str, bool]]:
+        return [
+            ("file = BatchIssued events of its batch ids",
+             (self.file_rows, self.file_total) == (self.chain_rows, self.chain_total)),
+            ("budget issued counter grew by what this run sent", self.after.issued - self.before.issued == self.sent_total),
+            ("the file's holders' balances grew by what this run sent",
+             self.after.balances - self.before.balances == self.sent_total),
+        ]
+
+    @property
+    def ok(self) -> bool:
+        return all(ok for _, ok in self.checks)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"file:             {self.file_rows} rows, {self.file_rows} residents, {euros(self.file_total)}",
+            f"on chain:         {self.chain_rows} residents, {euros(self.chain_total)} in {self.chain_batches} "
+            "transactions (BatchIssued of this file's batch ids)",
+            f"this run:         {self.sent_rows} residents, {euros(self.sent_total)}"
+            + ("" if self.sent_rows else " (all of it was issued before)"),
+            f"budget issued:    {euros(self.before.issued)} -> {euros(self.after.issued)} (cap {euros(self.cap)})",
+            f"holders' balance: {euros(self.before.balances)} -> {euros(self.after.balances)}",
+        ]
+        out += [f"{'ok' if ok else 'MISMATCH'}: {name}" for name, ok in self.checks]
+        return out
+
+
+def reconcile(dep: Any, plan: Plan, before: Snapshot, results: Sequence[SendResult]) -> Reconciliation:
+    ids = {"0x" + i.hex() for i in plan.all_ids}
+    rows = total = count = 0
+    for ev in dep.events("BatchIssued", argument_filters={"budget": plan.budget}):
+        if "0x" + bytes(ev.args.batchId).hex() in ids:
+            rows += int(ev.args["count"])
+            total += int(ev.args.total)
+            count += 1
+    sent = [r for r in results if r.tx_hash]
+    return Reconciliation(
+        file_rows=len(plan.rows), file_total=plan.total, chain_rows=rows, chain_total=total, chain_batches=count,
+        sent_rows=sum(len(r.send.rows) for r in sent), sent_total=sum(r.send.total for r in sent),
+        before=before, after=snapshot(dep, plan), cap=read_budget(dep, plan.budget).cap,
+    )

@@ -1,0 +1,622 @@
+"""The municipal report: what was issued, spent, refunded, settled and reclaimed, from events.
+
+Everything here is computed from the chain's events (`citypass.events`), never from the
+bookkeeping of whoever ran the operations, so an auditor can rebuild the same report.
+
+    summary = summarize(activity(fetch_events(dep)))
+    reconcile(summary)                       # raises ReconciliationError on any gap
+    verify_against_chain(summary, dep.contract)
+    write_report(summary, "report/")        # CSV tables, PNG charts, index.html
+
+The reconciliation, per budget, to the cent:
+
+    issued   = held by residents + held by providers + settled + reclaimed
+    redeemed - refunded = received by providers = held by providers + settled
+
+and the event totals must agree with the contract's own counters and balances.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from citypass.errors import CityPassError
+from citypass.events import (
+    Activity, Issuance, Migration, Reclamation, Redemption, Refund, Settlement, balances,
+)
+
+
+class ReconciliationError(CityPassError):
+    """The totals do not add up; the message names the budget and the gap in cents."""
+
+
+def eur(cents: int) -> str:
+    """Cents as a plain decimal euro amount for CSV files: 12345 -> '123.45'."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+def eur_text(cents: int) -> str:
+    """Cents for people: 1234567 -> '€12,345.67'."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}€{abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+def _short(address: str) -> str:
+    return f"{address[:6]}…{address[-4:]}"
+
+
+def iso_week(timestamp: int) -> str:
+    year, week, _ = datetime.fromtimestamp(timestamp, timezone.utc).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+# ---------------------------------------------------------------------------- the figures
+@dataclass
+class BudgetLine:
+    """One budget's totals, in cents."""
+
+    budget: int
+    name: str
+    category: int
+    category_name: str
+    valid_from: int
+    valid_until: int
+    cap: int = 0
+    issued: int = 0
+    redeemed: int = 0  # paid by residents to providers (vouchers and direct payments)
+    refunded: int = 0  # returned by providers to residents
+    settled: int = 0  # paid out in euros by the municipality (credit burned)
+    reclaimed: int = 0  # left by residents after the end, burned
+    held_by_residents: int = 0
+    held_by_providers: int = 0  # redeemed but not yet settled: the municipality owes it
+    co_payments: int = 0  # what residents paid on top, as recorded in the vouchers
+    redemptions: int = 0
+    refunds: int = 0
+    residents_credited: int = 0
+    residents_who_spent: int = 0
+
+    @property
+    def provider_received(self) -> int:
+        return self.redeemed - self.refunded
+
+    @property
+    def take_up(self) -> float:
+        return self.residents_who_spent / self.residents_credited if self.residents_credited else 0.0
+
+
+@dataclass
+class ProviderLine:
+    """One provider's activity in one budget, in cents."""
+
+    provider: str
+    name: str
+    budget: int
+    budget_name: str
+    redemptions: int = 0
+    redeemed: int = 0
+    refunds: int = 0
+    refunded: int = 0
+    co_payments: int = 0
+    settled: int = 0
+    unsettled: int = 0  # balance the municipality still has to pay
+    payment_references: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WeekLine:
+    """Spending of one budget in one ISO week, in cents."""
+
+    week: str
+    budget: int
+    budget_name: str
+    category_name: str
+    redemptions: int = 0
+    redeemed: int = 0
+    refunded: int = 0
+    co_payments: int = 0
+
+
+@dataclass
+class Summary:
+    budgets: list[BudgetLine]
+    providers: list[ProviderLine]
+    weeks: list[WeekLine]
+    activity: Activity
+    provider_names: dict[str, str]
+    balances: dict[tuple[int, str], int]
+
+    def categories(self) -> list[dict[str, Any]]:
+        """Budgets summed per category (one category may have several budgets/years)."""
+        out: dict[int, dict[str, Any]] = {}
+        for b in self.budgets:
+            row = out.setdefault(b.category, {"category": b.category, "category_name": b.category_name, "budgets": 0,
+                                              **{k: 0 for k in _MONEY_FIELDS}, "redemptions": 0})
+            row["budgets"] += 1
+            row["redemptions"] += b.redemptions
+            for k in _MONEY_FIELDS:
+                row[k] += getattr(b, k)
+        return [out[c] for c in sorted(out)]
+
+    def total(self, name: str) -> int:
+        return sum(getattr(b, name) for b in self.budgets)
+
+    def residents(self) -> tuple[int, int]:
+        """(passes credited in any budget, passes that spent in any budget), by pass (a
+        migrated pass counts once)."""
+        credited = {self._pass(i.holder) for i in self.activity.issuances}
+        spent = {self._pass(r.holder) for r in self.activity.redemptions}
+        return len(credited), len(spent & credited)
+
+    def _pass(self, address: str) -> str:
+        return _origin(self.activity, address)
+
+    def reconciliation_lines(self) -> list[str]:
+        """The lines the demo prints and the report shows, one per budget and equation."""
+        lines = []
+        for b in self.budgets:
+            lines.append(
+                f"{b.name}: issued {eur_text(b.issued)} = held by residents {eur_text(b.held_by_residents)}"
+                f" + held by providers {eur_text(b.held_by_providers)} + settled {eur_text(b.settled)}"
+                f" + reclaimed {eur_text(b.reclaimed)}"
+            )
+            lines.append(
+                f"{b.name}: redeemed {eur_text(b.redeemed)} - refunded {eur_text(b.refunded)}"
+                f" = received by providers {eur_text(b.provider_received)}"
+                f" = held by providers {eur_text(b.held_by_providers)} + settled {eur_text(b.settled)}"
+            )
+        return lines
+
+
+_MONEY_FIELDS = ("cap", "issued", "redeemed", "refunded", "settled", "reclaimed",
+                 "held_by_residents", "held_by_providers", "co_payments")
+
+
+def _origin(act: Activity, address: str) -> str:
+    """The first address of a pass (follows lost-phone migrations backwards)."""
+    back = {new: old for old, new in act.passes_migrated.items()}
+    while address in back:
+        address = back[address]
+    return address
+
+
+def summarize(act: Activity, provider_names: Mapping[str, str] | None = None) -> Summary:
+    """Aggregates the activity per budget, per provider and per week.
+
+    `provider_names` is the municipality's own register (address -> name); names are not
+    on chain, so without it providers are shown by address.
+    """
+    names = {p: (provider_names or {}).get(p, _short(p)) for p in act.providers}
+    lines: dict[int, BudgetLine] = {}
+    for info in act.budgets.values():
+        lines[info.budget] = BudgetLine(
+            budget=info.budget, name=info.name, category=info.category,
+            category_name=act.categories.get(info.category, f"category {info.category}"),
+            valid_from=info.valid_from, valid_until=info.valid_until, cap=info.cap,
+        )
+
+    def line(budget: int) -> BudgetLine:
+        if budget not in lines:  # credit of a budget whose creation is outside the range read
+            lines[budget] = BudgetLine(budget, f"budget {budget >> 128}", (budget >> 80) & 0xFF,
+                                       act.categories.get((budget >> 80) & 0xFF, "?"), 0, 0)
+        return lines[budget]
+
+    provs: dict[tuple[str, int], ProviderLine] = {}
+
+    def pline(provider: str, budget: int) -> ProviderLine:
+        key = (provider, budget)
+        if key not in provs:
+            provs[key] = ProviderLine(provider, names.get(provider, _short(provider)), budget, line(budget).name)
+        return provs[key]
+
+    weeks: dict[tuple[str, int], WeekLine] = {}
+
+    def wline(ts: int, budget: int) -> WeekLine:
+        key = (iso_week(ts), budget)
+        if key not in weeks:
+            b = line(budget)
+            weeks[key] = WeekLine(key[0], budget, b.name, b.category_name)
+        return weeks[key]
+
+    credited: dict[int, set[str]] = defaultdict(set)
+    spent: dict[int, set[str]] = defaultdict(set)
+    for m in act.moves():
+        b = line(m.budget)
+        if isinstance(m, Issuance):
+            b.issued += m.amount
+            credited[m.budget].add(_origin(act, m.holder))
+        elif isinstance(m, Redemption):
+            b.redeemed += m.amount
+            b.co_payments += m.co_payment
+            b.redemptions += 1
+            spent[m.budget].add(_origin(act, m.holder))
+            p = pline(m.provider, m.budget)
+            p.redemptions += 1
+            p.redeemed += m.amount
+            p.co_payments += m.co_payment
+            w = wline(m.timestamp, m.budget)
+            w.redemptions += 1
+            w.redeemed += m.amount
+            w.co_payments += m.co_payment
+        elif isinstance(m, Refund):
+            b.refunded += m.amount
+            b.refunds += 1
+            p = pline(m.provider, m.budget)
+            p.refunds += 1
+            p.refunded += m.amount
+            wline(m.timestamp, m.budget).refunded += m.amount
+        elif isinstance(m, Settlement):
+            b.settled += m.amount
+            p = pline(m.provider, m.budget)
+            p.settled += m.amount
+            p.payment_references.append(m.payment_reference)
+        elif isinstance(m, Reclamation):
+            b.reclaimed += m.amount
+        elif isinstance(m, Migration):
+            pass  # moves credit between two addresses of the same pass: no total changes
+
+    bal = balances(act)
+    for (budget, address), amount in bal.items():
+        b = line(budget)
+        if address in act.providers:
+            b.held_by_providers += amount
+            if amount:
+                pline(address, budget).unsettled += amount
+        else:
+            b.held_by_residents += amount
+    for budget, b in lines.items():
+        b.residents_credited = len(credited[budget])
+        b.residents_who_spent = len(spent[budget] & credited[budget])
+
+    return Summary(
+        budgets=sorted(lines.values(), key=lambda b: b.budget >> 128),
+        providers=sorted(provs.values(), key=lambda p: (p.name, p.budget >> 128)),
+        weeks=sorted(weeks.values(), key=lambda w: (w.week, w.budget >> 128)),
+        activity=act,
+        provider_names=names,
+        balances=bal,
+    )
+
+
+# ---------------------------------------------------------------------------- the checks
+def reconcile(summary: Summary) -> list[str]:
+    """Checks every equation of the module docstring plus the events' own totals; returns
+    the reconciliation lines, or raises ReconciliationError listing every gap."""
+    problems = []
+    act = summary.activity
+    for b in summary.budgets:
+        held = b.held_by_residents + b.held_by_providers + b.settled + b.reclaimed
+        if b.issued != held:
+            problems.append(f"{b.name}: issued {eur_text(b.issued)} but held + settled + reclaimed is {eur_text(held)} "
+                            f"(gap {b.issued - held} cents)")
+        if b.provider_received != b.held_by_providers + b.settled:
+            problems.append(f"{b.name}: providers received {eur_text(b.provider_received)} but hold + were paid "
+                            f"{eur_text(b.held_by_providers + b.settled)}")
+        if b.cap and b.issued > b.cap:
+            problems.append(f"{b.name}: issued {eur_text(b.issued)} is above the cap {eur_text(b.cap)}")
+    for (budget, address), amount in summary.balances.items():
+        if amount < 0:
+            problems.append(f"budget {budget >> 128}: {address} would hold {eur_text(amount)} (more went out than came in)")
+    # The batch and reclaim events state their own totals: the per-holder moves must add up.
+    minted: dict[tuple[str, int], int] = defaultdict(int)
+    for i in act.issuances:
+        minted[(i.tx_hash, i.budget)] += i.amount
+    for batch in act.batches:
+        key = (batch.tx_hash, batch.args["budget"])
+        if minted.get(key, 0) != batch.args["total"]:
+            problems.append(f"issuance batch {batch.args['batchId']}: BatchIssued says {eur_text(batch.args['total'])}, "
+                            f"the credits add up to {eur_text(minted.get(key, 0))}")
+    burned: dict[tuple[str, int], int] = defaultdict(int)
+    for r in act.reclamations:
+        burned[(r.tx_hash, r.budget)] += r.amount
+    for key, total in act.reclaim_totals.items():
+        if burned.get(key, 0) != total:
+            problems.append(f"reclaim in tx {key[0]}: Reclaimed says {eur_text(total)}, "
+                            f"the burns add up to {eur_text(burned.get(key, 0))}")
+    if problems:
+        raise ReconciliationError("the report does not reconcile:\n  " + "\n  ".join(problems))
+    return summary.reconciliation_lines()
+
+
+def verify_against_chain(summary: Summary, contract: Any, *, block: int | str = "latest") -> list[str]:
+    """Checks the event totals against the contract's own state: its counters per budget
+    (`budgetTotals`: issued, settled, reclaimed) and the balance of every address the
+    events mention. Returns one line per budget; raises ReconciliationError on a gap."""
+    problems, lines = [], []
+    for b in summary.budgets:
+        _cap, issued, settled, reclaimed = contract.functions.budgetTotals(b.budget).call(block_identifier=block)
+        for label, chain_value, event_value in (("issued", issued, b.issued), ("settled", settled, b.settled),
+                                                ("reclaimed", reclaimed, b.reclaimed)):
+            if chain_value != event_value:
+                problems.append(f"{b.name}: {label} is {eur_text(chain_value)} on chain but {eur_text(event_value)} in the events")
+        lines.append(f"{b.name}: chain counters agree (issued {eur_text(issued)}, settled {eur_text(settled)}, "
+                     f"reclaimed {eur_text(reclaimed)})")
+    keys = sorted(summary.balances)
+    step = 500  # balanceOfBatch arguments per call
+    checked = 0
+    for i in range(0, len(keys), step):
+        part = keys[i : i + step]
+        onchain = contract.functions.balanceOfBatch([a for _, a in part], [b for b, _ in part]).call(block_identifier=block)
+        for (budget, address), value in zip(part, onchain):
+            if value != summary.balances[(budget, address)]:
+                problems.append(f"budget {budget >> 128}: {address} holds {eur_text(value)} on chain, "
+                                f"{eur_text(summary.balances[(budget, address)])} by the events")
+            checked += 1
+    if problems:
+        raise ReconciliationError("the events disagree with the chain:\n  " + "\n  ".join(problems))
+    lines.append(f"all {checked} balances replayed from events agree with balanceOf on chain")
+    return lines
+
+
+# ---------------------------------------------------------------------------- the files
+@dataclass
+class ReportFiles:
+    directory: Path
+    csvs: list[Path]
+    charts: list[Path]
+    html: Path
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _date(ts: int) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+
+
+def write_csvs(summary: Summary, out: Path) -> list[Path]:
+    """The tables, amounts in euros with two decimals (a spreadsheet reads them as numbers)."""
+    money = ["cap", "issued", "redeemed", "refunded", "settled", "reclaimed", "held_by_residents",
+             "held_by_providers", "co_payments"]
+    files = [
+        _write_csv(
+            out / "budgets.csv",
+            ["budget_id", "name", "category", "valid_from", "valid_until", *(f"{m}_eur" for m in money),
+             "provider_received_eur", "redemptions", "refunds", "residents_credited", "residents_who_spent", "take_up_pct"],
+            ([str(b.budget), b.name, b.category_name, _date(b.valid_from), _date(b.valid_until),
+              *(eur(getattr(b, m)) for m in money), eur(b.provider_received), b.redemptions, b.refunds,
+              b.residents_credited, b.residents_who_spent, f"{100 * b.take_up:.1f}"] for b in summary.budgets),
+        ),
+        _write_csv(
+            out / "categories.csv",
+            ["category", "budgets", *(f"{m}_eur" for m in money), "redemptions"],
+            ([c["category_name"], c["budgets"], *(eur(c[m]) for m in money), c["redemptions"]]
+             for c in summary.categories()),
+        ),
+        _write_csv(
+            out / "providers.csv",
+            ["provider", "address", "budget", "redemptions", "redeemed_eur", "refunds", "refunded_eur",
+             "received_eur", "co_payments_eur", "settled_eur", "unsettled_eur", "payment_references"],
+            ([p.name, p.provider, p.budget_name, p.redemptions, eur(p.redeemed), p.refunds, eur(p.refunded),
+              eur(p.redeemed - p.refunded), eur(p.co_payments), eur(p.settled), eur(p.unsettled),
+              " ".join(p.payment_references)] for p in summary.providers),
+        ),
+        _write_csv(
+            out / "weeks.csv",
+            ["week", "budget", "category", "redemptions", "redeemed_eur", "refunded_eur", "co_payments_eur"],
+            ([w.week, w.budget_name, w.category_name, w.redemptions, eur(w.redeemed), eur(w.refunded),
+              eur(w.co_payments)] for w in summary.weeks),
+        ),
+        _write_csv(
+            out / "redemptions.csv",
+            ["time_utc", "week", "budget", "provider", "holder", "amount_eur", "co_payment_eur", "nonce", "tx_hash"],
+            ([datetime.fromtimestamp(r.timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), iso_week(r.timestamp),
+              _budget_name(summary, r.budget), summary.provider_names.get(r.provider, r.provider), r.holder,
+              eur(r.amount), eur(r.co_payment), "" if r.nonce is None else r.nonce, r.tx_hash]
+             for r in summary.activity.redemptions),
+        ),
+    ]
+    return files
+
+
+def _budget_name(summary: Summary, budget: int) -> str:
+    return next((b.name for b in summary.budgets if b.budget == budget), str(budget))
+
+
+def write_charts(summary: Summary, out: Path) -> list[Path]:
+    """PNG charts (matplotlib, Agg backend: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+    euro_axis = FuncFormatter(lambda v, _: f"€{v:,.0f}")
+    colors = plt.get_cmap("tab10").colors
+    cat_color = {c["category_name"]: colors[i % 10] for i, c in enumerate(summary.categories())}
+    files = []
+
+    # 1. Net spending per category over time (cumulative, so the end point is the total).
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    moves = [m for m in summary.activity.moves() if isinstance(m, Redemption | Refund)]
+    for cat in cat_color:
+        budgets = {b.budget for b in summary.budgets if b.category_name == cat}
+        xs, ys, total = [], [], 0
+        for m in moves:
+            if m.budget in budgets:
+                total += m.amount if isinstance(m, Redemption) else -m.amount
+                xs.append(datetime.fromtimestamp(m.timestamp, timezone.utc))
+                ys.append(total / 100)
+        if xs:
+            ax.step(xs, ys, where="post", label=f"{cat} ({eur_text(total)})", color=cat_color[cat], linewidth=2)
+    ax.set_title("Credit spent per category over time (cumulative, after refunds)")
+    ax.yaxis.set_major_formatter(euro_axis)
+    ax.set_ylabel("spent")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.autofmt_xdate()
+    files.append(_save(fig, out / "spending_per_category.png"))
+
+    # 2. Per provider: received, split into settled (paid) and still to pay.
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for p in summary.providers:
+        per[p.name][0] += p.settled
+        per[p.name][1] += p.unsettled
+    names = sorted(per, key=lambda n: sum(per[n]))
+    fig, ax = plt.subplots(figsize=(9, 0.55 * max(len(names), 3) + 1.6), dpi=110)
+    paid = [per[n][0] / 100 for n in names]
+    owed = [per[n][1] / 100 for n in names]
+    ax.barh(names, paid, color=colors[2], label="settled (paid by the municipality)")
+    ax.barh(names, owed, left=paid, color=colors[1], label="not yet settled")
+    for i, n in enumerate(names):
+        ax.text(paid[i] + owed[i], i, f"  {eur_text(sum(per[n]))}", va="center")
+    ax.set_title("Credit received per provider")
+    ax.xaxis.set_major_formatter(euro_axis)
+    ax.set_xlim(0, max([a + b for a, b in zip(paid, owed)] + [1]) * 1.25)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right")
+    files.append(_save(fig, out / "spending_per_provider.png"))
+
+    # 3. Take-up: share of credited residents who used the credit at least once.
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
+    labels = [b.name for b in summary.budgets]
+    shares = [b.take_up for b in summary.budgets]
+    bars = ax.bar(labels, shares, color=[cat_color.get(b.category_name, colors[0]) for b in summary.budgets])
+    for bar, b in zip(bars, summary.budgets):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(),
+                f"{100 * b.take_up:.0f}%\n({b.residents_who_spent} of {b.residents_credited})",
+                ha="center", va="bottom")
+    ax.set_ylim(0, 1.25)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title("Take-up: share of residents who used their credit")
+    ax.grid(axis="y", alpha=0.3)
+    files.append(_save(fig, out / "take_up.png"))
+
+    # 4. Where each budget's money is now: the reconciliation as a picture.
+    fig, ax = plt.subplots(figsize=(9, 0.7 * max(len(summary.budgets), 2) + 1.8), dpi=110)
+    parts = [("settled", "paid to providers", colors[2]), ("held_by_providers", "owed to providers", colors[1]),
+             ("reclaimed", "reclaimed (unused)", colors[7]), ("held_by_residents", "still with residents", colors[0])]
+    left = [0.0] * len(summary.budgets)
+    for attr, label, color in parts:
+        vals = [getattr(b, attr) / 100 for b in summary.budgets]
+        ax.barh(labels, vals, left=left, color=color, label=label)
+        left = [a + v for a, v in zip(left, vals)]
+    ax.xaxis.set_major_formatter(euro_axis)
+    ax.set_title("Where each budget's issued credit is now")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    files.append(_save(fig, out / "budget_use.png"))
+    return files
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #1d2733; line-height: 1.5; }
+h1 { margin-bottom: .2rem; } .sub { color: #5b6b7b; margin-top: 0; }
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(11rem, 1fr)); gap: .8rem; margin: 1.5rem 0; }
+.figure { background: #f2f6fa; border-radius: .5rem; padding: .8rem 1rem; }
+.figure b { display: block; font-size: 1.5rem; } .figure span { color: #5b6b7b; font-size: .9rem; }
+table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: .92rem; }
+th, td { padding: .35rem .6rem; border-bottom: 1px solid #dde3ea; text-align: right; }
+th:first-child, td:first-child { text-align: left; } th { background: #eef2f6; }
+tr.check td { color: #176b2c; font-weight: 600; }
+img { max-width: 100%; border: 1px solid #dde3ea; border-radius: .4rem; margin: .5rem 0 1.5rem; }
+.ok { color: #176b2c; } code { font-size: .85rem; }
+"""
+
+
+def write_html(summary: Summary, out: Path, *, charts: Sequence[Path], csvs: Sequence[Path],
+               title: str, intro: str, checks: Sequence[str], extra: Mapping[str, Sequence[tuple[str, str]]] | None) -> Path:
+    e = html.escape
+    credited, spent = summary.residents()
+    figures = [
+        (eur_text(summary.total("issued")), "credit issued"),
+        (f"{credited:,}", "residents credited"),
+        (f"{100 * spent / credited:.0f}%" if credited else "–", "used their credit"),
+        (eur_text(summary.total("redeemed") - summary.total("refunded")), "spent at providers (after refunds)"),
+        (eur_text(summary.total("settled")), "paid to providers"),
+        (eur_text(summary.total("reclaimed")), "unused, reclaimed"),
+    ]
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>",
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>{e(title)}</h1><p class='sub'>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from the "
+             f"CityPass events on chain.</p>",
+             f"<p>{e(intro)}</p>",
+             "<div class='figures'>"]
+    parts += [f"<div class='figure'><b>{e(v)}</b><span>{e(k)}</span></div>" for v, k in figures]
+    parts.append("</div>")
+
+    parts.append("<h2>Where the money is: the reconciliation</h2><p>For every budget, all credit issued is "
+                 "accounted for to the cent: it is still with residents, with providers (to be paid), "
+                 "paid out to providers, or reclaimed after the budget ended.</p>")
+    cols = [("issued", "Issued"), ("redeemed", "Spent"), ("refunded", "Refunded"), ("held_by_residents", "With residents"),
+            ("held_by_providers", "Owed to providers"), ("settled", "Paid to providers"), ("reclaimed", "Reclaimed")]
+    parts.append("<table><tr><th>Budget</th><th>Cap</th>" + "".join(f"<th>{c}</th>" for _, c in cols)
+                 + "<th>Take-up</th></tr>")
+    for b in summary.budgets:
+        parts.append(f"<tr><td>{e(b.name)}</td><td>{eur_text(b.cap)}</td>"
+                     + "".join(f"<td>{eur_text(getattr(b, k))}</td>" for k, _ in cols)
+                     + f"<td>{100 * b.take_up:.0f}%</td></tr>")
+    parts.append("<tr class='check'><td>Total</td><td>" + eur_text(summary.total("cap")) + "</td>"
+                 + "".join(f"<td>{eur_text(summary.total(k))}</td>" for k, _ in cols) + "<td></td></tr></table>")
+    parts.append("<p>Checks passed:</p><ul>" + "".join(f"<li class='ok'>{e(c)}</li>" for c in checks) + "</ul>")
+
+    parts.append("<h2>Providers</h2><table><tr><th>Provider</th><th>Budget</th><th>Payments</th><th>Received</th>"
+                 "<th>Co-payments by residents</th><th>Paid</th><th>Still to pay</th></tr>")
+    for p in summary.providers:
+        parts.append(f"<tr><td>{e(p.name)}</td><td>{e(p.budget_name)}</td><td>{p.redemptions:,}</td>"
+                     f"<td>{eur_text(p.redeemed - p.refunded)}</td><td>{eur_text(p.co_payments)}</td>"
+                     f"<td>{eur_text(p.settled)}</td><td>{eur_text(p.unsettled)}</td></tr>")
+    parts.append("</table>")
+
+    parts.append("<h2>Charts</h2>")
+    for c in charts:
+        parts.append(f"<img src='{e(c.name)}' alt='{e(c.stem.replace('_', ' '))}'>")
+    for heading, rows in (extra or {}).items():
+        parts.append(f"<h2>{e(heading)}</h2><table>")
+        parts += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rows]
+        parts.append("</table>")
+    parts.append("<h2>Data</h2><p>The tables as CSV (amounts in euros):</p><ul>")
+    parts += [f"<li><a href='{e(p.name)}'>{e(p.name)}</a></li>" for p in csvs]
+    parts.append("</ul><p class='sub'>No personal data: residents appear only as pseudonymous addresses. "
+                 "Anyone with access to the chain can rebuild this report from the events.</p></body></html>")
+    path = out / "index.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def write_report(
+    summary: Summary,
+    out_dir: str | Path,
+    *,
+    title: str = "CityPass report",
+    intro: str = "What the city pass credit was issued for, where residents spent it, and where every euro is now.",
+    checks: Sequence[str] = (),
+    extra: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+) -> ReportFiles:
+    """Writes CSV tables, PNG charts and index.html into `out_dir` (created if needed).
+    Reconciles first: a report that does not add up is never written."""
+    lines = reconcile(summary)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csvs = write_csvs(summary, out)
+    charts = write_charts(summary, out)
+    page = write_html(summary, out, charts=charts, csvs=csvs, title=title, intro=intro,
+                      checks=[*lines, *checks], extra=extra)
+    return ReportFiles(out, csvs, charts, page)
+
+
+__all__ = [
+    "BudgetLine", "ProviderLine", "ReconciliationError", "ReportFiles", "Summary", "WeekLine", "eur", "eur_text",
+    "iso_week", "reconcile", "summarize", "verify_against_chain", "write_report",
+]

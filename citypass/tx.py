@@ -1,0 +1,218 @@
+"""Sending transactions: validate before you send, sign locally, wait as long as the chain needs.
+
+`send` estimates gas first: a call the contract would refuse is explained (explain_revert)
+and raised as CityPassError before anything is signed or sent. Keys never leave this
+process (eth-account signs; the node only sees raw transactions). `send_many` pipelines
+many calls from one account (the demo's thousands of redemptions): estimate all, sign all,
+send all in JSON-RPC batches, then collect the receipts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from web3.datastructures import AttributeDict
+from web3._utils.method_formatters import receipt_formatter
+
+from citypass.chain import Chain, RpcError
+from citypass.errors import CityPassError, explain_revert
+
+GAS_MARGIN = 1.2  # estimates can be a little short when storage warms up differently
+GAS_EXTRA = 10_000
+DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei, if the node cannot suggest one
+RPC_CHUNK = 250  # calls per JSON-RPC batch request
+RECEIPT_TIMEOUT = 300.0
+
+Receipt = AttributeDict
+
+
+def fees(chain: Chain) -> dict[str, int]:
+    """EIP-1559 fees (maxFee = 2 x base fee + tip, room for the base fee to rise for a
+    few blocks), or a legacy gas price on nodes without EIP-1559."""
+    block, tip = chain.rpc_batch([("eth_getBlockByNumber", ["latest", False]), ("eth_maxPriorityFeePerGas", [])],
+                                 raise_errors=False)
+    if isinstance(block, dict) and block.get("baseFeePerGas") is not None:
+        base = int(block["baseFeePerGas"], 16)
+        priority = DEFAULT_PRIORITY_FEE if isinstance(tip, RpcError) or tip is None else int(tip, 16)
+        return {"maxFeePerGas": 2 * base + priority, "maxPriorityFeePerGas": priority}
+    return {"gasPrice": int(chain.rpc("eth_gasPrice"), 16)}
+
+
+def _max_fee(fee: dict[str, int]) -> int:
+    return fee.get("maxFeePerGas", fee.get("gasPrice", 0))
+
+
+def _call_params(fn: Any, sender: str, value: int = 0) -> dict[str, Any]:
+    """{'from', 'to'?, 'data', 'value'} of a web3 contract function or constructor call.
+
+    build_transaction with every field filled in does no RPC: it only encodes the call."""
+    template = {"from": sender, "gas": 1, "nonce": 0, "chainId": 1, "gasPrice": 1, "value": value}
+    built = fn.build_transaction(template)
+    params = {"from": sender, "data": built["data"], "value": hex(value)}
+    if built.get("to"):
+        params["to"] = to_checksum_address(built["to"])
+    return params
+
+
+def _refusal(error: RpcError, chain: Chain, sender: str, what: str = "the transaction") -> CityPassError:
+    """A node's refusal of eth_estimateGas / eth_sendRawTransaction as one plain line."""
+    message = error.message.lower()
+    if "insufficient funds" in message or "funds for gas" in message:
+        return _no_funds(chain, sender)
+    if error.data or "revert" in message:
+        return CityPassError(explain_revert(error.data))
+    return CityPassError(f"the node refused {what}: {error.message}")
+
+
+def _no_funds(chain: Chain, sender: str, needed: int | None = None) -> CityPassError:
+    balance = chain.w3.eth.get_balance(sender)
+    if balance == 0:
+        return CityPassError(f"account {sender} has no ETH to pay gas on chain {chain.chain_id}")
+    need = f", needs about {needed / 1e18:.6f}" if needed else ""
+    return CityPassError(f"account {sender} has only {balance / 1e18:.6f} ETH to pay gas on chain {chain.chain_id}{need}")
+
+
+def _estimate(chain: Chain, calls: Sequence[dict[str, Any]], sender: str) -> list[int]:
+    """Gas limits for calls; raises the first refusal (with its index if several)."""
+    limit = int(chain.rpc("eth_getBlockByNumber", ["latest", False])["gasLimit"], 16)
+    gas: list[int] = []
+    for start in range(0, len(calls), RPC_CHUNK):
+        chunk = calls[start:start + RPC_CHUNK]
+        answers = chain.rpc_batch([("eth_estimateGas", [c]) for c in chunk], raise_errors=False)
+        for i, answer in enumerate(answers):
+            if isinstance(answer, RpcError):
+                err = _refusal(answer, chain, sender)
+                if len(calls) > 1:
+                    err = CityPassError(f"call {start + i + 1} of {len(calls)} would fail, nothing was sent: {err}")
+                raise err
+            gas.append(min(int(int(answer, 16) * GAS_MARGIN) + GAS_EXTRA, limit))
+    return gas
+
+
+def _sign(account: LocalAccount, chain: Chain, call: dict[str, Any], gas: int, nonce: int,
+          fee: dict[str, int]) -> bytes:
+    tx: dict[str, Any] = {
+        "chainId": chain.chain_id, "nonce": nonce, "gas": gas,
+        "value": int(call["value"], 16), "data": call["data"], **fee,
+    }
+    if "to" in call:
+        tx["to"] = call["to"]
+    return bytes(account.sign_transaction(tx).raw_transaction)
+
+
+def _format_receipt(raw: dict[str, Any]) -> Receipt:
+    return AttributeDict.recursive(receipt_formatter(raw))
+
+
+def _wait_receipts(chain: Chain, hashes: Sequence[str], timeout: float) -> list[dict[str, Any]]:
+    """Raw receipts of `hashes`, polling in batches until all are mined."""
+    found: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    pause = 0.02 if chain.is_local_dev else 1.0
+    while len(found) < len(hashes):
+        missing = [h for h in hashes if h not in found]
+        for start in range(0, len(missing), RPC_CHUNK):
+            chunk = missing[start:start + RPC_CHUNK]
+            for h, r in zip(chunk, chain.rpc_batch([("eth_getTransactionReceipt", [h]) for h in chunk])):
+                if r is not None:
+                    found[h] = r
+        if len(found) < len(hashes):
+            if time.monotonic() > deadline:
+                raise CityPassError(
+                    f"{len(hashes) - len(found)} transaction(s) not mined after {timeout:.0f} s "
+                    f"(first: {missing[0]}); they may still be mined later: check before re-sending"
+                )
+            time.sleep(pause)
+    return [found[h] for h in hashes]
+
+
+def _wait_confirmations(chain: Chain, block: int, confirmations: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while int(chain.rpc("eth_blockNumber"), 16) < block + confirmations:
+        if time.monotonic() > deadline:
+            raise CityPassError(f"block {block} did not get {confirmations} confirmations within {timeout:.0f} s")
+        time.sleep(1.0)
+
+
+def _failure(chain: Chain, call: dict[str, Any], receipt: dict[str, Any]) -> CityPassError:
+    """Why a mined transaction failed: replay it against the state before its block."""
+    block = int(receipt["blockNumber"], 16)
+    answer = chain.rpc_batch([("eth_call", [call, hex(max(block - 1, 0))])], raise_errors=False)[0]
+    reason = explain_revert(answer.data) if isinstance(answer, RpcError) and answer.data else (
+        "out of gas, or the state changed between check and inclusion"
+    )
+    return CityPassError(f"transaction {receipt['transactionHash']} failed in block {block}: {reason}")
+
+
+def send(chain: Chain, account: LocalAccount, fn: Any, *, confirmations: int | None = None,
+         gas: int | None = None, value: int = 0, timeout: float = RECEIPT_TIMEOUT) -> Receipt:
+    """Validates, signs and sends one contract call (or constructor); returns its receipt
+    once mined and `confirmations` blocks deep (default: 0 on dev chains, else 2)."""
+    return send_many(chain, account, [fn], confirmations=confirmations, gas=gas, value=value, timeout=timeout)[0]
+
+
+def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
+              on_sent: Callable[[int, str], None] | None = None, confirmations: int | None = None,
+              gas: int | None = None, value: int = 0, check: bool = True,
+              timeout: float = RECEIPT_TIMEOUT) -> list[Receipt]:
+    """Sends many calls from one account without waiting between them.
+
+    Every call is estimated against the current state before anything is sent (a call that
+    only succeeds after an earlier one of the same list is mined needs `gas=`, which skips
+    estimation). `on_sent(index, tx_hash)` is called as each is handed to the node.
+    With check=True a failed transaction raises after all receipts are collected."""
+    if not fns:
+        return []
+    sender = account.address
+    calls = [_call_params(fn, sender, value) for fn in fns]
+    limits = [gas] * len(calls) if gas is not None else _estimate(chain, calls, sender)
+    fee = fees(chain)
+    balance = chain.w3.eth.get_balance(sender)
+    needed = sum(limits) * _max_fee(fee) + value * len(calls)
+    if balance < needed:
+        raise _no_funds(chain, sender, needed)
+    nonce = int(chain.rpc("eth_getTransactionCount", [sender, "pending"]), 16)
+    raws = [_sign(account, chain, c, g, nonce + i, fee) for i, (c, g) in enumerate(zip(calls, limits))]
+
+    hashes: list[str] = []
+    for start in range(0, len(raws), RPC_CHUNK):
+        chunk = raws[start:start + RPC_CHUNK]
+        answers = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + r.hex()]) for r in chunk], raise_errors=False)
+        for i, answer in enumerate(answers):
+            if isinstance(answer, RpcError):
+                err = _refusal(answer, chain, sender, "the transaction")
+                if hashes:  # some are out already: say so, the caller must not blindly resend
+                    err = CityPassError(f"{err} (after {len(hashes)} of {len(raws)} transactions were sent)")
+                raise err
+            hashes.append(answer)
+            if on_sent is not None:
+                on_sent(start + i, answer)
+
+    raw_receipts = _wait_receipts(chain, hashes, timeout)
+    wanted = chain.default_confirmations if confirmations is None else confirmations
+    if wanted > 0:
+        _wait_confirmations(chain, max(int(r["blockNumber"], 16) for r in raw_receipts), wanted, timeout)
+    if check:
+        failed = [i for i, r in enumerate(raw_receipts) if int(r["status"], 16) != 1]
+        if failed:
+            err = _failure(chain, calls[failed[0]], raw_receipts[failed[0]])
+            if len(raws) > 1:
+                err = CityPassError(f"{len(failed)} of {len(raws)} transactions failed; the first: {err}")
+            raise err
+    return [_format_receipt(r) for r in raw_receipts]
+
+
+def call(chain: Chain, fn: Any, sender: str | None = None) -> Any:
+    """A read-only call whose revert is explained like a transaction's."""
+    try:
+        return fn.call({"from": sender} if sender else {})
+    except Exception as exc:  # web3 raises several types; all carry the revert data in .data
+        data = getattr(exc, "data", None)
+        if data is None and exc.args and isinstance(exc.args[-1], str) and exc.args[-1].startswith("0x"):
+            data = exc.args[-1]
+        if data is not None:
+            raise CityPassError(explain_revert(data)) from None
+        raise CityPassError(f"the call failed on chain {chain.chain_id}: {exc}") from None

@@ -1,0 +1,341 @@
+"""CSV issuance: strict validation with line numbers (no chain needed), and exactly-once
+issuance against the embedded node (re-run, interrupted run, reconciliation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from eth_utils import keccak, to_checksum_address
+
+from citypass import issuance as I
+
+BUDGET = (1 << 128) | (0 << 80) | (1_700_000_000 << 40) | 1_900_000_000
+NOW = 1_800_000_000
+CONTRACT = to_checksum_address("0x" + "ab" * 20)
+
+
+def addr(label: str) -> str:
+    """A synthetic, checksummed address (no real person behind it)."""
+    return to_checksum_address(keccak(text=f"csv-test-{label}")[-20:])
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "f.csv") -> Path:
+    p = tmp_path / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return p
+
+
+def state(passes=None, used=(), gas_limit=30_000_000, max_batch=2000, now=NOW) -> I.ChainState:
+    return I.ChainState(31337, CONTRACT, now, gas_limit, max_batch, passes or {}, frozenset(used))
+
+
+def budget(cap=10**9, issued=0, bid=BUDGET) -> I.BudgetState:
+    return I.BudgetState(bid, cap, issued)
+
+
+def problems_of(path, b=None, s=None, **kw) -> list[str]:
+    with pytest.raises(I.IssuanceFileError) as e:
+        I.validate(path, b or budget(), s or state(), **kw)
+    assert "nothing was sent" in str(e.value)
+    return [str(p) for p in e.value.problems]
+
+
+# ---------------------------------------------------------------------------- parsing
+def test_good_file_with_bom_and_crlf(tmp_path):
+    a, b = addr("a"), addr("b")
+    p = write(tmp_path, f"\ufeffholder,amount\r\n{a},100\r\n{b},12.5\r\n".encode())
+    plan = I.validate(p, budget(), state())
+    assert [(r.line, r.holder, r.amount) for r in plan.rows] == [(2, a, 10_000), (3, b, 1_250)]
+    assert plan.total == 11_250 and plan.new_residents == 2
+    assert [s.kind for s in plan.sends] == ["enrol"]
+
+
+def test_every_bad_line_is_reported_with_line_and_field(tmp_path):
+    a = addr("a")
+    lines = [
+        "holder,amount",
+        f"{a},10",                                   # 2 ok
+        f"{a.lower()},10",                           # 3 no checksum -> shows fixed form
+        f"{a[:-1]}{'0' if a[-1] != '0' else '1'},1",  # 4 bad checksum or typo
+        "0x1234,5",                                  # 5 not an address
+        f"{addr('c')},12,50",                        # 6 decimal comma
+        f"{addr('d')},1.234",                        # 7 three decimals
+        f"{addr('e')},0",                            # 8 zero
+        f"{addr('f')},-5",                           # 9 negative
+        "",                                          # 10 empty line
+        "# a comment",                               # 11 comment
+        f"{a},5",                                    # 12 duplicate of line 2
+        f' {addr("g")},5',                            # 13 spaces
+        f'"{addr("h")}",5',                          # 14 quotes
+        "0x0000000000000000000000000000000000000000,5",  # 15 zero address
+        f"{addr('i')},",                             # 16 empty amount
+    ]
+    got = problems_of(write(tmp_path, "\n".join(lines) + "\n"))
+    by_line = {int(s.split(":")[0].split()[1]): s for s in got}
+    assert sorted(by_line) == list(range(3, 17)), got
+    assert to_checksum_address(a) in by_line[3] and "checksum" in by_line[3]
+    assert by_line[4].startswith("line 4: holder:")
+    assert "not an Ethereum address" in by_line[5]
+    assert "decimal comma" in by_line[6]
+    assert by_line[7].startswith("line 7: amount:")
+    assert "more than 0" in by_line[8]
+    assert "amount" in by_line[9]
+    assert "empty" in by_line[10]
+    assert "comments" in by_line[11]
+    assert "already on line 2" in by_line[12]
+    assert "spaces" in by_line[13]
+    assert "quotes" in by_line[14]
+    assert "zero address" in by_line[15]
+    assert by_line[16] == "line 16: amount: is empty"
+
+
+def test_bad_checksum_is_called_a_typo(tmp_path):
+    a = addr("typo")
+    body = a[2:]
+    # flip the case of the first letter: same address, wrong checksum
+    i = next(i for i, c in enumerate(body) if c.isalpha())
+    bad = "0x" + body[:i] + body[i].swapcase() + body[i + 1 :]
+    got = problems_of(write(tmp_path, f"holder,amount\n{bad},1\n"))
+    assert got == [f"line 2: holder: {bad}: the EIP-55 checksum does not match, so the address has a typo; check it against the source"]
+
+
+def test_header_must_be_exact(tmp_path):
+    got = problems_of(write(tmp_path, f"Holder;Amount\n{addr('a')},1\n"))
+    assert got == ["line 1: header: expected exactly 'holder,amount', found 'Holder;Amount'"]
+
+
+def test_not_utf8_names_the_line(tmp_path):
+    got = problems_of(write(tmp_path, b"holder,amount\n" + addr("a").encode() + b",1\n\xe9\xe9,1\n"))
+    assert got == ["line 3: line: not UTF-8 text (byte 0xE9 at column 1); save the file as UTF-8"]
+
+
+@pytest.mark.parametrize("text,reason", [("", "is empty"), ("holder,amount\n", "header but no rows")])
+def test_empty_files(tmp_path, text, reason):
+    got = problems_of(write(tmp_path, text))
+    assert len(got) == 1 and reason in got[0] and got[0].startswith("file:")
+
+
+def test_missing_file(tmp_path):
+    got = problems_of(tmp_path / "nope.csv")
+    assert got[0].startswith("file: cannot read it")
+
+
+def test_too_many_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(I, "MAX_ROWS", 3)
+    rows = "".join(f"{addr(str(i))},1\n" for i in range(4))
+    got = problems_of(write(tmp_path, "holder,amount\n" + rows))
+    assert got == ["file: has 4 rows, more than the maximum of 3; split it"]
+
+
+# ---------------------------------------------------------------------------- budget and passes
+def _file(tmp_path, n, amount="10"):
+    return write(tmp_path, "holder,amount\n" + "".join(f"{addr(str(i))},{amount}\n" for i in range(n)))
+
+
+def test_unknown_budget(tmp_path):
+    got = problems_of(_file(tmp_path, 2), b=budget(cap=0))
+    assert got == [f"budget: {BUDGET} does not exist on this contract (see `citypass budget list`)"]
+
+
+def test_closed_budget(tmp_path):
+    got = problems_of(_file(tmp_path, 2), s=state(now=1_900_000_001))
+    assert len(got) == 1 and got[0].startswith("budget: ended on")
+
+
+def test_cap_counts_what_was_issued(tmp_path):
+    p = _file(tmp_path, 3)  # 30 euro
+    I.validate(p, budget(cap=10_000, issued=7_000), state())  # exactly at the cap: fine
+    got = problems_of(p, b=budget(cap=10_000, issued=7_001))
+    assert got == ["budget: issuing €30.00 would bring it to €100.01, above its cap of €100.00 (€29.99 left)"]
+
+
+def test_refused_passes_are_listed_by_line(tmp_path):
+    p = _file(tmp_path, 6)
+    passes = {
+        addr("0"): I.PassState(I.PASS_ACTIVE, NOW + 1),       # ok: credit
+        addr("1"): I.PassState(I.PASS_SUSPENDED, NOW + 1),
+        addr("2"): I.PassState(I.PASS_REVOKED, NOW + 1),
+        addr("3"): I.PassState(I.PASS_ACTIVE, NOW - 1),       # expired
+        addr("4"): I.PassState(I.PASS_MIGRATED, NOW + 1),
+        addr("5"): I.PassState(I.PASS_PROVIDER, 0),
+    }
+    got = problems_of(p, s=state(passes))
+    assert [g.split(":")[0] for g in got] == ["line 3", "line 4", "line 5", "line 6", "line 7"]
+    assert "suspended" in got[0] and "revoked" in got[1] and "expired" in got[2]
+    assert "moved to a new address" in got[3] and "provider" in got[4]
+
+
+def test_new_and_enrolled_holders_split_credit_first(tmp_path):
+    p = _file(tmp_path, 4)
+    passes = {addr("1"): I.PassState(I.PASS_ACTIVE, NOW + 10), addr("3"): I.PassState(I.PASS_ACTIVE, NOW + 10)}
+    plan = I.validate(p, budget(), state(passes), pass_valid_until=NOW + 99)
+    assert [(s.kind, [r.line for r in s.rows]) for s in plan.sends] == [("credit", [3, 5]), ("enrol", [2, 4])]
+    assert plan.pass_valid_until == NOW + 99
+
+
+def test_new_passes_need_a_future_validity(tmp_path):
+    got = problems_of(_file(tmp_path, 1), pass_valid_until=NOW - 1)
+    assert len(got) == 1 and got[0].startswith("pass validity:")
+
+
+# ---------------------------------------------------------------------------- batches and ids
+def test_batches_fit_the_block_and_the_contract():
+    assert I.batch_size_for(30_000_000, 2000) == 200
+    assert 200 * I.ENROL_ROW_GAS + I.BATCH_BASE_GAS <= 0.4 * 30_000_000
+    assert I.batch_size_for(30_000_000, 100) == 100
+    assert I.batch_size_for(60_000_000, 2000) == 400
+    with pytest.raises(I.CityPassError, match="too small"):
+        I.batch_size_for(1_000_000, 2000)
+
+
+def test_ids_derive_from_content_only(tmp_path):
+    p1 = _file(tmp_path, 5)
+    p2 = write(tmp_path, p1.read_text(), "copy.csv")
+    a = I.validate(p1, budget(), state(), batch_size=2)
+    b = I.validate(p2, budget(), state(), batch_size=2)
+    assert len(a.batches) == 3 and a.all_ids == b.all_ids and len(set(a.all_ids)) == 6
+    # any change to a row, the budget, the tranche or the contract changes the ids
+    p3 = write(tmp_path, p1.read_text().replace(",10\n", ",10.01\n", 1), "changed.csv")
+    assert I.validate(p3, budget(), state(), batch_size=2).batches[0].base_id != a.batches[0].base_id
+    assert I.validate(p3, budget(), state(), batch_size=2).batches[1].base_id == a.batches[1].base_id
+    assert I.validate(p1, budget(), state(), batch_size=2, tranche="2nd").all_ids[0] != a.all_ids[0]
+    assert I.validate(p1, budget(bid=BUDGET + 1), state(), batch_size=2).all_ids[0] != a.all_ids[0]
+
+
+def test_used_ids_are_skipped(tmp_path):
+    p = _file(tmp_path, 6)
+    fresh = I.validate(p, budget(), state(), batch_size=2)
+    b0, b1, b2 = fresh.batches
+    # batch 0 done (enrol id used); batch 1 credited but its new residents not enrolled yet;
+    # batch 2 untouched. Holders of batch 1: row 4 was active before (credited), row 5 new.
+    passes = {b1.rows[0].holder: I.PassState(I.PASS_ACTIVE, NOW + 9),
+              b0.rows[0].holder: I.PassState(I.PASS_ACTIVE, NOW + 9), b0.rows[1].holder: I.PassState(I.PASS_ACTIVE, NOW + 9)}
+    plan = I.validate(p, budget(), state(passes, used={b0.enrol_id, b1.credit_id}), batch_size=2)
+    assert plan.done_batches == (0,)
+    assert [(s.batch, s.kind, [r.line for r in s.rows]) for s in plan.sends] == [(1, "enrol", [5]), (2, "enrol", [6, 7])]
+    # everything used: nothing to send, and a closed or full budget does not matter any more
+    every = frozenset(i for b in fresh.batches for i in b.ids)
+    done = I.validate(p, budget(cap=1), state(used=every, now=1_900_000_001), batch_size=2)
+    assert done.sends == () and done.done_batches == (0, 1, 2)
+
+
+# ---------------------------------------------------------------------------- on the chain
+from tests.ops_helpers import DAY, World, make_world  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    yield from make_world(tmp_path_factory.mktemp("csv-issuance"))
+
+
+@pytest.fixture
+def w(world):
+    snap = world.snapshot()
+    yield world
+    world.revert(snap)
+
+
+def _residents_file(tmp_path: Path, n: int, tag: str, cents_of=lambda i: 1_000 + i) -> Path:
+    lines = ["holder,amount"] + [f"{addr(f'{tag}-{i}')},{cents_of(i) // 100}.{cents_of(i) % 100:02d}" for i in range(n)]
+    return write(tmp_path, "\n".join(lines) + "\n", f"{tag}.csv")
+
+
+def _run(w: World, path: Path, budget: int, **kw):
+    plan = I.plan_issuance(w.dep, path, budget, **{k: v for k, v in kw.items() if k != "sender"})
+    before = I.snapshot(w.dep, plan)
+    results = I.execute(w.dep, w.issuer, plan, sender=kw.get("sender"))
+    return plan, results, I.reconcile(w.dep, plan, before, results)
+
+
+def test_issue_mixed_file_then_rerun_issues_nothing(w, tmp_path):
+    path = _residents_file(tmp_path, 7, "mixed")
+    rows, _ = I.parse(path)
+    # two of them already have a pass (enrolled by the registrar earlier)
+    w.send(w.issuer, w.f.enrollPasses([rows[1].holder, rows[4].holder], w.end + 400 * DAY))
+    plan, results, rec = _run(w, path, w.sport, batch_size=3)
+    assert [(s.kind, len(s.rows)) for s in plan.sends] == [("credit", 1), ("enrol", 2), ("credit", 1), ("enrol", 2), ("enrol", 1)]
+    assert rec.ok, rec.lines()
+    assert (rec.chain_rows, rec.chain_total, rec.sent_total) == (7, plan.total, plan.total)
+    balances = w.f.balanceOfBatch([r.holder for r in rows], [w.sport] * 7).call()
+    assert balances == [r.amount for r in rows]
+
+    again, results2, rec2 = _run(w, path, w.sport, batch_size=3)
+    assert again.sends == () and results2 == [] and again.done_batches == (0, 1, 2)
+    assert rec2.ok and rec2.sent_total == 0 and rec2.chain_total == plan.total
+    assert "all of it was issued before" in "\n".join(rec2.lines())
+    assert w.f.balanceOfBatch([r.holder for r in rows], [w.sport] * 7).call() == balances
+
+
+def test_interrupted_run_then_rerun_credits_everyone_once(w, tmp_path):
+    path = _residents_file(tmp_path, 10, "crash")
+    rows, _ = I.parse(path)
+    w.send(w.issuer, w.f.enrollPasses([rows[3].holder], w.end + 400 * DAY))  # batch 1 is mixed
+    sent = []
+
+    def crashing(fn):  # the power goes out after the credit half of batch 1
+        if len(sent) == 2:
+            raise KeyboardInterrupt("power cut")
+        sent.append(fn)
+        return w.send(w.issuer, fn)
+
+    plan = I.plan_issuance(w.dep, path, w.sport, batch_size=3)
+    with pytest.raises(KeyboardInterrupt):
+        I.execute(w.dep, w.issuer, plan, sender=crashing)
+    assert sum(w.f.balanceOfBatch([r.holder for r in rows], [w.sport] * 10).call()) == sum(r.amount for r in rows[:4])
+
+    plan2, results, rec = _run(w, path, w.sport, batch_size=3)
+    assert plan2.done_batches == (0,)
+    assert [(s.batch, s.kind) for s in plan2.sends] == [(1, "enrol"), (2, "enrol"), (3, "enrol")]
+    assert w.f.balanceOfBatch([r.holder for r in rows], [w.sport] * 10).call() == [r.amount for r in rows]
+    assert rec.ok, rec.lines()
+    assert rec.chain_rows == 10 and rec.sent_rows == 6
+
+
+def test_validation_against_the_chain(w, tmp_path):
+    path = _residents_file(tmp_path, 4, "refused")
+    rows, _ = I.parse(path)
+    w.send(w.issuer, w.f.enrollPasses([r.holder for r in rows[:3]], w.end + 400 * DAY))
+    w.send(w.issuer, w.f.suspendPass(rows[0].holder))
+    w.send(w.issuer, w.f.revokePass(rows[1].holder))
+    w.send(w.issuer, w.f.migratePass(rows[2].holder, addr("new-phone")))
+    with pytest.raises(I.IssuanceFileError) as e:
+        I.plan_issuance(w.dep, path, w.sport)
+    got = [str(p) for p in e.value.problems]
+    assert [g.split(":")[0] for g in got] == ["line 2", "line 3", "line 4"]
+    assert addr("new-phone") in got[2]
+    with pytest.raises(I.IssuanceFileError, match="does not exist"):
+        I.plan_issuance(w.dep, _residents_file(tmp_path, 1, "nobudget"), w.sport + 1)
+
+
+def test_cap_is_checked_before_sending(w, tmp_path):
+    w.send(w.budget_manager, w.f.setBudgetCap(w.culture, 2_000))
+    path = _residents_file(tmp_path, 2, "cap", cents_of=lambda i: 1_001)
+    with pytest.raises(I.IssuanceFileError, match="above its cap"):
+        I.plan_issuance(w.dep, path, w.culture)
+    assert w.f.budgetTotals(w.culture).call()[1] == 0
+
+
+def test_a_file_issued_with_another_batch_size_is_refused(w, tmp_path):
+    path = _residents_file(tmp_path, 30, "size")
+    plan = I.plan_issuance(w.dep, path, w.sport, batch_size=10)
+    I.execute(w.dep, w.issuer, plan)
+    with pytest.raises(I.CityPassError, match="--batch-size 10"):
+        I.plan_issuance(w.dep, path, w.sport)  # the default size for 30M gas is 200
+
+
+def test_per_row_gas_constants_hold(w, tmp_path):
+    """The planner's gas figures must not understate the contract's (they size batches)."""
+    gas = {}
+    for n in (10, 20):
+        path = _residents_file(tmp_path, n, f"gas{n}")
+        plan = I.plan_issuance(w.dep, path, w.sport, batch_size=n)
+        (enrol,) = I.execute(w.dep, w.issuer, plan)
+        plan_c = I.plan_issuance(w.dep, path, w.culture, batch_size=n)
+        (credit,) = I.execute(w.dep, w.issuer, plan_c)
+        gas[n] = (enrol.gas_used, credit.gas_used)
+        assert enrol.gas_used <= enrol.send.gas_estimate and credit.gas_used <= credit.send.gas_estimate
+    enrol_row, credit_row = ((gas[20][k] - gas[10][k]) / 10 for k in (0, 1))
+    assert enrol_row <= I.ENROL_ROW_GAS and credit_row <= I.CREDIT_ROW_GAS
+    print("per-row gas", enrol_row, credit_row)
+    assert enrol_row > 0.8 * I.ENROL_ROW_GAS and credit_row > 0.6 * I.CREDIT_ROW_GAS, (enrol_row, credit_row)
