@@ -86,7 +86,7 @@ class Ctx:
         """Sends one call as `account` (default: self.account(role)) and reports it on stderr."""
         signer = account or self.account(role)
         receipt = send(self.chain, signer, fn, confirmations=self.confirmations)
-        note(f"{what} (tx {receipt.transactionHash.hex()}, block {receipt.blockNumber})")
+        note(f"{what} (tx 0x{bytes(receipt.transactionHash).hex()}, block {receipt.blockNumber})")
         return receipt
 
     def send_many(self, fns: Sequence[Any], what: str, *, role: str | None = None,
@@ -210,7 +210,7 @@ def parse_role(text: str) -> str:
         name = "ADMIN"
     if name not in ROLE_IDS:
         known = ", ".join(n.lower().replace("_", "-") for n in ROLE_IDS)
-        raise UsageError(f"role {text!r}: unknown role (known: {known})")
+        raise UsageError(f"role: unknown role {text!r} (known: {known})")
     return name
 
 

@@ -37,6 +37,7 @@ DEFAULT_ADMIN_DELAY = 3 * 86_400  # two-step admin transfer waits three days
 DEFAULT_METADATA_URI = "https://citypass.example/budget/{id}.json"
 ARTIFACT_KEYS = ("contractName", "abi", "bytecode", "deployedBytecode", "compiler")
 LOG_CHUNK = 50_000  # blocks per eth_getLogs request (public nodes limit ranges)
+ROLE_PARAMS = ("admin", "budget_manager", "provider_manager", "registrar", "issuer", "treasurer", "pauser")
 
 
 # ------------------------------------------------------------------ artifacts
@@ -194,6 +195,14 @@ def deploy(
     record_deployment(chain, address, receipt.blockNumber, deployer.address,
                       workdir if workdir is not None else chain.workdir)
     return Deployment(chain, address, contract_at(chain, address), receipt.blockNumber)
+
+
+def dev_roles() -> dict[str, str]:
+    """Local dev chains: each role its own Anvil dev account (dev:0 admin .. dev:6 pauser),
+    so a demo shows the four-eyes split; dev:7..9 stay free for providers."""
+    from citypass.keys import dev_account
+
+    return {role: dev_account(i).address for i, role in enumerate(ROLE_PARAMS)}
 
 
 def open_deployment(chain: Chain, address: str | None = None, workdir: Path | str | None = None) -> Deployment:

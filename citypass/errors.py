@@ -8,7 +8,6 @@ escaping the CLI is a bug in CityPass.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any, Callable
 
 from eth_abi import decode as abi_decode
@@ -165,29 +164,38 @@ _BUILTIN_ERRORS = [
 ]
 
 
-def _type_of(param: dict[str, Any]) -> str:
+def type_of(param: dict[str, Any]) -> str:
     if param["type"].startswith("tuple"):
-        inner = ",".join(_type_of(c) for c in param["components"])
+        inner = ",".join(type_of(c) for c in param["components"])
         return f"({inner}){param['type'][5:]}"
     return param["type"]
 
 
-@lru_cache(maxsize=1)
+_table_cache: dict[bytes, tuple[str, list[str]]] = {}
+
+
 def _error_table() -> dict[bytes, tuple[str, list[str]]]:
+    """Selector -> (name, argument types) of every error in the ABI (cached once the
+    artifacts were found; without them only Error(string) and Panic decode)."""
+    if _table_cache:
+        return _table_cache
     abi: list[dict[str, Any]] = list(_BUILTIN_ERRORS)
+    complete = True
     try:
         from citypass.contract import load_artifact
 
         abi += load_artifact()["abi"]
     except CityPassError:
-        pass  # without artifacts we can still decode Error(string) and Panic
+        complete = False
     table = {}
     for item in abi:
         if item.get("type") != "error":
             continue
-        types = [_type_of(p) for p in item["inputs"]]
+        types = [type_of(p) for p in item["inputs"]]
         selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
         table[selector] = (item["name"], types)
+    if complete:
+        _table_cache.update(table)
     return table
 
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
-from eth_utils import event_abi_to_log_topic
-from hexbytes import HexBytes
+from eth_abi import decode as abi_decode
+from eth_utils import event_abi_to_log_topic, to_checksum_address
 from web3 import Web3
-from web3._utils.events import get_event_data
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 DEFAULT_CHUNK = 5_000  # blocks per eth_getLogs call; public RPCs often cap at 10,000
@@ -63,49 +63,118 @@ class EventRecord:
         return datetime.fromtimestamp(self.timestamp, timezone.utc)
 
 
-def _plain(value: Any) -> Any:
-    """ABI values as plain, JSON/CSV-friendly Python values."""
-    if isinstance(value, (bytes, bytearray, HexBytes)):
+@lru_cache(maxsize=1 << 16)
+def _checksum(hex40: str) -> str:
+    """EIP-55 form of an address (cached: the same few thousand addresses recur in every log)."""
+    return to_checksum_address("0x" + hex40)
+
+
+def _plain(value: Any, typ: str) -> Any:
+    """An eth_abi value as a plain, JSON/CSV-friendly value: checksummed addresses, 0x-hex bytes."""
+    if typ.endswith("]"):
+        inner = typ[: typ.rindex("[")]
+        return [_plain(v, inner) for v in value]
+    if typ == "address":
+        return _checksum(value[2:].lower() if isinstance(value, str) else bytes(value).hex())
+    if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
     return value
 
 
+def _word(word: str, typ: str) -> Any:
+    """One 32-byte ABI word (64 hex digits) of a static type."""
+    if typ == "address":
+        return _checksum(word[24:])
+    if typ.startswith("uint"):
+        return int(word, 16)
+    if typ.startswith("int"):
+        value = int(word, 16)
+        return value - (1 << 256) if value >> 255 else value
+    if typ == "bool":
+        return int(word, 16) != 0
+    if typ.startswith("bytes") and typ != "bytes":
+        return "0x" + word[: 2 * int(typ[5:])]
+    return "0x" + word  # an indexed dynamic value (string, bytes, array): the topic is its hash
+
+
+def _is_static(typ: str) -> bool:
+    """One ABI word in place (no arrays, strings or bytes)."""
+    if typ.endswith("]"):
+        return False
+    return typ in ("address", "bool") or typ.startswith(("uint", "int")) or (typ.startswith("bytes") and typ != "bytes")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    name: str
+    names: tuple[str, ...]  # every argument, in ABI order
+    indexed: tuple[tuple[str, str], ...]  # (name, type) from topics[1:]
+    data: tuple[tuple[str, str], ...]  # (name, type) from the data field
+    static: bool  # data is all one-word values: slice it instead of calling eth_abi
+
+
 class EventDecoder:
-    """Decodes raw logs of one contract by topic, with the contract's ABI."""
+    """Decodes raw JSON-RPC logs (hex strings, as eth_getLogs returns them) by topic.
 
-    def __init__(self, w3: Web3, abi: Sequence[dict[str, Any]]):
-        self.w3 = w3
-        self._by_topic: dict[bytes, dict[str, Any]] = {}
+    web3's own log decoding costs about 2 ms per log (formatters, normalisers); a year
+    of a city's redemptions is tens of thousands of logs, so this decoder reads the
+    static words directly and calls eth_abi only for strings and arrays.
+    """
+
+    def __init__(self, abi: Sequence[dict[str, Any]]):
+        self._by_topic: dict[str, _Layout] = {}
         for item in abi:
-            if item.get("type") == "event" and not item.get("anonymous"):
-                self._by_topic[bytes(event_abi_to_log_topic(item))] = item
+            if item.get("type") != "event" or item.get("anonymous"):
+                continue
+            topic = "0x" + bytes(event_abi_to_log_topic(item)).hex()
+            inputs = item["inputs"]
+            data = tuple((i["name"], i["type"]) for i in inputs if not i.get("indexed"))
+            self._by_topic[topic] = _Layout(
+                name=item["name"],
+                names=tuple(i["name"] for i in inputs),
+                indexed=tuple((i["name"], i["type"]) for i in inputs if i.get("indexed")),
+                data=data,
+                static=all(_is_static(t) for _, t in data),
+            )
 
-    def topics(self) -> list[str]:
-        return ["0x" + t.hex() for t in self._by_topic]
+    def topics(self, names: Iterable[str] | None = None) -> list[str]:
+        """topic0 of every event (of `names`), for an eth_getLogs topic filter."""
+        wanted = None if names is None else set(names)
+        return [t for t, layout in self._by_topic.items() if wanted is None or layout.name in wanted]
 
     def decode(self, log: dict[str, Any], timestamp: int) -> EventRecord | None:
-        """The record for `log`, or None if it is not one of the ABI's events."""
-        if not log["topics"]:
+        """The record for a raw log, or None if it is not one of the ABI's events."""
+        topics = log.get("topics") or []
+        layout = self._by_topic.get(topics[0].lower()) if topics else None
+        if layout is None:
             return None
-        abi = self._by_topic.get(bytes(log["topics"][0]))
-        if abi is None:
-            return None
+        where = f"{layout.name} at block {int(log['blockNumber'], 16)} log {int(log['logIndex'], 16)}"
+        if len(topics) != len(layout.indexed) + 1:
+            raise EventFetchError(f"cannot decode {where}: {len(topics) - 1} indexed values, the ABI has {len(layout.indexed)}")
+        args: dict[str, Any] = {}
+        for (name, typ), topic in zip(layout.indexed, topics[1:]):
+            args[name] = _word(topic[2:].rjust(64, "0"), typ)
+        data = log.get("data", "0x")[2:]
         try:
-            data = get_event_data(self.w3.codec, abi, log)
+            if layout.static:
+                if len(data) < 64 * len(layout.data):
+                    raise ValueError(f"{len(data) // 2} bytes of data, expected {32 * len(layout.data)}")
+                for i, (name, typ) in enumerate(layout.data):
+                    args[name] = _word(data[64 * i : 64 * i + 64], typ)
+            else:
+                values = abi_decode([t for _, t in layout.data], bytes.fromhex(data))
+                for (name, typ), value in zip(layout.data, values):
+                    args[name] = _plain(value, typ)
         except Exception as exc:  # a log that matches a topic but not its layout
-            raise EventFetchError(
-                f"cannot decode {abi['name']} at block {log['blockNumber']} log {log['logIndex']}: {exc}"
-            ) from exc
+            raise EventFetchError(f"cannot decode {where}: {exc}") from exc
         return EventRecord(
-            block=int(log["blockNumber"]),
+            block=int(log["blockNumber"], 16),
             timestamp=timestamp,
-            tx_hash="0x" + bytes(log["transactionHash"]).hex(),
-            tx_index=int(log["transactionIndex"]),
-            log_index=int(log["logIndex"]),
-            name=data["event"],
-            args={k: _plain(v) for k, v in data["args"].items()},
+            tx_hash=log["transactionHash"],
+            tx_index=int(log["transactionIndex"], 16),
+            log_index=int(log["logIndex"], 16),
+            name=layout.name,
+            args={name: args[name] for name in layout.names},
         )
 
 
@@ -127,41 +196,40 @@ def _contract_of(dep: Any) -> Any:
     return getattr(dep, "contract", dep)
 
 
+def _rpc(w3: Web3, method: str, params: list[Any]) -> Any:
+    """One raw JSON-RPC call (no web3 result formatters: logs stay plain hex dicts)."""
+    answer = w3.provider.make_request(method, params)  # type: ignore[arg-type]
+    if "error" in answer:
+        error = answer["error"]
+        raise EventFetchError(f"{method} failed: {error.get('message', error) if isinstance(error, dict) else error}")
+    return answer["result"]
+
+
 def _block_timestamps(w3: Web3, blocks: set[int]) -> dict[int, int]:
-    """Timestamps of `blocks`, fetched in JSON-RPC batches (one call per block is slow
-    on an automining dev chain, where every transaction is its own block)."""
-    result: dict[int, int] = {}
-    ordered = sorted(blocks)
-    step = 500
-    for i in range(0, len(ordered), step):
-        part = ordered[i : i + step]
-        try:
-            with w3.batch_requests() as batch:
-                for n in part:
-                    batch.add(w3.eth.get_block(n))
-                blocks_data = batch.execute()
-        except Exception:  # a provider without batch support: one call per block
-            blocks_data = [w3.eth.get_block(n) for n in part]
-        for n, block in zip(part, blocks_data):
-            result[n] = int(block["timestamp"])
-    return result
+    """Timestamps of `blocks`, for nodes whose logs lack `blockTimestamp` (one call each)."""
+    return {n: int(_rpc(w3, "eth_getBlockByNumber", [hex(n), False])["timestamp"], 16) for n in sorted(blocks)}
 
 
-def iter_log_chunks(w3: Web3, address: str, start: int, end: int, chunk: int) -> Iterator[list[dict[str, Any]]]:
+def iter_log_chunks(
+    w3: Web3, address: str, start: int, end: int, chunk: int, topics: Sequence[str] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
     """Raw logs of `address` in [start, end], `chunk` blocks per call; halves the range if
     the node refuses a large one (many public RPCs cap results per call)."""
     lo = start
     size = max(1, chunk)
+    query: dict[str, Any] = {"address": address}
+    if topics is not None:
+        query["topics"] = [list(topics)]
     while lo <= end:
         hi = min(end, lo + size - 1)
         try:
-            logs = w3.eth.get_logs({"address": address, "fromBlock": lo, "toBlock": hi})
+            logs = _rpc(w3, "eth_getLogs", [{**query, "fromBlock": hex(lo), "toBlock": hex(hi)}])
         except Exception as exc:
             if size > 1:
                 size = max(1, size // 2)
                 continue
-            raise EventFetchError(f"eth_getLogs failed for block {lo}: {exc}") from exc
-        yield list(logs)
+            raise EventFetchError(f"eth_getLogs failed for blocks {lo}..{hi}: {exc}") from exc
+        yield [log for log in logs if not log.get("removed")]
         lo = hi + 1
 
 
@@ -175,28 +243,29 @@ def fetch_events(
 ) -> list[EventRecord]:
     """Every CityPass event of the deployment `dep` (a Deployment with `.contract`, or a web3
     Contract) from `from_block` (default: its deployment block) to `to_block` (default:
-    latest), in chain order. `names` keeps only those event names."""
+    latest), in chain order. `names` keeps only those event names (filtered by the node)."""
     contract = _contract_of(dep)
     w3: Web3 = contract.w3
     start = deployment_block(dep) if from_block is None else from_block
-    end = w3.eth.block_number if to_block is None else to_block
-    decoder = EventDecoder(w3, contract.abi)
-    wanted = set(names) if names is not None else None
+    end = int(_rpc(w3, "eth_blockNumber", []), 16) if to_block is None else to_block
+    decoder = EventDecoder(contract.abi)
+    topics = decoder.topics(names) if names is not None else None
+    if topics == []:
+        raise EventFetchError(f"no CityPass events are named {sorted(set(names or []))}")
 
     raw: list[dict[str, Any]] = []
-    for logs in iter_log_chunks(w3, contract.address, start, end, chunk):
+    for logs in iter_log_chunks(w3, contract.address, start, end, chunk, topics):
         raw.extend(logs)
     # Nodes that follow the latest spec (Anvil, recent geth) put the block time in each
     # log; for the others, look the blocks up.
-    missing = {int(log["blockNumber"]) for log in raw if "blockTimestamp" not in log}
+    missing = {int(log["blockNumber"], 16) for log in raw if not log.get("blockTimestamp")}
     times = _block_timestamps(w3, missing) if missing else {}
 
     records = []
     for log in raw:
         ts = log.get("blockTimestamp")
-        ts = int(ts, 16) if isinstance(ts, str) else int(ts) if ts is not None else times[int(log["blockNumber"])]
-        record = decoder.decode(log, ts)
-        if record is not None and (wanted is None or record.name in wanted):
+        record = decoder.decode(log, int(ts, 16) if ts else times[int(log["blockNumber"], 16)])
+        if record is not None:
             records.append(record)
     records.sort(key=lambda r: r.position)
     return records

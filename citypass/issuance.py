@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from eth_abi import encode as abi_encode
 from eth_utils import is_checksum_address, keccak, to_checksum_address

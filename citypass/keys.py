@@ -32,6 +32,9 @@ ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_ACCOUNTS = 10
 DEV_BALANCE_WEI = 10_000 * 10**18
 KEYS_DIR = "keys"
+# scrypt work factor for new keystores; None = eth-account's default (2**18, ~1 s per
+# unlock, the standard strength). Tests lower it to stay fast.
+KEYSTORE_ITERATIONS: int | None = None
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 Account.enable_unaudited_hdwallet_features()
@@ -102,7 +105,7 @@ def create_keystore(workdir: Path | str, name: str, private_key: bytes | str | N
     secret = get_password(name, confirm=True, password=password)
     if not secret:
         raise CityPassError("an empty password is not allowed")
-    keystore = Account.encrypt(account.key, secret)
+    keystore = Account.encrypt(account.key, secret, iterations=KEYSTORE_ITERATIONS)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Owner-only from the first byte: the file is the key.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -158,18 +158,25 @@ class Summary:
         return _origin(self.activity, address)
 
     def reconciliation_lines(self) -> list[str]:
-        """The lines the demo prints and the report shows, one per budget and equation."""
+        """The lines the demo prints and the report shows: two per budget, both checked by
+        `reconcile` (see the module docstring)."""
         lines = []
         for b in self.budgets:
             lines.append(
-                f"{b.name}: issued {eur_text(b.issued)} = held by residents {eur_text(b.held_by_residents)}"
-                f" + held by providers {eur_text(b.held_by_providers)} + settled {eur_text(b.settled)}"
-                f" + reclaimed {eur_text(b.reclaimed)}"
+                f"{b.name}: issued {eur_text(b.issued)} = spent {eur_text(b.redeemed)} - refunded {eur_text(b.refunded)}"
+                f" + reclaimed {eur_text(b.reclaimed)} + still with residents {eur_text(b.held_by_residents)}"
             )
             lines.append(
-                f"{b.name}: redeemed {eur_text(b.redeemed)} - refunded {eur_text(b.refunded)}"
-                f" = received by providers {eur_text(b.provider_received)}"
-                f" = held by providers {eur_text(b.held_by_providers)} + settled {eur_text(b.settled)}"
+                f"{b.name}: received by providers {eur_text(b.provider_received)} = settled {eur_text(b.settled)}"
+                f" + not yet settled {eur_text(b.held_by_providers)}"
+            )
+        if len(self.budgets) > 1:
+            t = self.total
+            lines.append(
+                f"All budgets: issued {eur_text(t('issued'))} = spent {eur_text(t('redeemed'))} - refunded "
+                f"{eur_text(t('refunded'))} + reclaimed {eur_text(t('reclaimed'))} + still with residents "
+                f"{eur_text(t('held_by_residents'))}; providers were paid {eur_text(t('settled'))} and are owed "
+                f"{eur_text(t('held_by_providers'))}"
             )
         return lines
 
@@ -186,11 +193,13 @@ def _origin(act: Activity, address: str) -> str:
     return address
 
 
-def summarize(act: Activity, provider_names: Mapping[str, str] | None = None) -> Summary:
+def summarize(act: Activity, provider_names: Mapping[str, str] | None = None,
+              references: Mapping[str, str] | None = None) -> Summary:
     """Aggregates the activity per budget, per provider and per week.
 
-    `provider_names` is the municipality's own register (address -> name); names are not
-    on chain, so without it providers are shown by address.
+    `provider_names` (address -> name) and `references` (payment reference hash -> its
+    text) come from the municipality's own records: the chain holds only addresses and
+    hashes, so without them the report shows those.
     """
     names = {p: (provider_names or {}).get(p, _short(p)) for p in act.providers}
     lines: dict[int, BudgetLine] = {}
@@ -255,7 +264,7 @@ def summarize(act: Activity, provider_names: Mapping[str, str] | None = None) ->
             b.settled += m.amount
             p = pline(m.provider, m.budget)
             p.settled += m.amount
-            p.payment_references.append(m.payment_reference)
+            p.payment_references.append((references or {}).get(m.payment_reference, m.payment_reference))
         elif isinstance(m, Reclamation):
             b.reclaimed += m.amount
         elif isinstance(m, Migration):
@@ -295,6 +304,10 @@ def reconcile(summary: Summary) -> list[str]:
         if b.issued != held:
             problems.append(f"{b.name}: issued {eur_text(b.issued)} but held + settled + reclaimed is {eur_text(held)} "
                             f"(gap {b.issued - held} cents)")
+        accounted = b.redeemed - b.refunded + b.reclaimed + b.held_by_residents
+        if b.issued != accounted:
+            problems.append(f"{b.name}: issued {eur_text(b.issued)} but spent - refunded + reclaimed + with residents "
+                            f"is {eur_text(accounted)} (gap {b.issued - accounted} cents)")
         if b.provider_received != b.held_by_providers + b.settled:
             problems.append(f"{b.name}: providers received {eur_text(b.provider_received)} but hold + were paid "
                             f"{eur_text(b.held_by_providers + b.settled)}")
@@ -426,7 +439,10 @@ def _budget_name(summary: Summary, budget: int) -> str:
 
 def write_charts(summary: Summary, out: Path) -> list[Path]:
     """PNG charts (matplotlib, Agg backend: no display needed)."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise CityPassError("charts need matplotlib: pip install 'citypass[reports]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -471,7 +487,7 @@ def write_charts(summary: Summary, out: Path) -> list[Path]:
     ax.barh(names, owed, left=paid, color=colors[1], label="not yet settled")
     for i, n in enumerate(names):
         ax.text(paid[i] + owed[i], i, f"  {eur_text(sum(per[n]))}", va="center")
-    ax.set_title("Credit received per provider")
+    ax.set_title("Credit received per provider (after refunds)")
     ax.xaxis.set_major_formatter(euro_axis)
     ax.set_xlim(0, max([a + b for a, b in zip(paid, owed)] + [1]) * 1.25)
     ax.grid(axis="x", alpha=0.3)
@@ -487,7 +503,8 @@ def write_charts(summary: Summary, out: Path) -> list[Path]:
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(),
                 f"{100 * b.take_up:.0f}%\n({b.residents_who_spent} of {b.residents_credited})",
                 ha="center", va="bottom")
-    ax.set_ylim(0, 1.25)
+    ax.set_ylim(0, 1.2)  # room above a 100% bar for its label
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_title("Take-up: share of residents who used their credit")
     ax.grid(axis="y", alpha=0.3)
@@ -502,6 +519,7 @@ def write_charts(summary: Summary, out: Path) -> list[Path]:
         vals = [getattr(b, attr) / 100 for b in summary.budgets]
         ax.barh(labels, vals, left=left, color=color, label=label)
         left = [a + v for a, v in zip(left, vals)]
+    ax.invert_yaxis()  # first budget on top, as in the tables
     ax.xaxis.set_major_formatter(euro_axis)
     ax.set_title("Where each budget's issued credit is now")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4, frameon=False)
@@ -518,6 +536,19 @@ def _save(fig: Any, path: Path) -> Path:
     plt.close(fig)
     return path
 
+
+# Chart file stem -> (heading, one sentence for a reader who has not seen the data before).
+_CHARTS = {
+    "spending_per_category": ("Spending per category over time",
+                              "How much credit residents spent in each category since the start, after refunds."),
+    "spending_per_provider": ("Spending per provider",
+                              "What each provider received from residents' passes; green is already paid out by the "
+                              "municipality, orange is still to be paid."),
+    "take_up": ("Take-up", "Of the residents who received credit in a budget, the share who used it at least once."),
+    "budget_use": ("Where the money is now",
+                   "Each budget's issued credit, split into paid to providers, owed to providers, reclaimed after "
+                   "the budget ended, and still with residents."),
+}
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 60rem; margin: 2rem auto;
@@ -581,7 +612,8 @@ def write_html(summary: Summary, out: Path, *, charts: Sequence[Path], csvs: Seq
 
     parts.append("<h2>Charts</h2>")
     for c in charts:
-        parts.append(f"<img src='{e(c.name)}' alt='{e(c.stem.replace('_', ' '))}'>")
+        title, caption = _CHARTS.get(c.stem, (c.stem.replace("_", " "), ""))
+        parts.append(f"<h3>{e(title)}</h3><p>{e(caption)}</p><img src='{e(c.name)}' alt='{e(title)}'>")
     for heading, rows in (extra or {}).items():
         parts.append(f"<h2>{e(heading)}</h2><table>")
         parts += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rows]

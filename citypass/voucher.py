@@ -128,7 +128,7 @@ def digest(voucher: Voucher, chain_id: int, contract: str) -> bytes:
 def sign(voucher: Voucher, private_key: Any, chain_id: int, contract: str) -> SignedVoucher:
     """Signs with an EOA key (bytes, hex string or eth-account LocalAccount)."""
     signable = encode_typed_data(full_message=typed_data(voucher, chain_id, contract))
-    signed = Account.sign_message(signable, private_key)
+    signed = Account.sign_message(signable, getattr(private_key, "key", private_key))  # LocalAccount -> its key
     return SignedVoucher(voucher, bytes(signed.signature), chain_id, to_checksum_address(contract))
 
 

@@ -67,7 +67,7 @@ def sign_voucher(
         )
     except V.VoucherError as exc:
         raise CityPassError(str(exc)) from None
-    return V.sign(v, account, dep.chain.chain_id, dep.address)
+    return V.sign(v, account.key, dep.chain.chain_id, dep.address)
 
 
 def write_qr(payload: str, path: str | Path, *, scale: int = QR_SCALE) -> Path:

@@ -611,7 +611,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     function _redeem(Voucher calldata v) private returns (bool) {
         uint128 nonceBit;
         if (v.nonce < HOT_NONCES) {
-            nonceBit = uint128(1) << v.nonce;
+            nonceBit = uint128(uint256(1) << v.nonce); // v.nonce < 128
         } else if (!_useColdNonce(v.holder, v.budget, v.nonce)) {
             return false;
         }
@@ -626,15 +626,15 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     /// @dev ECDSA first (cheap, and needs no code lookup); ERC-1271 for smart accounts.
     function _isValidSignature(address holder, bytes32 digest, bytes calldata signature) private view returns (bool) {
         address recovered;
-        ECDSA.RecoverError error;
+        ECDSA.RecoverError recoverError;
         if (signature.length == 65) {
-            (recovered, error,) = ECDSA.tryRecover(
+            (recovered, recoverError,) = ECDSA.tryRecover(
                 digest, uint8(signature[64]), bytes32(signature[0:32]), bytes32(signature[32:64])
             );
         } else if (signature.length == 64) {
-            (recovered, error,) = ECDSA.tryRecover(digest, bytes32(signature[0:32]), bytes32(signature[32:64]));
+            (recovered, recoverError,) = ECDSA.tryRecover(digest, bytes32(signature[0:32]), bytes32(signature[32:64]));
         }
-        if (error == ECDSA.RecoverError.NoError && recovered == holder && holder != address(0)) return true;
+        if (recoverError == ECDSA.RecoverError.NoError && recovered == holder && holder != address(0)) return true;
         return SignatureChecker.isValidERC1271SignatureNow(holder, digest, signature);
     }
 
@@ -725,7 +725,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     /// @dev Reverts with the error `_enroll`/`_update` would give for a resident `_mintBatch`
     /// refused (it wrote nothing to a refused resident's pass slot, so this sees it as it was).
     function _refuseMint(address holder, uint256 budget, uint256 amount, bool enrolling) private view {
-        if (uint256(uint160(holder)) == 0 || holder != address(uint160(holder))) revert ZeroAddress();
+        if (holder == address(0)) revert ZeroAddress();
         if (amount == 0) revert ZeroAmount();
         if (amount > type(uint128).max) revert ERC1155InsufficientBalance(address(0), 0, amount, budget);
         PassStatus status = passOf[holder].status;

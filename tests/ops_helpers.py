@@ -81,3 +81,14 @@ def make_world(workdir: Path) -> Iterator[World]:
 def enrol_and_credit(w: World, residents: list[LocalAccount], budget: int, cents: int, tag: str) -> None:
     holders = [r.address for r in residents]
     w.send(w.issuer, w.f.enrollAndIssue(keccak(text=tag), budget, w.end + 365 * DAY, holders, [cents] * len(holders)))
+
+
+def cli(w: World, *args: str, env: dict[str, str] | None = None) -> Any:
+    """Runs `citypass --workdir <world's> ARGS` in-process; stdout and stderr apart."""
+    from click.testing import CliRunner
+
+    from citypass.cli import main
+
+    runner = CliRunner(mix_stderr=False)
+    return runner.invoke(main, ["--workdir", str(w.workdir), *args], env={"CITYPASS_RPC": None, "CITYPASS_FROM": None, **(env or {})},
+                         catch_exceptions=False)

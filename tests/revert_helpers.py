@@ -10,6 +10,7 @@ strings mean equal revert data. An error unknown to Brownie decodes as "Unknown 
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Callable
 
 import pytest
@@ -20,6 +21,11 @@ from eth_utils import keccak
 
 from citypass.reasons import Reason
 
+# Brownie runs gc.collect() on every chain.revert() (each test's isolation): ~0.2 s here, spent
+# re-scanning the compiled project (ASTs, source maps) loaded before collection. Freezing what
+# exists now takes those long-lived objects out of the collector: revert drops to ~0.03 s.
+gc.freeze()
+
 
 def _abi_value(value: Any) -> Any:
     """Brownie accounts/contracts and Reason members as eth_abi takes them."""
@@ -27,6 +33,8 @@ def _abi_value(value: Any) -> Any:
         return int(value)
     if hasattr(value, "address"):
         return str(value.address)
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 66:
+        return bytes.fromhex(value[2:])  # bytes32 given as hex text (as Brownie returns it)
     return value
 
 

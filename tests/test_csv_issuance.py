@@ -3,12 +3,14 @@ issuance against the embedded node (re-run, interrupted run, reconciliation)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from eth_utils import keccak, to_checksum_address
 
 from citypass import issuance as I
+from tests.ops_helpers import DAY, World, cli, make_world
 
 BUDGET = (1 << 128) | (0 << 80) | (1_700_000_000 << 40) | 1_900_000_000
 NOW = 1_800_000_000
@@ -221,7 +223,6 @@ def test_used_ids_are_skipped(tmp_path):
 
 
 # ---------------------------------------------------------------------------- on the chain
-from tests.ops_helpers import DAY, World, make_world  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -337,5 +338,63 @@ def test_per_row_gas_constants_hold(w, tmp_path):
         assert enrol.gas_used <= enrol.send.gas_estimate and credit.gas_used <= credit.send.gas_estimate
     enrol_row, credit_row = ((gas[20][k] - gas[10][k]) / 10 for k in (0, 1))
     assert enrol_row <= I.ENROL_ROW_GAS and credit_row <= I.CREDIT_ROW_GAS
-    print("per-row gas", enrol_row, credit_row)
     assert enrol_row > 0.8 * I.ENROL_ROW_GAS and credit_row > 0.6 * I.CREDIT_ROW_GAS, (enrol_row, credit_row)
+
+
+# ---------------------------------------------------------------------------- the command and the script
+
+
+def test_cli_dry_run_issue_rerun(w, tmp_path):
+    path = _residents_file(tmp_path, 5, "cli")
+    dry = cli(w, "--json", "issue", str(path), "--budget", "#1", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    out = json.loads(dry.stdout)
+    assert (out["rows"], out["new_residents"], out["transactions_to_send"]) == (5, 5, 1)
+    assert out["gas_estimate"] == I.BATCH_BASE_GAS + 5 * I.ENROL_ROW_GAS and out["total"] == "50.10"
+    assert w.f.budgetTotals(w.sport).call()[1] == 0  # a dry run sends nothing
+
+    run = cli(w, "issue", str(path), "--budget", "1")
+    assert run.exit_code == 0, run.stderr
+    assert "ok: file = BatchIssued events of its batch ids" in run.stdout and "MISMATCH" not in run.stdout
+    assert "issuing" in run.stderr  # the progress bar, on stderr
+    assert w.f.budgetTotals(w.sport).call()[1] == 5_010
+
+    again = cli(w, "issue", str(path), "--budget", "1")
+    assert again.exit_code == 0, again.stderr
+    assert "everything in this file was issued before: nothing to send" in again.stderr
+    assert "(all of it was issued before)" in again.stdout
+    assert w.f.budgetTotals(w.sport).call()[1] == 5_010
+
+
+def test_cli_bad_file_exit_1_with_every_line(w, tmp_path):
+    good = addr("cli-good")
+    path = write(tmp_path, f"holder,amount\n{good},1\n{good.lower()},2\n{addr('x')},1.999\n")
+    r = cli(w, "issue", str(path), "--budget", "1")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == f"error: {path}: 2 problems, nothing was sent:"
+    assert lines[1].startswith("  line 3: holder:") and lines[2].startswith("  line 4: amount:")
+    assert cli(w, "issue", str(path), "--budget", "#9").exit_code == 1  # unknown budget
+
+
+def test_cli_needs_issuer_and_registrar_for_new_residents(w, tmp_path):
+    path = _residents_file(tmp_path, 2, "roles")
+    r = cli(w, "--from", "dev:4", "issue", str(path), "--budget", "1")  # dev:4 has no role here
+    assert r.exit_code == 1 and "lacks the ISSUER role" in r.stderr
+
+
+def test_brownie_script_runs_the_same_issuance(w, tmp_path, monkeypatch, capsys):
+    import importlib
+    from types import SimpleNamespace
+
+    script = importlib.import_module("scripts.issue_credit")
+    monkeypatch.setattr(script, "web3", SimpleNamespace(provider=SimpleNamespace(endpoint_uri=w.chain.rpc_url)))
+    monkeypatch.setenv("CITYPASS_HOME", str(w.workdir))
+    monkeypatch.setenv("CITYPASS_FROM", "dev:3")
+    path = _residents_file(tmp_path, 3, "script")
+    script.main(str(path), "1")
+    assert "ok: the file's holders' balances grew by what this run sent" in capsys.readouterr().out
+    assert w.f.budgetTotals(w.sport).call()[1] == sum(r.amount for r in I.parse(path)[0])
+    with pytest.raises(SystemExit) as e:
+        script.main(str(tmp_path / "missing.csv"), "1")
+    assert e.value.code == 1

@@ -15,12 +15,13 @@ pragma solidity ^0.8.24;
 library BudgetId {
     uint256 internal constant MAX_CATEGORY = 63;
 
-    function encode(uint32 serial, uint8 category, uint40 validFrom, uint40 validUntil)
+    function encode(uint32 serial_, uint8 category_, uint40 validFrom_, uint40 validUntil_)
         internal
         pure
         returns (uint256)
     {
-        return (uint256(serial) << 128) | (uint256(category) << 80) | (uint256(validFrom) << 40) | uint256(validUntil);
+        return (uint256(serial_) << 128) | (uint256(category_) << 80) | (uint256(validFrom_) << 40)
+            | uint256(validUntil_);
     }
 
     function serial(uint256 id) internal pure returns (uint32) {

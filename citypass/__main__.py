@@ -1,0 +1,5 @@
+"""`python -m citypass ...` is the `citypass` command."""
+
+from citypass.cli import main
+
+main(prog_name="citypass")

@@ -1,0 +1,665 @@
+"""The `citypass` command: municipality and admin commands (issuance, vouchers and finance
+are registered from citypass/cli_ops.py). Thin: the logic lives in the library modules.
+
+    citypass [--rpc URL] [--workdir DIR] [--from KEY] [--json] NOUN VERB ...
+
+Exit codes: 0 ok, 1 failure (a refusal by the chain, a missing file, ...), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+
+from citypass import __version__, keys, node
+from citypass import contract as C
+from citypass.cli_common import (
+    ADDRESS, DATE, EUROS_OR_ZERO, ROLE, Ctx, category_label, cents_to_str, end_of_day, format_date,
+    format_euros, note, output, parse_categories, parse_euros, pass_ctx, role_label,
+)
+from citypass.errors import ROLE_IDS, CityPassError, UsageError, budget_text
+
+PASS_BATCH = 500  # addresses per enrol/renew transaction (~25k gas each: well inside a block)
+
+
+class CityPassGroup(click.Group):
+    """Turns a user's mistake into `error: <one line>` and its exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CityPassError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except ValueError as exc:
+            # VoucherError and other validation errors of the library are ValueErrors with a
+            # message naming the field; anything else is a bug and keeps its traceback.
+            if type(exc).__module__.startswith("citypass"):
+                click.echo(f"error: {exc}", err=True)
+                ctx.exit(1)
+            raise
+        except requests.ConnectionError:
+            click.echo("error: lost the connection to the node (did it stop?)", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=CityPassGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--rpc", envvar="CITYPASS_RPC", metavar="URL",
+              help="JSON-RPC node to use [env CITYPASS_RPC]; default: the embedded Anvil of --workdir.")
+@click.option("--workdir", envvar="CITYPASS_HOME", default=".citypass", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Node state, keystores and address book [env CITYPASS_HOME].")
+@click.option("--json", "as_json", is_flag=True, help="Print data as JSON.")
+@click.option("--from", "from_spec", envvar="CITYPASS_FROM", metavar="KEY",
+              help="Signing account: keystore name or file, or dev:N on a local dev chain [env CITYPASS_FROM].")
+@click.option("--confirmations", type=click.IntRange(min=0), metavar="N",
+              help="Blocks to wait on top of each transaction (default: 0 on dev chains, else 2).")
+@click.option("--contract", "contract_address", envvar="CITYPASS_CONTRACT", metavar="ADDRESS",
+              help="CityPass contract [env CITYPASS_CONTRACT]; default: the address book's for this chain.")
+@click.version_option(__version__, prog_name="citypass")
+@click.pass_context
+def main(ctx: click.Context, rpc: str | None, workdir: Path, as_json: bool, from_spec: str | None,
+         confirmations: int | None, contract_address: str | None) -> None:
+    """CityPass: municipal city-pass credit on an Ethereum chain.
+
+    With no --rpc, commands use a local Anvil node whose state persists in --workdir
+    (started on first use). Amounts are euros with cents (12.50), dates YYYY-MM-DD (UTC).
+    """
+    ctx.obj = Ctx(rpc=rpc, workdir=workdir, json=as_json, from_spec=from_spec,
+                  confirmations=confirmations, contract_address=contract_address)
+
+
+# ------------------------------------------------------------------ node
+@main.group("node")
+def node_group() -> None:
+    """The embedded Anvil node (state kept in --workdir)."""
+
+
+@node_group.command("start")
+@click.option("--port", type=click.IntRange(1024, 65535), help="Port to listen on (default: a free one).")
+@pass_ctx
+def node_start(c: Ctx, port: int | None) -> None:
+    """Start the embedded node (or report the one running)."""
+    info, started = node.node_start(c.workdir, port=port)
+    note(f"{'started' if started else 'already running:'} Anvil pid {info.pid} at {info.rpc_url}, state in {info.state_file}")
+    output(c, {"running": True, "started": started, "pid": info.pid, "rpc": info.rpc_url, "state": info.state_file})
+
+
+@node_group.command("stop")
+@pass_ctx
+def node_stop(c: Ctx) -> None:
+    """Stop the embedded node; its state is saved for the next start."""
+    info = node.node_stop(c.workdir)
+    note(f"stopped Anvil pid {info.pid}; state saved in {info.state_file}" if info else "the embedded node was not running")
+    if c.json:
+        output(c, {"stopped": info is not None})
+
+
+@node_group.command("status")
+@pass_ctx
+def node_status(c: Ctx) -> None:
+    """Whether the embedded node runs, and where."""
+    info = node.node_status(c.workdir)
+    if info is None:
+        output(c, {"running": False, "workdir": str(c.workdir)})
+        return
+    output(c, {"running": True, "pid": info.pid, "rpc": info.rpc_url, "state": info.state_file, "log": info.log_file})
+
+
+# ------------------------------------------------------------------ accounts
+@main.group("account")
+def account_group() -> None:
+    """Encrypted keystores in --workdir/keys (password: prompt or $CITYPASS_PASSWORD[_NAME])."""
+
+
+@account_group.command("new")
+@click.argument("name")
+@pass_ctx
+def account_new(c: Ctx, name: str) -> None:
+    """Create a new random key, stored encrypted as NAME."""
+    entry = keys.create_keystore(c.workdir, name)
+    note(f"created account {entry.name} in {entry.path}")
+    output(c, {"name": entry.name, "address": entry.address, "keystore": str(entry.path)})
+
+
+@account_group.command("import")
+@click.argument("name")
+@click.option("--key-file", type=click.File("r"), help="File holding the private key in hex (default: prompt or stdin).")
+@pass_ctx
+def account_import(c: Ctx, name: str, key_file: Any) -> None:
+    """Store an existing private key, encrypted, as NAME."""
+    if key_file is not None:
+        secret = key_file.read().strip()
+    elif sys.stdin.isatty():
+        secret = click.prompt("Private key (hex)", hide_input=True).strip()
+    else:
+        secret = sys.stdin.readline().strip()
+    if not secret:
+        raise UsageError("no private key given (use --key-file FILE, stdin or the prompt)")
+    entry = keys.create_keystore(c.workdir, name, secret)
+    note(f"imported account {entry.name} into {entry.path}")
+    output(c, {"name": entry.name, "address": entry.address, "keystore": str(entry.path)})
+
+
+@account_group.command("list")
+@pass_ctx
+def account_list(c: Ctx) -> None:
+    """Keystores in --workdir/keys."""
+    entries = keys.list_keystores(c.workdir)
+    output(c, [{"name": e.name, "address": e.address, "keystore": str(e.path)} for e in entries],
+           rows=[(e.name, e.address) for e in entries], columns=("NAME", "ADDRESS"))
+
+
+# ------------------------------------------------------------------ deploy and info
+@main.command("deploy")
+@click.option("--admin", metavar="ADDRESS", help="Default admin (ideally a multisig).")
+@click.option("--budget-manager", metavar="ADDRESS")
+@click.option("--provider-manager", metavar="ADDRESS")
+@click.option("--registrar", metavar="ADDRESS")
+@click.option("--issuer", metavar="ADDRESS")
+@click.option("--treasurer", metavar="ADDRESS")
+@click.option("--pauser", metavar="ADDRESS")
+@click.option("--admin-delay-days", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Delay of the two-step admin transfer.")
+@click.option("--metadata-uri", default=C.DEFAULT_METADATA_URI, show_default=True)
+@pass_ctx
+def deploy_cmd(c: Ctx, admin_delay_days: float, metadata_uri: str, **roles: str | None) -> None:
+    """Deploy CityPass, each role to its own address, and record it in the address book.
+
+    Role addresses take an address, a keystore name, dev:N (local dev chains) or `none`
+    (leave the role empty). On a local dev chain every role defaults to its own dev
+    account; elsewhere --admin and every role must be given.
+    """
+    chain = c.chain
+    resolved: dict[str, str | None] = {}
+    defaults = C.dev_roles() if chain.is_local_dev else {}
+    for role, value in roles.items():
+        option = "--" + role.replace("_", "-")
+        if value is None and role not in defaults:
+            raise UsageError(f"{option} is required on chain {chain.chain_id} (an address, or `none`)")
+        resolved[role] = defaults[role] if value is None else _address_of(c, value, option)
+    if resolved["admin"] is None:
+        raise UsageError("--admin cannot be `none`: someone must be able to grant roles")
+    deployer = c.account()
+    dep = C.deploy(chain, deployer, admin=resolved.pop("admin"), admin_delay=int(admin_delay_days * 86_400),
+                   metadata_uri=metadata_uri, workdir=c.workdir, confirmations=c.confirmations, **resolved)
+    note(f"deployed CityPass at {dep.address} on chain {chain.chain_id} (block {dep.block}); "
+         f"recorded in {C.addressbook_path(c.workdir)}")
+    members = {role_label(k): v for k, v in C.role_members(dep).items()}
+    output(c, {"contract": dep.address, "chain_id": chain.chain_id, "block": dep.block, "roles": members},
+           rows=[("contract", dep.address)] + [(k, ", ".join(v) or "-") for k, v in members.items()],
+           columns=("WHAT", "ADDRESS"))
+
+
+def _address_of(c: Ctx, value: str, what: str) -> str | None:
+    """An address given as such, as a keystore name or as dev:N; None for `none`."""
+    text = value.strip()
+    if text.lower() == "none":
+        return None
+    if text.startswith("0x"):
+        return C.checksum(text, what)
+    if text.startswith("dev:"):
+        return c.load(text).address  # load_account refuses dev keys off dev chains
+    for entry in keys.list_keystores(c.workdir):
+        if entry.name == text:
+            return entry.address  # no password needed: the address is in the keystore
+    raise UsageError(f"{what}: {text!r} is neither an address, a keystore name nor dev:N")
+
+
+@main.command("info")
+@pass_ctx
+def info_cmd(c: Ctx) -> None:
+    """Chain, contract, roles, budgets, providers and pause state."""
+    dep = c.deployment
+    f = dep.contract.functions
+    members = {role_label(k): v for k, v in C.role_members(dep).items()}
+    data = {
+        "chain_id": dep.chain.chain_id,
+        "rpc": dep.chain.rpc_url,
+        "embedded_node": dep.chain.embedded,
+        "contract": dep.address,
+        "deploy_block": dep.block,
+        "paused": f.paused().call(),
+        "admin": f.defaultAdmin().call(),
+        "admin_delay_days": f.defaultAdminDelay().call() / 86_400,
+        "budgets": len(f.budgets().call()),
+        "providers": len(f.providers().call()),
+        "roles": members,
+    }
+    if c.json:
+        output(c, data)
+        return
+    flat = {k: v for k, v in data.items() if k != "roles"}
+    flat.update({f"role {k}": ", ".join(v) or "-" for k, v in members.items()})
+    output(c, flat)
+
+
+# ------------------------------------------------------------------ categories and budgets
+@main.group("category")
+def category_group() -> None:
+    """Service categories (0..63), named for people and reports."""
+
+
+@category_group.command("define")
+@click.argument("number", type=click.IntRange(0, 63))
+@click.argument("name")
+@pass_ctx
+def category_define(c: Ctx, number: int, name: str) -> None:
+    """Name category NUMBER (e.g. `citypass category define 0 sport`). Needs BUDGET_MANAGER."""
+    c.send(c.deployment.contract.functions.defineCategory(number, name), f"category {number} is now {name!r}",
+           role="BUDGET_MANAGER")
+    if c.json:
+        output(c, {"category": number, "name": name})
+
+
+@category_group.command("list")
+@pass_ctx
+def category_list(c: Ctx) -> None:
+    """Defined categories."""
+    names = C.category_names(c.deployment)
+    output(c, [{"category": k, "name": v} for k, v in sorted(names.items())],
+           rows=sorted(names.items()), columns=("CATEGORY", "NAME"))
+
+
+@main.group("budget")
+def budget_group() -> None:
+    """Budgets: one category, one validity window, one issuance cap."""
+
+
+@budget_group.command("create")
+@click.option("--category", required=True, help="Category number or defined name.")
+@click.option("--valid-from", "valid_from", type=DATE, required=True, help="First day (YYYY-MM-DD, UTC).")
+@click.option("--valid-until", "valid_until", type=DATE, required=True, help="Last day, inclusive.")
+@click.option("--cap", required=True, metavar="EUROS", help="Issuance cap (the appropriation), e.g. 250000.00.")
+@click.option("--name", required=True, help="Public name, e.g. 'Sport 2026' (no personal data).")
+@pass_ctx
+def budget_create(c: Ctx, category: str, valid_from: int, valid_until: int, cap: str, name: str) -> None:
+    """Create a budget. Needs BUDGET_MANAGER."""
+    dep = c.deployment
+    cats = parse_categories(dep, category)
+    if len(cats) != 1:
+        raise UsageError("--category: a budget has exactly one category")
+    cat = cats[0]
+    until = end_of_day(valid_until)
+    if until <= valid_from:
+        raise UsageError("--valid-until must not be before --valid-from")
+    if until < dep.chain.now():
+        raise UsageError(f"--valid-until {format_date(until)} is in the past (chain time {format_date(dep.chain.now())})")
+    cents = parse_euros(cap, "--cap")
+    receipt = c.send(dep.contract.functions.createBudget(cat, valid_from, until, cents, name),
+                     f"created budget {name!r}", role="BUDGET_MANAGER")
+    (event,) = dep.contract.events.BudgetCreated().process_receipt(receipt)
+    b = C.find_budget(dep, event.args.budget)
+    output(c, _budget_dict(b), rows=[_budget_row(dep, b)], columns=_BUDGET_COLUMNS)
+
+
+_BUDGET_COLUMNS = ("#", "NAME", "CATEGORY", "FROM", "UNTIL", "CAP", "ISSUED", "SETTLED", "RECLAIMED", "OUTSTANDING")
+
+
+def _budget_dict(b: C.BudgetInfo) -> dict[str, Any]:
+    return {
+        "serial": b.serial, "id": str(b.id), "name": b.name, "category": b.category,
+        "valid_from": format_date(b.valid_from), "valid_until": format_date(b.valid_until),
+        "cap": cents_to_str(b.cap), "issued": cents_to_str(b.issued), "settled": cents_to_str(b.settled),
+        "reclaimed": cents_to_str(b.reclaimed), "outstanding": cents_to_str(b.outstanding),
+    }
+
+
+def _budget_row(dep: C.Deployment, b: C.BudgetInfo, names: dict[int, str] | None = None) -> tuple:
+    return (b.serial, b.name, category_label(dep, b.category, names), format_date(b.valid_from),
+            format_date(b.valid_until), format_euros(b.cap), format_euros(b.issued), format_euros(b.settled),
+            format_euros(b.reclaimed), format_euros(b.outstanding))
+
+
+@budget_group.command("show")
+@click.argument("budget")
+@pass_ctx
+def budget_show(c: Ctx, budget: str) -> None:
+    """One budget (by its number or full id) with its totals."""
+    dep = c.deployment
+    b = C.find_budget(dep, budget)
+    output(c, _budget_dict(b), rows=[_budget_row(dep, b)], columns=_BUDGET_COLUMNS)
+
+
+@budget_group.command("set-cap")
+@click.argument("budget")
+@click.option("--cap", required=True, metavar="EUROS", help="New cap; never below what was issued.")
+@pass_ctx
+def budget_set_cap(c: Ctx, budget: str, cap: str) -> None:
+    """Change a budget's cap (a council amendment). Needs BUDGET_MANAGER."""
+    dep = c.deployment
+    b = C.find_budget(dep, budget)
+    cents = parse_euros(cap, "--cap")
+    c.send(dep.contract.functions.setBudgetCap(b.id, cents),
+           f"cap of budget #{b.serial} {format_euros(b.cap)} -> {format_euros(cents)}", role="BUDGET_MANAGER")
+    b = C.find_budget(dep, b.id)
+    output(c, _budget_dict(b), rows=[_budget_row(dep, b)], columns=_BUDGET_COLUMNS)
+
+
+@budget_group.command("list")
+@pass_ctx
+def budget_list(c: Ctx) -> None:
+    """Every budget with its totals (euros)."""
+    dep = c.deployment
+    items = C.budgets(dep)
+    names = C.category_names(dep)
+    output(c, [_budget_dict(b) for b in items], rows=[_budget_row(dep, b, names) for b in items],
+           columns=_BUDGET_COLUMNS)
+
+
+# ------------------------------------------------------------------ providers
+@main.group("provider")
+def provider_group() -> None:
+    """Providers (pool, museum, club...) approved per category. Needs PROVIDER_MANAGER."""
+
+
+def _max_amount(text: str | None) -> int:
+    return 0 if text is None or text.strip().lower() in ("", "none", "0") else parse_euros(text, "--max")
+
+
+@provider_group.command("add")
+@click.argument("address", type=ADDRESS)
+@click.option("--categories", required=True, help="Approved categories: numbers or names, comma-separated.")
+@click.option("--max", "max_amount", metavar="EUROS", help="Largest amount per payment (default: no limit).")
+@pass_ctx
+def provider_add(c: Ctx, address: str, categories: str, max_amount: str | None) -> None:
+    """Register a provider."""
+    dep = c.deployment
+    cats = parse_categories(dep, categories)
+    limit = _max_amount(max_amount)
+    c.send(dep.contract.functions.addProvider(address, _mask(cats), limit),
+           f"registered provider {address}", role="PROVIDER_MANAGER")
+    _show_provider(c, address)
+
+
+@provider_group.command("update")
+@click.argument("address", type=ADDRESS)
+@click.option("--categories", help="New approved categories (default: unchanged).")
+@click.option("--max", "max_amount", metavar="EUROS", help="New limit per payment; `none` for no limit.")
+@pass_ctx
+def provider_update(c: Ctx, address: str, categories: str | None, max_amount: str | None) -> None:
+    """Change a provider's categories and/or limit."""
+    dep = c.deployment
+    current = C.provider_info(dep, address)
+    if current.status == "none":
+        raise CityPassError(f"{address} is not a registered provider")
+    if categories is None and max_amount is None:
+        raise UsageError("give --categories and/or --max")
+    cats = parse_categories(dep, categories) if categories is not None else list(current.categories)
+    limit = _max_amount(max_amount) if max_amount is not None else current.max_amount
+    c.send(dep.contract.functions.updateProvider(address, _mask(cats), limit),
+           f"updated provider {address}", role="PROVIDER_MANAGER")
+    _show_provider(c, address)
+
+
+def _mask(categories: list[int]) -> int:
+    return sum(1 << cat for cat in categories)
+
+
+def _provider_status_command(verb: str, status: int, past: str) -> None:
+    @provider_group.command(verb)
+    @click.argument("address", type=ADDRESS)
+    @pass_ctx
+    def command(c: Ctx, address: str) -> None:
+        c.send(c.deployment.contract.functions.setProviderStatus(address, status), f"{past} provider {address}",
+               role="PROVIDER_MANAGER")
+        _show_provider(c, address)
+
+    command.__doc__ = {
+        "suspend": "Suspend a provider: it accepts no credit until reinstated (refunds and settlement still work).",
+        "reinstate": "Reinstate a suspended provider.",
+        "remove": "Remove a provider for good (its redeemed credit stays payable).",
+    }[verb]
+
+
+_provider_status_command("suspend", 2, "suspended")
+_provider_status_command("reinstate", 1, "reinstated")
+_provider_status_command("remove", 3, "removed")
+
+
+def _provider_dict(p: C.ProviderInfo) -> dict[str, Any]:
+    return {"address": p.address, "status": p.status, "categories": list(p.categories),
+            "max_per_payment": cents_to_str(p.max_amount) if p.max_amount else None, "paused": p.paused}
+
+
+def _provider_row(dep: C.Deployment, p: C.ProviderInfo, names: dict[int, str]) -> tuple:
+    cats = ", ".join(category_label(dep, x, names) for x in p.categories) or "-"
+    return (p.address, p.status, cats, format_euros(p.max_amount) if p.max_amount else "no limit")
+
+
+_PROVIDER_COLUMNS = ("ADDRESS", "STATUS", "CATEGORIES", "MAX PER PAYMENT")
+
+
+def _show_provider(c: Ctx, address: str) -> None:
+    dep = c.deployment
+    p = C.provider_info(dep, address)
+    output(c, _provider_dict(p), rows=[_provider_row(dep, p, C.category_names(dep))], columns=_PROVIDER_COLUMNS)
+
+
+@provider_group.command("list")
+@pass_ctx
+def provider_list(c: Ctx) -> None:
+    """Every provider ever registered."""
+    dep = c.deployment
+    items = C.providers(dep)
+    names = C.category_names(dep)
+    output(c, [_provider_dict(p) for p in items], rows=[_provider_row(dep, p, names) for p in items],
+           columns=_PROVIDER_COLUMNS)
+
+
+# ------------------------------------------------------------------ passes
+@main.group("pass")
+def pass_group() -> None:
+    """City passes: a holder address, a validity date and a status. Needs REGISTRAR."""
+
+
+def _read_addresses(addresses: tuple[str, ...], file: Any) -> list[str]:
+    """Addresses from the arguments and/or a file (one per line, '#' comments), checked,
+    with duplicates refused (the contract would refuse the second enrolment anyway)."""
+    items: list[tuple[str, str]] = [(a, f"argument {i + 1}") for i, a in enumerate(addresses)]
+    if file is not None:
+        for n, line in enumerate(file, start=1):
+            text = line.split("#", 1)[0].strip()
+            if text:
+                items.append((text, f"{getattr(file, 'name', 'file')} line {n}"))
+    if not items:
+        raise UsageError("give at least one address (arguments or --file)")
+    seen: dict[str, str] = {}
+    for text, where in items:
+        address = C.checksum(text, where)
+        if address in seen:
+            raise UsageError(f"{where}: {address} is listed twice (first at {seen[address]})")
+        seen[address] = where
+    return list(seen)
+
+
+def _batches(items: list[str], size: int = PASS_BATCH) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+@pass_group.command("enroll")
+@click.argument("addresses", nargs=-1)
+@click.option("--file", type=click.File("r"), help="More addresses, one per line.")
+@click.option("--valid-until", type=DATE, required=True, help="Last valid day (YYYY-MM-DD, inclusive).")
+@pass_ctx
+def pass_enroll(c: Ctx, addresses: tuple[str, ...], file: Any, valid_until: int) -> None:
+    """Enrol new passes."""
+    holders = _read_addresses(addresses, file)
+    until = end_of_day(valid_until)
+    f = c.deployment.contract.functions
+    c.send_many([f.enrollPasses(batch, until) for batch in _batches(holders)],
+                f"enrolled {len(holders)} pass(es), valid until {format_date(until)}", role="REGISTRAR")
+    output(c, {"enrolled": holders, "valid_until": format_date(until)},
+           rows=[(h, format_date(until)) for h in holders], columns=("HOLDER", "VALID UNTIL"))
+
+
+@pass_group.command("renew")
+@click.argument("addresses", nargs=-1)
+@click.option("--file", type=click.File("r"), help="More addresses, one per line.")
+@click.option("--valid-until", type=DATE, required=True, help="New last valid day (YYYY-MM-DD, inclusive).")
+@pass_ctx
+def pass_renew(c: Ctx, addresses: tuple[str, ...], file: Any, valid_until: int) -> None:
+    """Set a new validity date after the yearly eligibility review."""
+    holders = _read_addresses(addresses, file)
+    until = end_of_day(valid_until)
+    f = c.deployment.contract.functions
+    c.send_many([f.renewPasses(batch, until) for batch in _batches(holders)],
+                f"renewed {len(holders)} pass(es) until {format_date(until)}", role="REGISTRAR")
+    output(c, {"renewed": holders, "valid_until": format_date(until)},
+           rows=[(h, format_date(until)) for h in holders], columns=("HOLDER", "VALID UNTIL"))
+
+
+def _pass_status_command(verb: str, function: str, past: str, doc: str) -> None:
+    @pass_group.command(verb)
+    @click.argument("holder", type=ADDRESS)
+    @pass_ctx
+    def command(c: Ctx, holder: str) -> None:
+        fn = getattr(c.deployment.contract.functions, function)(holder)
+        c.send(fn, f"{past} the pass of {holder}", role="REGISTRAR")
+        _show_pass(c, holder)
+
+    command.__doc__ = doc
+
+
+_pass_status_command("suspend", "suspendPass", "suspended",
+                     "Suspend a pass: it can neither receive nor spend credit until reinstated.")
+_pass_status_command("reinstate", "reinstatePass", "reinstated", "Reinstate a suspended pass.")
+_pass_status_command("revoke", "revokePass", "revoked",
+                     "Revoke a pass for good; its credit is reclaimed after its budgets end.")
+
+
+@pass_group.command("migrate")
+@click.argument("old", type=ADDRESS)
+@click.argument("new", type=ADDRESS)
+@pass_ctx
+def pass_migrate(c: Ctx, old: str, new: str) -> None:
+    """Lost phone: move the pass and all its credit from OLD to NEW (the old key is dead)."""
+    if old == new:
+        raise UsageError("OLD and NEW are the same address")
+    c.send(c.deployment.contract.functions.migratePass(old, new), f"migrated the pass of {old} to {new}",
+           role="REGISTRAR")
+    _show_pass(c, new)
+
+
+@pass_group.command("show")
+@click.argument("holder", type=ADDRESS)
+@pass_ctx
+def pass_show(c: Ctx, holder: str) -> None:
+    """A pass: status, validity, migration and credit per budget."""
+    _show_pass(c, holder)
+
+
+def _show_pass(c: Ctx, holder: str) -> None:
+    dep = c.deployment
+    p = C.pass_info(dep, holder)
+    budgets = {b.id: b for b in C.budgets(dep)} if p.balances else {}
+    balances = [{"budget": budgets[bid].serial if bid in budgets else str(bid),
+                 "name": budgets[bid].name if bid in budgets else "", "credit": cents_to_str(amount)}
+                for bid, amount in p.balances.items()]
+    data = {
+        "address": p.address, "status": p.status,
+        "valid_until": format_date(p.valid_until) if p.valid_until else None,
+        "migrated_to": p.migrated_to, "current_address": p.current_address, "balances": balances,
+    }
+    if c.json:
+        output(c, data)
+        return
+    flat: dict[str, Any] = {"address": p.address, "status": p.status,
+                            "valid until": data["valid_until"] or "-"}
+    if p.migrated_to:
+        flat["migrated to"] = p.migrated_to
+        flat["current address"] = p.current_address
+    for bid, amount in p.balances.items():
+        label = f"budget #{budgets[bid].serial} {budgets[bid].name}" if bid in budgets else budget_text(bid)
+        flat[f"credit {label}"] = format_euros(amount)
+    if not p.balances:
+        flat["credit"] = format_euros(0)
+    output(c, flat)
+
+
+# ------------------------------------------------------------------ roles and pause
+@main.group("role")
+def role_group() -> None:
+    """Roles: admin, budget-manager, provider-manager, registrar, issuer, treasurer, pauser."""
+
+
+@role_group.command("grant")
+@click.argument("role", type=ROLE)
+@click.argument("address", type=ADDRESS)
+@pass_ctx
+def role_grant(c: Ctx, role: str, address: str) -> None:
+    """Give ROLE to ADDRESS. Needs the admin."""
+    _check_grantable(role)
+    dep = c.deployment
+    if C.has_role(dep, role, address):
+        raise CityPassError(f"{address} already has the {role} role")
+    c.send(dep.contract.functions.grantRole(ROLE_IDS[role], address), f"granted {role} to {address}", role="ADMIN")
+    if c.json:
+        output(c, {"role": role_label(role), "address": address, "granted": True})
+
+
+@role_group.command("revoke")
+@click.argument("role", type=ROLE)
+@click.argument("address", type=ADDRESS)
+@pass_ctx
+def role_revoke(c: Ctx, role: str, address: str) -> None:
+    """Take ROLE from ADDRESS. Needs the admin."""
+    _check_grantable(role)
+    dep = c.deployment
+    if not C.has_role(dep, role, address):
+        raise CityPassError(f"{address} does not have the {role} role")
+    c.send(dep.contract.functions.revokeRole(ROLE_IDS[role], address), f"revoked {role} from {address}", role="ADMIN")
+    if c.json:
+        output(c, {"role": role_label(role), "address": address, "revoked": True})
+
+
+def _check_grantable(role: str) -> None:
+    if role == "ADMIN":
+        raise UsageError("the admin role changes hands only through the two-step admin transfer "
+                         "(beginDefaultAdminTransfer / acceptDefaultAdminTransfer), not grant/revoke")
+
+
+@role_group.command("list")
+@pass_ctx
+def role_list(c: Ctx) -> None:
+    """Who holds which role."""
+    members = {role_label(k): v for k, v in C.role_members(c.deployment).items()}
+    output(c, members, rows=[(k, a) for k, v in members.items() for a in (v or ["-"])], columns=("ROLE", "ADDRESS"))
+
+
+@main.command("pause")
+@pass_ctx
+def pause_cmd(c: Ctx) -> None:
+    """Emergency stop: no credit moves until `unpause`. Needs PAUSER."""
+    c.send(c.deployment.contract.functions.pause(), "CityPass is paused", role="PAUSER")
+    if c.json:
+        output(c, {"paused": True})
+
+
+@main.command("unpause")
+@pass_ctx
+def unpause_cmd(c: Ctx) -> None:
+    """End an emergency stop. Needs PAUSER."""
+    c.send(c.deployment.contract.functions.unpause(), "CityPass is running again", role="PAUSER")
+    if c.json:
+        output(c, {"paused": False})
+
+
+# ------------------------------------------------------------------ issuance, vouchers, finance
+# Registered by citypass/cli_ops.py (built in parallel); the admin CLI works without it.
+if importlib.util.find_spec("citypass.cli_ops") is not None:
+    from citypass import cli_ops
+
+    cli_ops.register(main)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name="citypass")

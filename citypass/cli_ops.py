@@ -1,0 +1,358 @@
+"""`citypass` commands for operations: issuance from CSV, resident vouchers, provider
+redemption, finance. Thin: parse arguments, call the library, print. Registered on the main
+group by citypass/cli.py (`register(main)`).
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+
+from citypass import contract as C
+from citypass import finance, issuance, keys, redemption, wallet
+from citypass import voucher as V
+from citypass.cli_common import (
+    ADDRESS, DATE, EUROS, EUROS_OR_ZERO, Ctx, cents_to_str, end_of_day, err_console, format_date, format_euros,
+    note, output, pass_ctx,
+)
+from citypass.errors import CityPassError, UsageError
+
+
+def register(group: click.Group) -> None:
+    for command in (issue_cmd, voucher_group, redeem_cmd, refund_cmd, balance_cmd, reclaim_cmd, settle_cmd, audit_cmd):
+        group.add_command(command)
+
+
+# ------------------------------------------------------------------ helpers
+@contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields advance(n)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console(), transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _budget(c: Ctx, spec: str) -> C.BudgetInfo:
+    return C.find_budget(c.deployment, spec)
+
+
+def _dev_account_with(c: Ctx, roles: list[str]) -> Any:
+    """--from, or on a local dev chain the first dev account holding all `roles`."""
+    if c.from_spec or not c.chain.is_local_dev:
+        return c.account(roles[0])
+    for i in range(keys.DEV_ACCOUNTS):
+        address = keys.dev_account(i).address
+        if all(C.has_role(c.deployment, r, address) for r in roles):
+            note(f"signing as dev:{i} ({address}), which holds the {' and '.join(roles)} role(s)")
+            return c.load(f"dev:{i}")
+    raise CityPassError(
+        f"no dev account holds the {' and '.join(roles)} roles together"
+        + (f" (enrolling new residents needs both): grant one, e.g. `citypass role grant registrar <issuer address>`"
+           if len(roles) > 1 else "")
+        + ", or pass --from KEYSPEC"
+    )
+
+
+def _provider_account(c: Ctx, named: str | None = None) -> Any:
+    """The provider's own wallet: --from; on a local dev chain, the dev account the voucher names."""
+    if c.from_spec:
+        return c.load(c.from_spec)
+    if named and c.chain.is_local_dev:
+        for i in range(keys.DEV_ACCOUNTS):
+            if keys.dev_account(i).address == named:
+                return c.load(f"dev:{i}")
+    raise UsageError("pass --from KEYSPEC: the provider's own wallet (keystore name or file) signs and pays gas")
+
+
+# ------------------------------------------------------------------ issue
+@click.command("issue")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--budget", "budget_spec", required=True, metavar="ID", help="Budget number (#3 or 3) or full id.")
+@click.option("--dry-run", is_flag=True, help="Validate and print totals, batches and gas; send nothing.")
+@click.option("--valid-until", type=DATE, help="Validity of passes enrolled by this file (default: the budget's end).")
+@click.option("--tranche", default="", help="Label for a second issuance of identical rows to the same budget.")
+@click.option("--batch-size", type=click.IntRange(1, 2000), help="Rows per batch (default: from the block gas limit).")
+@pass_ctx
+def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: int | None, tranche: str,
+              batch_size: int | None) -> None:
+    """Credit (and enrol) the residents in FILE.csv, exactly once.
+
+    FILE has the header `holder,amount`, then one checksummed address and an amount in
+    euros (at most 2 decimals) per line. Every bad line is reported and nothing is sent.
+    Batch ids derive from the file's content: a re-run, or a run after a crash, credits
+    nobody twice and says what was already issued.
+    """
+    dep = c.deployment
+    b = _budget(c, budget_spec)
+    plan = issuance.plan_issuance(dep, file, b.id, pass_valid_until=end_of_day(valid_until) if valid_until else None,
+                                  tranche=tranche, batch_size=batch_size)
+    summary = {
+        "file": str(file), "budget": f"#{b.serial}", "budget_name": b.name, "rows": len(plan.rows),
+        "total": cents_to_str(plan.total), "batches": len(plan.batches), "batch_size": plan.batch_size,
+        "already_issued_batches": len(plan.done_batches), "transactions_to_send": len(plan.sends),
+        "residents_to_credit": plan.to_send_rows, "new_residents": plan.new_residents,
+        "euros_to_send": cents_to_str(plan.to_send_total), "gas_estimate": plan.gas_estimate,
+        "new_pass_valid_until": format_date(plan.pass_valid_until),
+    }
+    if plan.done_batches:
+        note(f"{len(plan.done_batches)} of {len(plan.batches)} batches of this file were issued before; they are skipped")
+    if dry_run:
+        rows = [(s.batch, s.kind, "0x" + s.batch_id.hex()[:16] + "…", len(s.rows), format_euros(s.total), f"{s.gas_estimate:,}")
+                for s in plan.sends]
+        if c.json:
+            output(c, summary | {"sends": [{"batch": s.batch, "kind": s.kind, "batch_id": "0x" + s.batch_id.hex(),
+                                            "rows": len(s.rows), "total": cents_to_str(s.total), "gas_estimate": s.gas_estimate}
+                                           for s in plan.sends]})
+            return
+        for k, v in summary.items():
+            click.echo(f"{k + ':':<24} {v}")
+        output(c, None, rows=rows, columns=("BATCH", "KIND", "ID", "ROWS", "EUROS", "GAS"))
+        return
+    if not plan.sends:
+        note("everything in this file was issued before: nothing to send")
+    roles = ["ISSUER", "REGISTRAR"] if plan.new_residents else ["ISSUER"]
+    account = _dev_account_with(c, roles) if plan.sends else None
+    before = issuance.snapshot(dep, plan)
+    results: list[issuance.SendResult] = []
+    if plan.sends:
+        with progress_bar("issuing", plan.to_send_rows) as advance:
+            results = issuance.execute(dep, account, plan, on_sent=lambda r: advance(len(r.send.rows)))
+    skipped = [r for r in results if r.tx_hash is None]
+    if skipped:
+        note(f"{len(skipped)} batch transaction(s) were issued by another run meanwhile; skipped")
+    rec = issuance.reconcile(dep, plan, before, results)
+    if c.json:
+        output(c, summary | {
+            "sent": [{"batch": r.send.batch, "kind": r.send.kind, "tx": r.tx_hash, "gas_used": r.gas_used} for r in results],
+            "reconciliation": {"ok": rec.ok, "lines": rec.lines()},
+        })
+    else:
+        click.echo("\n".join(rec.lines()))
+    if not rec.ok:
+        raise CityPassError("the reconciliation does not agree (see above): check the chain before re-running")
+
+
+# ------------------------------------------------------------------ vouchers (resident)
+@click.group("voucher")
+def voucher_group() -> None:
+    """Resident vouchers: sign one at the till (as a QR code), or check one."""
+
+
+@voucher_group.command("sign")
+@click.option("--budget", "budget_spec", required=True, metavar="ID", help="Budget number (#3 or 3) or full id.")
+@click.option("--amount", type=EUROS, required=True, help="Euros taken from the pass, e.g. 12.50.")
+@click.option("--provider", type=ADDRESS, required=True, help="The provider's wallet address.")
+@click.option("--co-payment", type=EUROS_OR_ZERO, default="0", help="Euros the resident pays on top.")
+@click.option("--key", "key_spec", metavar="KEYSPEC", help="The holder's key (default: --from).")
+@click.option("--qr", type=click.Path(dir_okay=False, path_type=Path), help="Write the QR code to this PNG file.")
+@click.option("--ttl", type=click.IntRange(1, 7 * 86_400), default=V.DEFAULT_TTL_SECONDS, show_default=True,
+              help="Seconds the voucher stays valid.")
+@click.option("--nonce", type=click.IntRange(min=0), help="Voucher number (default: the lowest unused).")
+@pass_ctx
+def voucher_sign(c: Ctx, budget_spec: str, amount: int, provider: str, co_payment: int, key_spec: str | None,
+                 qr: Path | None, ttl: int, nonce: int | None) -> None:
+    """Sign a voucher as the pass holder and print its payload (and write its QR code)."""
+    spec = key_spec or c.from_spec
+    if not spec:
+        raise UsageError("pass --key KEYSPEC (the pass holder's key) or --from")
+    account = c.load(spec)
+    b = _budget(c, budget_spec)
+    signed = wallet.sign_voucher(c.deployment, account, b.id, amount, provider, co_payment=co_payment, ttl=ttl, nonce=nonce)
+    payload = V.encode_payload(signed)
+    if qr:
+        wallet.write_qr(payload, qr)
+        note(f"QR code written to {qr}")
+    v = signed.voucher
+    if c.json:
+        output(c, {"payload": payload, "holder": v.holder, "provider": v.provider, "budget": b.serial,
+                   "amount": cents_to_str(v.amount), "co_payment": cents_to_str(v.co_payment), "nonce": v.nonce,
+                   "deadline": v.deadline, "qr": str(qr) if qr else None})
+    else:
+        click.echo(payload)
+
+
+@voucher_group.command("show")
+@click.argument("voucher")
+@click.option("--provider", type=ADDRESS, help="Check for this provider (default: the one the voucher names).")
+@pass_ctx
+def voucher_show(c: Ctx, voucher: str, provider: str | None) -> None:
+    """Decode a voucher (payload text or QR PNG), explain it and run the chain's pre-check."""
+    signed = wallet.load_voucher(voucher)
+    check = redemption.explain(c.deployment, signed, provider)
+    if c.json:
+        output(c, check.as_dict())
+    else:
+        click.echo("\n".join(check.lines()))
+    if not check.ok:
+        raise redemption.VoucherRefused(check.reason, f"voucher refused: {check.message}")
+
+
+# ------------------------------------------------------------------ provider
+@click.command("redeem")
+@click.argument("voucher", required=False)
+@click.option("--batch", "batch_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File with one voucher payload per line (collected offline).")
+@pass_ctx
+def redeem_cmd(c: Ctx, voucher: str | None, batch_file: Path | None) -> None:
+    """Redeem a voucher (payload text or QR PNG) from the provider's own wallet (--from).
+
+    The chain's pre-check runs first: a voucher it would refuse is reported with its plain
+    reason and nothing is sent. On a local dev chain without --from, the dev account the
+    voucher names signs. With --batch, vouchers the chain refuses are skipped (and listed).
+    """
+    if (voucher is None) == (batch_file is None):
+        raise UsageError("give either one VOUCHER or --batch FILE")
+    dep = c.deployment
+    if voucher is not None:
+        signed = wallet.load_voucher(voucher)
+        result = redemption.redeem(dep, _provider_account(c, signed.voucher.provider), signed)
+        v = result.voucher
+        note(f"redeemed {format_euros(v.amount)} from {v.holder} (co-payment {format_euros(v.co_payment)}), "
+             f"tx {result.tx_hash}, gas {result.gas_used:,}")
+        output(c, {"redeemed": True, "holder": v.holder, "amount": cents_to_str(v.amount),
+                   "co_payment": cents_to_str(v.co_payment), "nonce": v.nonce, "tx": result.tx_hash,
+                   "block": result.block, "gas_used": result.gas_used})
+        return
+    assert batch_file is not None
+    signed_list, lines = _read_batch(batch_file)
+    if not signed_list:
+        raise CityPassError(f"{batch_file}: no vouchers in the file")
+    account = _provider_account(c, signed_list[0].voucher.provider)
+    outcomes = redemption.redeem_batch(dep, account, signed_list)
+    data = [{"line": lines[o.index], "holder": o.voucher.holder, "amount": cents_to_str(o.voucher.amount),
+             "nonce": o.voucher.nonce, "redeemed": o.redeemed, "reason": o.reason.name if o.reason else None,
+             "message": o.message, "tx": o.tx_hash} for o in outcomes]
+    output(c, data, rows=[(d["line"], d["holder"], format_euros(o.voucher.amount), d["nonce"], d["message"])
+                          for d, o in zip(data, outcomes)], columns=("LINE", "HOLDER", "AMOUNT", "NONCE", "OUTCOME"))
+    done = [o for o in outcomes if o.redeemed]
+    note(f"redeemed {len(done)} of {len(outcomes)} vouchers, {format_euros(sum(o.voucher.amount for o in done))}")
+    if len(done) < len(outcomes):
+        raise CityPassError(f"{len(outcomes) - len(done)} of {len(outcomes)} vouchers were refused (see the list)")
+
+
+def _read_batch(path: Path) -> tuple[list[V.SignedVoucher], list[int]]:
+    """Vouchers of a batch file (blank lines skipped); every bad line reported, none sent."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CityPassError(f"cannot read {path}: {exc}") from None
+    vouchers, lines, problems = [], [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            vouchers.append(V.decode_payload(line))
+            lines.append(number)
+        except V.VoucherError as exc:
+            problems.append(f"  line {number}: {exc}")
+    if problems:
+        raise CityPassError(f"{path}: {len(problems)} bad line(s), nothing was sent:\n" + "\n".join(problems))
+    return vouchers, lines
+
+
+@click.command("refund")
+@click.option("--holder", type=ADDRESS, required=True, help="The resident who redeemed.")
+@click.option("--budget", "budget_spec", required=True, metavar="ID")
+@click.option("--amount", type=EUROS, required=True, help="Euros to give back.")
+@click.option("--nonce", type=click.IntRange(min=0), required=True, help="The nonce of the redeemed voucher.")
+@pass_ctx
+def refund_cmd(c: Ctx, holder: str, budget_spec: str, amount: int, nonce: int) -> None:
+    """Give credit back to a resident for one of your redemptions (provider's wallet, --from)."""
+    b = _budget(c, budget_spec)
+    receipt = redemption.refund(c.deployment, _provider_account(c), holder, b.id, amount, nonce)
+    tx = "0x" + bytes(receipt["transactionHash"]).hex()
+    note(f"refunded {format_euros(amount)} of budget #{b.serial} to {holder} (tx {tx})")
+    output(c, {"refunded": cents_to_str(amount), "holder": holder, "budget": b.serial, "nonce": nonce, "tx": tx})
+
+
+@click.command("balance")
+@click.option("--provider", type=ADDRESS, help="Provider address (default: the --from account's).")
+@pass_ctx
+def balance_cmd(c: Ctx, provider: str | None) -> None:
+    """Credit a provider holds per budget: redeemed and not yet settled."""
+    if provider is None:
+        if not c.from_spec:
+            raise UsageError("pass --provider ADDRESS or --from KEYSPEC")
+        provider = c.load(c.from_spec).address
+    items = redemption.balance(c.deployment, provider)
+    total = sum(b.cents for b in items)
+    output(c, {"provider": provider, "total": cents_to_str(total),
+               "budgets": [{"budget": b.serial, "name": b.name, "category": b.category, "amount": cents_to_str(b.cents)}
+                           for b in items]},
+           rows=[(f"#{b.serial}", b.name, b.category, format_euros(b.cents)) for b in items] + [("", "total", "", format_euros(total))],
+           columns=("BUDGET", "NAME", "CATEGORY", "AMOUNT"))
+
+
+# ------------------------------------------------------------------ finance
+@click.command("reclaim")
+@click.option("--budget", "budget_spec", required=True, metavar="ID")
+@click.option("--batch-size", type=click.IntRange(1, 2000), default=finance.RECLAIM_BATCH, show_default=True)
+@pass_ctx
+def reclaim_cmd(c: Ctx, budget_spec: str, batch_size: int) -> None:
+    """Burn the credit residents left in an ended budget. Needs BUDGET_MANAGER."""
+    b = _budget(c, budget_spec)
+    account = c.account("BUDGET_MANAGER")
+    state: dict[str, Any] = {}
+
+    def on_progress(done: int, total: int) -> None:
+        if "advance" not in state and total:
+            state["cm"] = progress_bar("reclaiming", total)
+            state["advance"] = state["cm"].__enter__()
+        if "advance" in state:
+            state["advance"](done - state.get("done", 0))
+            state["done"] = done
+
+    try:
+        result = finance.reclaim(c.deployment, account, b.id, batch_size, on_progress)
+    finally:
+        if "cm" in state:
+            state["cm"].__exit__(*sys.exc_info())
+    note(f"reclaimed {format_euros(result.total)} from {result.holders} of {result.candidates} holders of budget #{b.serial}"
+         + ("" if result.holders else " (nothing left to reclaim)"))
+    output(c, {"budget": b.serial, "candidates": result.candidates, "holders": result.holders,
+               "reclaimed": cents_to_str(result.total), "transactions": list(result.tx_hashes)})
+
+
+@click.command("settle")
+@click.option("--provider", type=ADDRESS, required=True)
+@click.option("--reference", required=True, help="Payment reference (case and spacing do not matter; used once).")
+@click.option("--budget", "budget_specs", multiple=True, metavar="ID", help="Only these budgets (repeatable).")
+@pass_ctx
+def settle_cmd(c: Ctx, provider: str, reference: str, budget_specs: tuple[str, ...]) -> None:
+    """Record a payment to a provider: burns what it holds under a one-time reference. Needs TREASURER."""
+    budgets = [_budget(c, s).id for s in budget_specs] or None
+    result = finance.settle(c.deployment, c.account("TREASURER"), provider, reference, budgets)
+    note(f"settled {format_euros(result.total)} with {provider} under reference {result.reference!r} (tx {result.tx_hash})")
+    output(c, {"provider": provider, "reference": result.reference, "reference_hash": result.reference_hash,
+               "total": cents_to_str(result.total), "tx": result.tx_hash,
+               "budgets": [{"budget": str(bid), "amount": cents_to_str(a)} for bid, a in result.amounts]})
+
+
+@click.command("audit")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="CSV file (default: stdout).")
+@pass_ctx
+def audit_cmd(c: Ctx, out: Path | None) -> None:
+    """Export every CityPass event as CSV (block, time, tx, log index, event, arguments)."""
+    count = finance.audit(c.deployment, out)
+    note(f"{count} events" + (f" written to {out}" if out else ""))
+
+
+def run_cli(rpc: str, args: list[str]) -> None:
+    """Runs a `citypass` command against `rpc` from Python (the Brownie scripts), with the
+    same output and errors as on the command line; SystemExit with its code on failure."""
+    from citypass.cli import main
+
+    try:
+        code = main.main(["--rpc", rpc, *args], prog_name="citypass", standalone_mode=False)
+    except click.ClickException as exc:  # a usage error: click's own message, no traceback
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    if code:
+        raise SystemExit(code)

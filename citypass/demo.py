@@ -1,0 +1,664 @@
+"""The whole city-pass lifecycle on a fresh local chain, ending in the municipal report.
+
+    python -m citypass.demo [--residents 1000] [--redemptions 2000] [--workdir .citypass-demo] [--report report]
+
+Everything goes through the `citypass` package, as the municipality, providers and
+residents would use it: deploy with separate role keys, three budgets for the current
+year, six providers, a generated CSV of synthetic residents issued through the
+exactly-once path, resident-signed vouchers redeemed at the providers (with the refusals a
+till meets), a refund, a lost phone, a revoked pass, settlement, expiry and reclaim. The
+summary and the report are then rebuilt from the chain's events alone and must reconcile
+to the cent.
+
+The demo runs its own embedded Anvil in its own work directory (never the user's
+`.citypass`), which it wipes at the start and stops at the end (`--keep-node` leaves it
+running to explore with `citypass --workdir ...`). All people are synthetic: resident keys
+are derived from labels, no names are used anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from citypass import events as ev
+from citypass import finance, issuance, redemption, wallet
+from citypass import report as rep
+from citypass import voucher as V
+from citypass.chain import Chain, connect
+from citypass.contract import Deployment, deploy
+from citypass.errors import CityPassError
+from citypass.keys import load_account
+from citypass.node import node_stop
+from citypass.reasons import Reason
+from citypass.tx import send, send_many
+
+DAY = 86_400
+MARKER = ".citypass-demo"  # marks a work directory as the demo's own, safe to wipe
+CATEGORIES = {0: "sport", 1: "culture", 2: "education"}
+SPORT, CULTURE, EDUCATION = 0, 1, 2
+PROVIDER_FUNDING = 10 * 10**18  # wei each provider gets for gas (providers pay their own redemptions)
+BATCH_VOUCHERS = 100  # vouchers per redeemBatch transaction (~5M gas)
+
+# The municipality's roles, each its own key (Anvil dev accounts: this is a local demo).
+# Pass office = registrar + issuer: `enrollAndIssue` needs both on the same caller.
+ROLE_KEYS = {
+    "admin": "dev:0",
+    "budget manager": "dev:1",
+    "provider manager": "dev:2",
+    "pass office (registrar + issuer)": "dev:3",
+    "treasurer": "dev:4",
+    "pauser": "dev:5",
+}
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """A provider and how residents pay there (prices in cents; the pass pays up to the
+    provider's limit and the credit left, the resident pays the rest as co-payment)."""
+
+    name: str
+    categories: tuple[int, ...]
+    max_amount: int  # the fraud brake per payment
+    prices: tuple[int, ...]  # typical full prices
+    own_share: float  # part of the price the resident always pays (co-payment policy)
+    weight: float  # how popular it is
+
+
+PROVIDERS = (
+    ProviderSpec("Swimming pool", (SPORT,), 5_000, (550, 550, 550, 4_500), 0.0, 5),
+    ProviderSpec("Sports club", (SPORT,), 15_000, (6_000, 9_000, 12_000), 0.1, 2),
+    ProviderSpec("Museum", (CULTURE,), 4_000, (1_250, 1_500, 2_000), 0.0, 3),
+    ProviderSpec("Theatre", (CULTURE,), 7_500, (1_800, 2_500, 3_500), 0.2, 3),
+    ProviderSpec("Library", (CULTURE, EDUCATION), 6_000, (2_500, 3_000, 1_000), 0.0, 3),
+    ProviderSpec("Music school", (CULTURE, EDUCATION), 20_000, (9_000, 12_000, 15_000), 0.15, 1),
+)
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    category: int
+    name: str
+    per_resident: tuple[int, int]  # (adults, households with children), cents
+    share: float  # part of the residents who get this budget
+
+
+@dataclass
+class Scenario:
+    residents: int = 1_000
+    redemptions: int = 2_000
+    rounds: int = 8  # redemption weeks (fewer when the year ends sooner)
+    seed: int = 2026
+    users_share: float = 0.7  # residents who will use their pass at all
+
+
+@dataclass
+class Resident:
+    index: int
+    account: LocalAccount
+    children: bool
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+
+def derived_account(label: str) -> LocalAccount:
+    """A synthetic key from a label: reproducible, and obviously nobody's real key."""
+    return Account.from_key(keccak(text=f"citypass-demo:{label}"))
+
+
+def euro_csv(cents: int) -> str:
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+# ---------------------------------------------------------------------------- bookkeeping
+class GasLog:
+    """Gas used per kind of transaction, from the receipts (what providers and the
+    municipality actually pay)."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # tx count, gas, items
+
+    def add(self, kind: str, receipts: Any, items: int | None = None) -> None:
+        receipts = list(receipts) if isinstance(receipts, (list, tuple)) else [receipts]
+        entry = self.kinds[kind]
+        entry[0] += len(receipts)
+        entry[1] += sum(int(r["gasUsed"]) for r in receipts)
+        entry[2] += len(receipts) if items is None else items
+
+    def rows(self) -> list[tuple[str, int, int, int, int]]:
+        """(kind, transactions, items, total gas, gas per item)."""
+        return [(k, n, items, gas, gas // max(items, 1)) for k, (n, gas, items) in self.kinds.items()]
+
+
+@dataclass
+class DemoResult:
+    summary: rep.Summary
+    reconciliation: list[str]
+    chain_checks: list[str]
+    report: rep.ReportFiles
+    timings: dict[str, float]
+    gas: GasLog
+    refusals: list[tuple[str, Reason]]
+    redeemed: int  # vouchers redeemed, by the events
+
+
+# ---------------------------------------------------------------------------- the demo
+class Demo:
+    def __init__(self, scenario: Scenario, workdir: Path, report_dir: Path, console: Console,
+                 keep_node: bool = False):
+        self.s = scenario
+        self.workdir = workdir
+        self.report_dir = report_dir
+        self.console = console
+        self.keep_node = keep_node
+        self.rnd = random.Random(scenario.seed)
+        self.timings: dict[str, float] = {}
+        self.gas = GasLog()
+        self.refusals: list[tuple[str, Reason]] = []
+        self.chain: Chain
+        self.dep: Deployment
+        self.roles: dict[str, LocalAccount] = {}
+        self.providers: dict[str, LocalAccount] = {}  # name -> provider key
+        self.budgets: dict[int, int] = {}  # category -> budget id
+        self.residents: list[Resident] = []
+        self.credit: dict[tuple[str, int], int] = defaultdict(int)  # (holder, budget) -> cents, to plan vouchers
+        self.next_nonce: dict[tuple[str, int], int] = defaultdict(int)  # the phone app's own counter
+        self.references: list[str] = []  # payment references (the chain keeps their hashes)
+
+    # -------------------------------------------------------------- helpers
+    def say(self, text: str) -> None:
+        self.console.print(text)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self.console.rule(f"[bold]{name}")
+        start = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - start
+
+    def progress(self) -> Progress:
+        return Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=self.console, transient=False)
+
+    def receipts(self, hashes: Any) -> list[dict[str, int]]:
+        """{'gasUsed'} of the transactions `hashes`, in one JSON-RPC batch."""
+        raw = self.chain.rpc_batch([("eth_getTransactionReceipt", [h]) for h in sorted(hashes)])
+        return [{"gasUsed": int(r["gasUsed"], 16)} for r in raw]
+
+    def c(self) -> Any:
+        return self.dep.contract.functions
+
+    def now(self) -> int:
+        return self.chain.now()
+
+    def advance_to(self, timestamp: int) -> None:
+        now = self.now()
+        if timestamp > now:
+            self.chain.advance_time(timestamp - now)
+
+    # -------------------------------------------------------------- phases
+    def run(self) -> DemoResult:
+        try:
+            with self.phase("1. Fresh local chain and deployment"):
+                self.start_chain()
+                self.deploy()
+            with self.phase("2. Budgets and providers"):
+                self.create_budgets()
+                self.register_providers()
+            with self.phase("3. Residents enrolled and credited from CSV (exactly once)"):
+                self.issue_credit()
+            with self.phase("4. Redemptions at the till"):
+                self.redeem_all()
+            with self.phase("5. Refund, lost phone, revoked pass"):
+                self.refund_migrate_revoke()
+            with self.phase("6. Settlement of every provider"):
+                self.settle_all()
+            with self.phase("7. Budgets end; leftover credit reclaimed"):
+                self.reclaim_all()
+            with self.phase("8. Summary and report from the events"):
+                result = self.summarize_and_report()
+            self.print_timings()
+            return result
+        finally:
+            if not self.keep_node:
+                node_stop(self.workdir)
+
+    def start_chain(self) -> None:
+        prepare_workdir(self.workdir)
+        self.chain = connect(None, workdir=self.workdir, start_node=True)
+        self.say(f"{self.chain.name}, work directory {self.workdir}")
+
+    def deploy(self) -> None:
+        for role, spec in ROLE_KEYS.items():
+            self.roles[role] = load_account(spec, self.chain)
+        r = self.roles
+        office = r["pass office (registrar + issuer)"].address
+        self.dep = deploy(
+            self.chain, r["admin"], admin=r["admin"].address, budget_manager=r["budget manager"].address,
+            provider_manager=r["provider manager"].address, registrar=office, issuer=office,
+            treasurer=r["treasurer"].address, pauser=r["pauser"].address, workdir=self.workdir,
+        )
+        table = Table("role", "address", title=f"CityPass deployed at {self.dep.address} (block {self.dep.block})")
+        for role, account in r.items():
+            table.add_row(role, account.address)
+        self.console.print(table)
+
+    def create_budgets(self) -> None:
+        year = datetime.fromtimestamp(self.now(), timezone.utc).year
+        if datetime(year + 1, 1, 1, tzinfo=timezone.utc).timestamp() - self.now() < 3 * DAY:
+            # Too little of this year is left for the scenario's weeks: start the demo's
+            # clock on 1 January instead (a dev chain's clock may be moved forward).
+            year += 1
+            self.advance_to(int(datetime(year, 1, 1, tzinfo=timezone.utc).timestamp()))
+        start = int(datetime(year, 1, 1, tzinfo=timezone.utc).timestamp())
+        end = int(datetime(year + 1, 1, 1, tzinfo=timezone.utc).timestamp()) - 1
+        bm = self.roles["budget manager"]
+        send_many(self.chain, bm, [self.c().defineCategory(c, n) for c, n in CATEGORIES.items()])
+        n = self.s.residents
+        specs = self.budget_specs(year)
+        fns = []
+        for spec in specs:
+            cap = _round_up(int(n * spec.share * max(spec.per_resident) * 1.1), 100_000)  # the council's appropriation
+            fns.append(self.c().createBudget(spec.category, start, end, cap, spec.name))
+        receipts = send_many(self.chain, bm, fns)
+        self.gas.add("create budget", receipts)
+        ids = self.c().budgets().call()
+        for spec, budget in zip(specs, ids):
+            self.budgets[spec.category] = budget
+            cap = self.c().budgetTotals(budget).call()[0]
+            self.say(f"budget [bold]{spec.name}[/]: cap {rep.eur_text(cap)}, valid "
+                     f"{datetime.fromtimestamp(start, timezone.utc):%Y-%m-%d} .. "
+                     f"{datetime.fromtimestamp(end, timezone.utc):%Y-%m-%d}")
+
+    def budget_specs(self, year: int) -> list[BudgetSpec]:
+        return [
+            BudgetSpec(SPORT, f"Sport {year}", (10_000, 15_000), 1.0),
+            BudgetSpec(CULTURE, f"Culture {year}", (6_000, 6_000), 1.0),
+            BudgetSpec(EDUCATION, f"Education {year}", (12_000, 12_000), 0.45),
+        ]
+
+    def register_providers(self) -> None:
+        pm = self.roles["provider manager"]
+        fns = []
+        for spec in PROVIDERS:
+            account = derived_account(f"provider:{spec.name}")
+            self.providers[spec.name] = account
+            mask = sum(1 << c for c in spec.categories)
+            fns.append(self.c().addProvider(account.address, mask, spec.max_amount))
+        self.gas.add("register provider", send_many(self.chain, pm, fns))
+        self.fund_providers()
+        table = Table("provider", "address", "categories", "limit per payment")
+        for spec in PROVIDERS:
+            table.add_row(spec.name, self.providers[spec.name].address,
+                          ", ".join(CATEGORIES[c] for c in spec.categories), rep.eur_text(spec.max_amount))
+        self.console.print(table)
+
+    def fund_providers(self) -> None:
+        """Providers pay gas for the redemptions they submit: the admin sends them some ETH."""
+        admin = self.roles["admin"]
+        w3 = self.chain.w3
+        nonce = w3.eth.get_transaction_count(admin.address, "pending")
+        price = w3.eth.gas_price * 2
+        hashes = []
+        for i, account in enumerate(self.providers.values()):
+            tx = {"to": account.address, "value": PROVIDER_FUNDING, "gas": 21_000, "gasPrice": price,
+                  "nonce": nonce + i, "chainId": self.chain.chain_id}
+            hashes.append(w3.eth.send_raw_transaction(admin.sign_transaction(tx).raw_transaction))
+        for h in hashes:
+            w3.eth.wait_for_transaction_receipt(h)
+
+    # -------------------------------------------------------------- issuance
+    def make_residents(self) -> None:
+        self.residents = [
+            Resident(i, derived_account(f"resident:{i}"), self.rnd.random() < 0.45) for i in range(self.s.residents)
+        ]
+
+    def write_csvs(self) -> dict[int, Path]:
+        """One issuance file per budget, in the strict `holder,amount` format."""
+        folder = self.workdir / "issuance"
+        folder.mkdir(parents=True, exist_ok=True)
+        year = datetime.fromtimestamp(self.now(), timezone.utc).year
+        files = {}
+        for spec in self.budget_specs(year):
+            lines = ["holder,amount"]
+            for r in self.residents:
+                if spec.share < 1.0 and not r.children:
+                    continue  # education credit is for households with children
+                amount = spec.per_resident[1] if r.children else spec.per_resident[0]
+                lines.append(f"{r.address},{euro_csv(amount)}")
+            path = folder / f"{CATEGORIES[spec.category]}-{year}.csv"
+            path.write_text("\n".join(lines) + "\n")
+            files[spec.category] = path
+        return files
+
+    def issue_credit(self) -> None:
+        self.make_residents()
+        files = self.write_csvs()
+        office = self.roles["pass office (registrar + issuer)"]
+        for category, path in files.items():
+            budget = self.budgets[category]
+            plan = issuance.plan_issuance(self.dep, path, budget)  # validates the whole file first
+            before = issuance.snapshot(self.dep, plan)
+            with self.progress() as progress:
+                task = progress.add_task(f"{path.name}: {len(plan.rows)} residents", total=len(plan.rows))
+                results = issuance.execute(self.dep, office, plan,
+                                           on_sent=lambda r: progress.advance(task, len(r.send.rows)))
+            for r in results:
+                self.gas.add("issuance batch (per resident)", [{"gasUsed": r.gas_used}], items=len(r.send.rows))
+            recon = issuance.reconcile(self.dep, plan, before, results)
+            if not recon.ok:
+                raise CityPassError(f"{path.name} does not reconcile:\n" + "\n".join(recon.lines()))
+            self.say(f"  {path.name}: {len(plan.rows)} rows, {rep.eur_text(plan.total)} in {len(results)} transactions;"
+                     f" reconciled ({'; '.join(n for n, ok in recon.checks if ok)})")
+            # Exactly once: the same file again sends nothing.
+            again = issuance.plan_issuance(self.dep, path, budget)
+            if again.sends:
+                raise CityPassError(f"re-running {path.name} would send {len(again.sends)} batches again")
+            self.say(f"  re-run of {path.name}: all {len(again.done_batches)} batches already issued, nothing sent")
+            for row in plan.rows:  # the phone apps know their balances; the demo plans with them
+                self.credit[(row.holder, budget)] += row.amount
+
+    # -------------------------------------------------------------- redemptions
+    def sign(self, resident: LocalAccount, provider: str, budget: int, amount: int, co_payment: int,
+             *, nonce: int | None = None, deadline: int | None = None) -> V.SignedVoucher:
+        key = (resident.address, budget)
+        if nonce is None:
+            nonce = self.next_nonce[key]
+            self.next_nonce[key] += 1
+        v = V.build(resident.address, provider, budget, amount, nonce=nonce, co_payment=co_payment,
+                    deadline=deadline, now=self.now())
+        return V.sign(v, resident.key, self.chain.chain_id, self.dep.address)
+
+    def plan_voucher(self, users: Sequence[Resident]) -> tuple[Resident, str, int, int, int] | None:
+        """(resident, provider name, budget, amount, co-payment) for one realistic purchase,
+        or None if the drawn resident has no credit left for the drawn provider."""
+        resident = self.rnd.choice(users)
+        spec = self.rnd.choices(PROVIDERS, weights=[p.weight for p in PROVIDERS])[0]
+        budgets = [self.budgets[c] for c in spec.categories if self.credit[(resident.address, self.budgets[c])] >= 100]
+        if not budgets:
+            return None
+        budget = self.rnd.choice(budgets)
+        price = self.rnd.choice(spec.prices)
+        pay = min(price - int(price * spec.own_share), spec.max_amount, self.credit[(resident.address, budget)])
+        pay -= pay % 5  # whole 5-cent steps, like the price list
+        if pay <= 0:
+            return None
+        self.credit[(resident.address, budget)] -= pay
+        return resident, spec.name, budget, pay, price - pay
+
+    def redeem_all(self) -> None:
+        users = self.rnd.sample(self.residents, max(2, int(len(self.residents) * self.s.users_share)))
+        end_of_year = min(self.budgets_until())
+        rounds = max(1, self.s.rounds)
+        # Spread the weeks over what is left of the year (a demo run in late December gets
+        # shorter "weeks"), leaving two days for the refund and the lost phone.
+        step = max(60, min(7 * DAY, (end_of_year - 2 * DAY - self.now()) // (rounds + 1)))
+        per_round = [self.s.redemptions // rounds + (1 if i < self.s.redemptions % rounds else 0) for i in range(rounds)]
+
+        used = self.single_redemptions(users)  # the till's pre-check path, with refusals
+        holder = next(u for u in users if u.address == used.voucher.holder)
+        with self.progress() as progress:
+            task = progress.add_task("vouchers collected and redeemed", total=self.s.redemptions)
+            for week, count in enumerate(per_round):
+                by_provider: dict[str, list[V.SignedVoucher]] = defaultdict(list)
+                made = misses = 0
+                while made < count:
+                    planned = self.plan_voucher(users)
+                    if planned is None:
+                        misses += 1
+                        if misses > 50 * len(users):
+                            raise CityPassError(f"the residents ran out of credit after {made} vouchers this week: "
+                                                "ask for fewer --redemptions or more --residents")
+                        continue
+                    resident, name, budget, amount, co_payment = planned
+                    by_provider[name].append(self.sign(resident.account, self.providers[name].address, budget,
+                                                       amount, co_payment))
+                    made += 1
+                replay = None
+                if week == 0:  # a voucher with a used nonce slipped into an offline batch: skipped, not fatal
+                    v = used.voucher
+                    replay = self.sign(holder.account, v.provider, v.budget, v.amount, v.co_payment, nonce=v.nonce)
+                    by_provider[self.name_of(v.provider)].append(replay)
+                for name, vouchers in by_provider.items():
+                    self.redeem_offline(name, vouchers, expect_skipped={replay} if replay in vouchers else set())
+                    progress.advance(task, len([v for v in vouchers if v is not replay]))
+                self.advance_to(self.now() + step)
+
+    def redeem_offline(self, name: str, vouchers: list[V.SignedVoucher], expect_skipped: set[V.SignedVoucher]) -> None:
+        """A provider submits the vouchers it collected with `redeemBatch`."""
+        outcomes = redemption.redeem_batch(self.dep, self.providers[name], vouchers, chunk=BATCH_VOUCHERS)
+        self.gas.add("redeem batch (per voucher)", self.receipts({o.tx_hash for o in outcomes if o.tx_hash}),
+                     items=len(vouchers))
+        for o in outcomes:
+            expected = vouchers[o.index] in expect_skipped
+            if o.redeemed == expected:
+                raise CityPassError(f"{name}: voucher {o.index} was {'redeemed' if o.redeemed else 'skipped: ' + o.message}")
+            if expected:
+                self.refusals.append(("replayed voucher in an offline batch", o.reason))
+                self.say(f"  [red]skipped[/] in {name}'s offline batch (replayed voucher): {o.message}")
+
+    def budgets_until(self) -> list[int]:
+        return [b & ((1 << 40) - 1) for b in self.budgets.values()]
+
+    def scan(self, provider: LocalAccount, signed: V.SignedVoucher, *, qr: bool = False) -> None:
+        """One scan at the till: the QR text is decoded, pre-checked and redeemed."""
+        payload = signed.encode()
+        if qr:  # the resident's phone shows a QR code; the till reads it back from the image
+            png = wallet.write_qr(payload, self.workdir / "voucher.png")
+            payload = wallet.read_qr(png)
+        done = redemption.redeem(self.dep, provider, wallet.load_voucher(payload))
+        self.gas.add("redeem (single scan)", [{"gasUsed": done.gas_used}])
+        v = signed.voucher
+        self.credit[(v.holder, v.budget)] -= v.amount
+        self.say(f"  scan at {self.name_of(provider.address)}: {rep.eur_text(v.amount)} from the pass"
+                 f" + {rep.eur_text(v.co_payment)} co-payment — redeemed in block {done.block}")
+
+    def single_redemptions(self, users: Sequence[Resident]) -> V.SignedVoucher:
+        """A handful of scans at the till, one at a time: QR, pre-check, redeem. Then the
+        refusals a till meets, each with the chain's plain reason. Returns a redeemed voucher."""
+        pool, museum = self.providers["Swimming pool"], self.providers["Museum"]
+        sport, culture = self.budgets[SPORT], self.budgets[CULTURE]
+        first, second = users[0], users[1]
+
+        self.scan(pool, self.sign(first.account, pool.address, sport, 550, 0), qr=True)
+        self.scan(museum, self.sign(second.account, museum.address, culture, 1_250, 0))
+        used = self.sign(first.account, museum.address, culture, 1_500, 250)
+        self.scan(museum, used)
+
+        self.refuse("replayed voucher", museum, used)  # the same QR code scanned twice
+        self.refuse("wrong category", museum, self.sign(first.account, museum.address, sport, 500, 0))
+        # The music school's limit (200 euro) is above any culture credit, so the credit is what fails.
+        school = self.providers["Music school"]
+        too_much = self.credit[(second.address, culture)] + 1_000
+        self.refuse("not enough credit", school, self.sign(second.account, school.address, culture, too_much, 0))
+        late = self.sign(second.account, pool.address, sport, 550, 0)
+        self.advance_to(self.now() + V.DEFAULT_TTL_SECONDS + 60)  # the QR code was shown ten minutes ago
+        self.refuse("deadline passed", pool, late)
+        return used
+
+    def refuse(self, label: str, provider: LocalAccount, signed: V.SignedVoucher) -> Reason | None:
+        """The till tries to redeem; the pre-check refuses and the clerk reads out why."""
+        try:
+            redemption.redeem(self.dep, provider, signed)
+        except redemption.VoucherRefused as refused:
+            self.refusals.append((label, refused.reason))
+            self.say(f"  [red]refused[/] ({label}) at {self.name_of(provider.address)}: {refused}")
+            return refused.reason
+        raise CityPassError(f"the {label} voucher was redeemed; the demo expected a refusal")
+
+    def name_of(self, address: str) -> str:
+        return next((n for n, a in self.providers.items() if a.address == address), address)
+
+    # -------------------------------------------------------------- refund, migration, revocation
+    def refund_migrate_revoke(self) -> None:
+        office = self.roles["pass office (registrar + issuer)"]
+        acts = ev.activity(ev.fetch_events(self.dep, names=("TransferSingle", "Redeemed")))
+        # Refund: a theatre performance was cancelled; the theatre returns the credit. (A
+        # tiny scenario may have no theatre visit: then the first redemption anywhere.)
+        theatre = self.providers["Theatre"].address
+        show = min(acts.redemptions, key=lambda r: (r.provider != theatre, r.block))
+        provider = next(a for a in self.providers.values() if a.address == show.provider)
+        result = redemption.refund(self.dep, provider, show.holder, show.budget, show.amount, show.nonce)
+        self.gas.add("refund", result)
+        self.say(f"  refund: {self.name_of(show.provider)} returned {rep.eur_text(show.amount)} to {show.holder}"
+                 f" (redemption nonce {show.nonce}, block {show.block})")
+
+        # Lost phone: the pass moves to the resident's new key with all its credit.
+        sport = self.budgets[SPORT]
+        users_with_credit = sorted(self.residents, key=lambda r: -self.credit[(r.address, sport)])
+        lost = users_with_credit[0]
+        new_key = derived_account(f"resident:{lost.index}:new-phone")
+        self.gas.add("migrate pass", send(self.chain, office, self.c().migratePass(lost.address, new_key.address)))
+        self.say(f"  lost phone: pass {lost.address} moved to {new_key.address}")
+        pool = self.providers["Swimming pool"]
+        self.refuse("old phone after migration", pool, self.sign(lost.account, pool.address, sport, 550, 0))
+        self.say("  the new phone's voucher:")
+        self.scan(pool, self.sign(new_key, pool.address, sport, 550, 0))
+
+        # Revocation: the pass is withdrawn; its credit is reclaimed after the budgets end.
+        revoked = users_with_credit[1]
+        self.gas.add("revoke pass", send(self.chain, office, self.c().revokePass(revoked.address)))
+        self.say(f"  revoked pass {revoked.address}")
+        self.refuse("revoked pass", pool, self.sign(revoked.account, pool.address, sport, 550, 0))
+
+    # -------------------------------------------------------------- settlement and reclaim
+    def settle_all(self) -> None:
+        treasurer = self.roles["treasurer"]
+        year = datetime.fromtimestamp(self.now(), timezone.utc).year
+        for i, (name, account) in enumerate(self.providers.items(), start=1):
+            if not redemption.balance(self.dep, account.address):
+                self.say(f"  {name}: nothing to settle")
+                continue
+            reference = f"NL-GEM-{year}-PAY-{i:05d}"
+            self.references.append(reference)
+            result = finance.settle(self.dep, treasurer, account.address, reference)
+            self.gas.add("settle provider", self.receipts([result.tx_hash]))
+            self.say(f"  settled {name}: {rep.eur_text(result.total)} under payment reference {reference}")
+
+    def reclaim_all(self) -> None:
+        end = max(self.budgets_until())
+        self.advance_to(end + DAY)
+        self.say(f"  chain time moved to {datetime.fromtimestamp(self.now(), timezone.utc):%Y-%m-%d}, past every budget's end")
+        bm = self.roles["budget manager"]
+        for category, budget in self.budgets.items():
+            with self.progress() as progress:
+                task = progress.add_task(f"reclaim {CATEGORIES[category]}", total=None)
+                result = finance.reclaim(self.dep, bm, budget,
+                                         on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+            self.gas.add("reclaim batch (per holder)", self.receipts(result.tx_hashes), items=result.holders)
+            self.say(f"  reclaimed {CATEGORIES[category]}: {rep.eur_text(result.total)} from {result.holders} residents")
+
+    # -------------------------------------------------------------- the figures
+    def summarize_and_report(self) -> DemoResult:
+        records = ev.fetch_events(self.dep)
+        act = ev.activity(records)
+        names = {a.address: n for n, a in self.providers.items()}
+        references = {"0x" + finance.reference_hash(text).hex(): text for text in self.references}
+        summary = rep.summarize(act, names, references)
+        lines = rep.reconcile(summary)
+        checks = rep.verify_against_chain(summary, self.dep.contract)
+        table = Table("budget", "issued", "spent", "refunded", "settled", "reclaimed", "with residents",
+                      "with providers", "take-up", title="Per budget (from the events)")
+        for b in summary.budgets:
+            table.add_row(b.name, *(rep.eur_text(x) for x in (b.issued, b.redeemed, b.refunded, b.settled, b.reclaimed,
+                                                                b.held_by_residents, b.held_by_providers)),
+                          f"{100 * b.take_up:.0f}%")
+        self.console.print(table)
+        self.console.print("[bold]Reconciliation[/] (every line checked in code):")
+        for line in lines + checks:
+            self.console.print(f"  [green]✓[/] {line}")
+
+        gas_table = Table("transaction", "txs", "items", "total gas", "gas per item", title="Gas used (from receipts)")
+        for kind, n, items, gas, per in self.gas.rows():
+            gas_table.add_row(kind, f"{n:,}", f"{items:,}", f"{gas:,}", f"{per:,}")
+        self.console.print(gas_table)
+
+        files = rep.write_report(
+            summary, self.report_dir, title="CityPass demo report",
+            intro=(f"A simulated year of the city pass: {self.s.residents:,} synthetic residents received credit for "
+                   "sport, culture and education, and spent it at six local providers. Every figure below is "
+                   "rebuilt from the public events on the chain."),
+            checks=checks,
+            extra={"Gas used per kind of transaction": [
+                (kind, f"{n:,} transactions, {items:,} items, {per:,} gas per item") for kind, n, items, gas, per in self.gas.rows()
+            ]},
+        )
+        self.say(f"report written: {files.html} ({len(files.csvs)} CSV tables, {len(files.charts)} charts)")
+        return DemoResult(summary, lines, checks, files, self.timings, self.gas, self.refusals,
+                          redeemed=sum(1 for r in act.redemptions if r.nonce is not None))
+
+    def print_timings(self) -> None:
+        table = Table("phase", "seconds", title="Phase timings")
+        for name, seconds in self.timings.items():
+            table.add_row(name, f"{seconds:.1f}")
+        table.add_row("[bold]total", f"[bold]{sum(self.timings.values()):.1f}")
+        self.console.print(table)
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Wipes the demo's own work directory (never one it did not create) for a fresh chain."""
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).exists():
+            raise CityPassError(
+                f"{workdir} exists and is not a demo work directory (no {MARKER} file): "
+                "choose another --workdir; the demo never touches a real one"
+            )
+        node_stop(workdir)
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("created by python -m citypass.demo; wiped by its next run\n")
+
+
+def run(scenario: Scenario, workdir: str | Path = ".citypass-demo", report_dir: str | Path = "report",
+        console: Console | None = None, keep_node: bool = False) -> DemoResult:
+    """Runs the whole demo; raises CityPassError (or ReconciliationError) if anything is off."""
+    return Demo(scenario, Path(workdir), Path(report_dir), console or Console(), keep_node).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m citypass.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--residents", type=int, default=1_000, help="synthetic residents to enrol (default 1000)")
+    parser.add_argument("--redemptions", type=int, default=2_000, help="vouchers to redeem (default 2000)")
+    parser.add_argument("--rounds", type=int, default=8, help="weeks the redemptions are spread over (default 8)")
+    parser.add_argument("--seed", type=int, default=2026, help="random seed of the scenario")
+    parser.add_argument("--workdir", default=".citypass-demo", help="the demo chain's own work directory")
+    parser.add_argument("--report", default="report", help="where to write the report (default report/)")
+    parser.add_argument("--keep-node", action="store_true", help="leave the demo chain running afterwards")
+    args = parser.parse_args(argv)
+    if args.residents < 10 or args.redemptions < 10 or args.rounds < 1:
+        parser.error("--residents and --redemptions must be at least 10, --rounds at least 1")
+    # Piped output (make, CI logs) gets room for the tables instead of rich's 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    try:
+        run(Scenario(args.residents, args.redemptions, args.rounds, args.seed), args.workdir, args.report, console,
+            args.keep_node)
+    except CityPassError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

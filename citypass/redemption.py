@@ -1,0 +1,223 @@
+"""The provider's side: check a resident's voucher, redeem it, refund, see what is owed.
+
+Every redemption is checked with the contract's read-only `checkVoucher` first, so the till
+shows the exact reason ("the city pass has expired") instead of "execution reverted", and a
+refused voucher costs no gas. Needs only the package (web3, eth-account): no Brownie, no node
+tools, so a provider can run it from a plain virtualenv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from eth_utils import to_checksum_address
+
+from citypass import budget_id
+from citypass import voucher as V
+from citypass.errors import CityPassError, date_text, euros
+from citypass.reasons import Reason
+
+BATCH_CHUNK = 100  # vouchers per redeemBatch transaction (~5M gas)
+
+
+class VoucherRefused(CityPassError):
+    """The chain (or the voucher's own addressing) refuses this voucher; nothing was sent."""
+
+    def __init__(self, reason: Reason | None, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What a voucher says, and whether (and why not) this provider can redeem it now."""
+
+    signed: V.SignedVoucher
+    provider: str  # the wallet that would redeem it
+    reason: Reason | None  # the chain's pre-check; None if a local mismatch stopped it
+    message: str
+    terms: budget_id.BudgetTerms
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == Reason.Ok
+
+    def lines(self) -> list[str]:
+        v = self.signed.voucher
+        return [
+            f"holder:      {v.holder}",
+            f"provider:    {v.provider}",
+            f"budget:      #{self.terms.serial} (category {self.terms.category}, {self.terms.window_text()})",
+            f"amount:      {euros(v.amount)} from the pass, {euros(v.co_payment)} co-payment",
+            f"nonce:       {v.nonce}",
+            f"valid until: {date_text(v.deadline)}",
+            f"chain:       {self.signed.chain_id}, contract {self.signed.contract}",
+            f"check:       {self.message}",
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        v = self.signed.voucher
+        return {
+            "holder": v.holder, "provider": v.provider, "budget": str(v.budget), "budget_serial": self.terms.serial,
+            "category": self.terms.category, "amount_cents": v.amount, "co_payment_cents": v.co_payment,
+            "nonce": v.nonce, "deadline": v.deadline, "chain_id": self.signed.chain_id,
+            "contract": self.signed.contract, "ok": self.ok, "reason": self.reason.name if self.reason is not None else None,
+            "message": self.message,
+        }
+
+
+def _mismatch(dep: Any, signed: V.SignedVoucher, provider: str) -> str | None:
+    """A voucher for another chain, contract or provider would only say "bad signature" on
+    chain; say what is actually wrong instead."""
+    if signed.chain_id != dep.chain.chain_id:
+        return f"this voucher is for chain {signed.chain_id}, but the node is chain {dep.chain.chain_id}"
+    if to_checksum_address(signed.contract) != to_checksum_address(dep.address):
+        return f"this voucher is for the CityPass contract at {signed.contract}, not the one at {dep.address}"
+    if to_checksum_address(provider) != signed.voucher.provider:
+        return f"this voucher is made out to provider {signed.voucher.provider}, not to this wallet {to_checksum_address(provider)}"
+    return None
+
+
+def explain(dep: Any, signed: V.SignedVoucher, provider: str | None = None) -> Explanation:
+    """Runs the chain's pre-check for `provider` (default: the provider the voucher names)."""
+    provider = to_checksum_address(provider or signed.voucher.provider)
+    terms = budget_id.decode(signed.voucher.budget)
+    problem = _mismatch(dep, signed, provider)
+    if problem:
+        return Explanation(signed, provider, None, problem, terms)
+    code = dep.contract.functions.checkVoucher(signed.voucher.contract_args(), provider, signed.signature).call()
+    try:
+        reason = Reason(int(code))
+    except ValueError:
+        return Explanation(signed, provider, None, f"the chain refuses it for an unknown reason ({code})", terms)
+    return Explanation(signed, provider, reason, reason.message, terms)
+
+
+@dataclass(frozen=True)
+class Redemption:
+    voucher: V.Voucher
+    tx_hash: str
+    block: int
+    gas_used: int
+
+
+def redeem(dep: Any, provider_account: Any, signed: V.SignedVoucher) -> Redemption:
+    """Pre-checks, then redeems one voucher from the provider's own wallet (which pays gas).
+    Raises VoucherRefused with the plain reason if the chain would refuse it."""
+    from citypass.tx import send
+
+    check = explain(dep, signed, provider_account.address)
+    if not check.ok:
+        raise VoucherRefused(check.reason, f"voucher refused: {check.message}")
+    fn = dep.contract.functions.redeem(signed.voucher.contract_args(), V.compact_signature(signed))
+    receipt = send(dep.chain, provider_account, fn)
+    return Redemption(signed.voucher, _hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]))
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    index: int  # position in the list given
+    voucher: V.Voucher
+    redeemed: bool
+    reason: Reason | None  # why it was skipped (None: redeemed, or a local mismatch)
+    message: str
+    tx_hash: str | None  # None: not sent (a local mismatch)
+
+
+def redeem_batch(dep: Any, provider_account: Any, signed_list: Sequence[V.SignedVoucher],
+                 chunk: int = BATCH_CHUNK) -> list[BatchOutcome]:
+    """Redeems vouchers collected offline with `redeemBatch`: the chain skips (with a
+    VoucherSkipped event) each one it refuses instead of reverting the batch. Vouchers for
+    another chain, contract or provider are not sent at all."""
+    from citypass.tx import send
+
+    provider = provider_account.address
+    outcomes: dict[int, BatchOutcome] = {}
+    to_send: list[tuple[int, V.SignedVoucher]] = []
+    for i, s in enumerate(signed_list):
+        problem = _mismatch(dep, s, provider)
+        if problem:
+            outcomes[i] = BatchOutcome(i, s.voucher, False, None, problem, None)
+        else:
+            to_send.append((i, s))
+    contract = dep.contract
+    for start in range(0, len(to_send), chunk):
+        part = to_send[start : start + chunk]
+        fn = contract.functions.redeemBatch([s.voucher.contract_args() for _, s in part],
+                                            [V.compact_signature(s) for _, s in part])
+        receipt = send(dep.chain, provider_account, fn)
+        tx_hash = _hex(receipt["transactionHash"])
+        # Each voucher emits exactly one Redeemed or VoucherSkipped, in order.
+        results = _batch_events(contract, receipt)
+        if len(results) != len(part):
+            raise CityPassError(f"transaction {tx_hash}: {len(results)} outcomes for {len(part)} vouchers")
+        for (i, s), (name, args) in zip(part, results):
+            if (args["holder"], int(args["nonce"])) != (s.voucher.holder, s.voucher.nonce):
+                raise CityPassError(f"transaction {tx_hash}: outcome {i} does not match its voucher")
+            if name == "Redeemed":
+                outcomes[i] = BatchOutcome(i, s.voucher, True, None, "redeemed", tx_hash)
+            else:
+                reason = Reason(int(args["reason"]))
+                outcomes[i] = BatchOutcome(i, s.voucher, False, reason, reason.message, tx_hash)
+    return [outcomes[i] for i in range(len(signed_list))]
+
+
+def _batch_events(contract: Any, receipt: Any) -> list[tuple[str, dict[str, Any]]]:
+    wanted = {}
+    for name in ("Redeemed", "VoucherSkipped"):
+        event = getattr(contract.events, name)()
+        wanted[event.topic] = (name, event)
+    out = []
+    for log in receipt["logs"]:
+        if to_checksum_address(log["address"]) != contract.address or not log["topics"]:
+            continue
+        match = wanted.get(_hex(log["topics"][0]))
+        if match:
+            name, event = match
+            out.append((name, dict(event.process_log(log)["args"])))
+    return out
+
+
+def refund(dep: Any, provider_account: Any, holder: str, budget: int, amount: int, redemption_nonce: int) -> Any:
+    """The provider returns `amount` cents of `budget` to the holder of redemption
+    `redemption_nonce` (to the pass's new address if it moved)."""
+    from citypass.tx import send
+
+    holder = to_checksum_address(holder)
+    f = dep.contract.functions
+    if amount <= 0:
+        raise CityPassError(f"amount: must be more than 0 cents, got {amount}")
+    if not f.isNonceUsed(holder, budget, redemption_nonce).call():
+        raise CityPassError(f"{holder} made no redemption with nonce {redemption_nonce} in budget #{budget_id.decode(budget).serial}")
+    have = int(f.balanceOf(provider_account.address, budget).call())
+    if have < amount:
+        raise CityPassError(f"this provider holds {euros(have)} of budget #{budget_id.decode(budget).serial}, less than the {euros(amount)} to refund")
+    return send(dep.chain, provider_account, f.refund(holder, budget, amount, redemption_nonce))
+
+
+@dataclass(frozen=True)
+class Balance:
+    budget: int
+    serial: int
+    category: int
+    name: str
+    cents: int
+
+
+def balance(dep: Any, provider: str) -> list[Balance]:
+    """What `provider` holds of each budget (non-zero only): credit redeemed, not yet settled."""
+    from citypass.contract import budgets
+
+    provider = to_checksum_address(provider)
+    infos = budgets(dep)
+    if not infos:
+        return []
+    amounts = dep.contract.functions.balanceOfBatch([provider] * len(infos), [b.id for b in infos]).call()
+    return [Balance(b.id, b.serial, b.category, b.name, int(a)) for b, a in zip(infos, amounts) if a]
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value.startswith("0x") else "0x" + value
+    return "0x" + bytes(value).hex()

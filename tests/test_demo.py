@@ -1,0 +1,136 @@
+"""The demo scenario, small (20 residents, 40 redemptions), on its own embedded Anvil in a
+tmp work directory: it must reconcile to the cent and write a complete report. The checks
+read the chain again through the package's web3 event path (Deployment.events), not
+through citypass.events, so the report is compared with an independent count."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from citypass import demo
+from citypass.chain import connect
+from citypass.contract import open_deployment
+from citypass.errors import CityPassError
+from citypass.node import node_status, node_stop
+from citypass.reasons import Reason
+
+RESIDENTS, REDEMPTIONS = 20, 40
+SINGLE_SCANS = 4  # three at the till before the refusals, one from the new phone
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("demo")
+    out = io.StringIO()
+    console = Console(file=out, width=140)
+    workdir = base / "chain"
+    try:
+        result = demo.run(demo.Scenario(RESIDENTS, REDEMPTIONS, rounds=4, seed=7), workdir, base / "report", console,
+                          keep_node=True)
+        dep = open_deployment(connect(None, workdir=workdir, start_node=False), workdir=workdir)
+        yield result, dep, out.getvalue(), base / "report"
+    finally:
+        node_stop(workdir)
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_refusal_has_its_plain_reason(run):
+    result, _, output, _ = run
+    assert dict(result.refusals) == {
+        "replayed voucher": Reason.NonceUsed,
+        "wrong category": Reason.CategoryNotApproved,
+        "not enough credit": Reason.InsufficientCredit,
+        "deadline passed": Reason.VoucherExpired,
+        "replayed voucher in an offline batch": Reason.NonceUsed,
+        "old phone after migration": Reason.PassMigrated,
+        "revoked pass": Reason.PassRevoked,
+    }
+    for _, reason in result.refusals:
+        assert reason.message.split(";")[0] in output.replace("\n", " ")
+
+
+def test_totals_reconcile_and_agree_with_the_chain(run):
+    result, dep, output, _ = run
+    assert len(result.reconciliation) == 2 * 3 + 1  # two lines per budget and the total
+    assert all(line in output.replace("\n", " ") or line[:60] in output for line in result.reconciliation)
+    assert result.chain_checks[-1].startswith("all ") and "agree with balanceOf" in result.chain_checks[-1]
+    settled = sum(int(e.args.amount) for e in dep.events("Settled"))
+    reclaimed = sum(int(e.args.total) for e in dep.events("Reclaimed"))
+    issued = sum(int(e.args.total) for e in dep.events("BatchIssued"))
+    s = result.summary
+    assert (s.total("issued"), s.total("settled"), s.total("reclaimed")) == (issued, settled, reclaimed)
+    assert issued == settled + reclaimed  # every provider settled, every leftover reclaimed
+    for b in s.budgets:
+        assert b.held_by_providers == 0 and b.held_by_residents == 0
+        assert b.provider_received == b.settled
+
+
+def test_redemptions_count_and_report_rows_match_the_events(run):
+    result, dep, _, report = run
+    redeemed = dep.events("Redeemed")
+    assert len(redeemed) == result.redeemed == REDEMPTIONS + SINGLE_SCANS
+    assert len(rows(report / "redemptions.csv")) == len(redeemed)
+    assert sum(int(r["redemptions"]) for r in rows(report / "weeks.csv")) == len(redeemed)
+    assert sum(int(r["redemptions"]) for r in rows(report / "providers.csv")) == len(redeemed)
+    budgets = rows(report / "budgets.csv")
+    assert [b["name"].split()[0] for b in budgets] == ["Sport", "Culture", "Education"]
+    assert sum(round(float(b["settled_eur"]) * 100) for b in budgets) == sum(int(e.args.amount) for e in dep.events("Settled"))
+    assert len(rows(report / "categories.csv")) == 3
+    skipped = dep.events("VoucherSkipped")
+    assert [int(e.args.reason) for e in skipped] == [Reason.NonceUsed]
+
+
+def test_charts_and_page(run):
+    result, _, _, report = run
+    assert {p.name for p in result.report.charts} == {
+        "spending_per_category.png", "spending_per_provider.png", "take_up.png", "budget_use.png"}
+    for chart in result.report.charts:
+        with Image.open(chart) as image:
+            assert image.format == "PNG" and image.width >= 600 and image.height >= 300
+            # not a blank canvas: a chart has many colours
+            assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or []) > 20
+    page = (report / "index.html").read_text()
+    for path in [*result.report.csvs, *result.report.charts]:
+        assert f"'{path.name}'" in page
+    assert "Swimming pool" in page and "Gas used per kind of transaction" in page
+
+
+def test_gas_and_timings_are_reported(run):
+    result, _, output, _ = run
+    kinds = {row[0] for row in result.gas.rows()}
+    assert {"issuance batch (per resident)", "redeem batch (per voucher)", "redeem (single scan)", "refund",
+            "migrate pass", "revoke pass", "settle provider", "reclaim batch (per holder)"} <= kinds
+    assert all(gas > 0 for _, _, _, gas, _ in result.gas.rows())
+    assert len(result.timings) == 8 and "Phase timings" in output
+
+
+def test_demo_stops_its_node_unless_asked(tmp_path):
+    workdir = tmp_path / "chain"
+    demo.run(demo.Scenario(10, 10, rounds=1, seed=3), workdir, tmp_path / "report",
+             Console(file=io.StringIO(), width=140))
+    assert node_status(workdir) is None
+    assert (tmp_path / "report" / "index.html").exists()
+
+
+def test_demo_never_wipes_a_directory_it_did_not_create(tmp_path):
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "addressbook.json").write_text("{}")
+    with pytest.raises(CityPassError, match="not a demo work directory"):
+        demo.prepare_workdir(precious)
+    assert (precious / "addressbook.json").read_text() == "{}"
+    demo_dir = tmp_path / "demo"
+    demo.prepare_workdir(demo_dir)
+    (demo_dir / "leftover").write_text("x")
+    demo.prepare_workdir(demo_dir)  # its own: wiped for a fresh chain
+    assert not (demo_dir / "leftover").exists() and (demo_dir / demo.MARKER).exists()

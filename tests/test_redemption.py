@@ -1,0 +1,165 @@
+"""Redemption: `redeem`, `redeemBatch` and the till's pre-check `checkVoucher`."""
+
+from __future__ import annotations
+
+import pytest
+
+from citypass.reasons import Reason
+from tests.revert_helpers import (assert_conserved, assert_reverts_with, latest_time, next_block_at,
+                                  refused)
+
+CREDIT = 10_000
+
+
+def test_redeem_moves_credit_and_records_co_payment(cp, sport, pool, alice, sign, residents, museum):
+    v, s = sign(alice, pool, sport, 1_250, nonce=3, co_payment=750)
+    assert cp.checkVoucher(v, pool, s) == Reason.Ok
+    tx = cp.redeem(v, s, {"from": pool})
+    assert cp.balanceOf(alice, sport) == CREDIT - 1_250
+    assert cp.balanceOf(pool, sport) == 1_250
+    ts = tx.events["TransferSingle"]
+    assert (ts["operator"], ts["from"], ts["to"], ts["id"], ts["value"]) == (pool, alice, pool, sport, 1_250)
+    assert tx.events["Redeemed"].values() == [alice, 3, 750]
+    assert cp.isNonceUsed(alice, sport, 3) and not cp.isNonceUsed(alice, sport, 2)
+    assert cp.hotNonces(alice, sport) == 1 << 3
+    assert_conserved(cp, sport, [r.address for r in residents] + [pool, museum])
+
+
+def test_redeem_whole_balance(cp, culture, museum, alice, sign):
+    v, s = sign(alice, museum, culture, CREDIT)
+    cp.redeem(v, s, {"from": museum})
+    assert cp.balanceOf(alice, culture) == 0 and cp.balanceOf(museum, culture) == CREDIT
+
+
+def test_redeem_more_than_balance(cp, culture, museum, alice, sign):
+    v, s = sign(alice, museum, culture, CREDIT + 1)
+    assert cp.checkVoucher(v, museum, s) == Reason.InsufficientCredit
+    assert_reverts_with(
+        lambda: cp.redeem(v, s, {"from": museum}),
+        "ERC1155InsufficientBalance(address,uint256,uint256,uint256)", alice, CREDIT, CREDIT + 1, culture,
+    )
+
+
+def test_redeem_zero_amount(cp, sport, pool, alice, sign):
+    v, s = sign(alice, pool, sport, 1)
+    v = (v[0], v[1], 0, *v[3:])  # build() refuses 0, so zero the signed struct afterwards
+    assert_reverts_with(lambda: cp.redeem(v, s, {"from": pool}), "ZeroAmount()")
+
+
+def test_redeem_expired_voucher(cp, sport, pool, alice, sign):
+    deadline = latest_time() + 20
+    v, s = sign(alice, pool, sport, 100, deadline=deadline)
+    next_block_at(deadline + 1)
+    assert_reverts_with(lambda: cp.redeem(v, s, {"from": pool}), "VoucherExpired(uint256)", deadline)
+
+
+def test_redeem_replay(cp, sport, pool, alice, sign):
+    v, s = sign(alice, pool, sport, 100, nonce=9)
+    cp.redeem(v, s, {"from": pool})
+    assert_reverts_with(lambda: cp.redeem(v, s, {"from": pool}), "VoucherNonceUsed(address,uint256,uint256)", alice, sport, 9)
+    assert cp.balanceOf(alice, sport) == CREDIT - 100
+
+
+def test_redeem_by_someone_else_than_the_named_provider(cp, sport, pool, museum, alice, sign, roles):
+    v, s = sign(alice, pool, sport, 100)
+    for caller in (museum, roles.stranger, alice):
+        assert_reverts_with(lambda: cp.redeem(v, s, {"from": caller}), "InvalidVoucherSignature(address)", alice)
+
+
+def test_redeem_self_signed_voucher_by_non_provider(cp, sport, alice, bob, sign):
+    """A voucher naming a non-provider is signed correctly but the credit move is refused."""
+    v, s = sign(alice, bob, sport, 100)
+    assert cp.checkVoucher(v, bob, s) == Reason.NotAProvider
+    refused(lambda: cp.redeem(v, s, {"from": bob}), Reason.TransferNotAllowed, alice, bob, sport)
+
+
+def test_redeem_provider_limit_boundary(cp, sport, pool, alice, sign):
+    v, s = sign(alice, pool, sport, 5_000, nonce=1)
+    cp.redeem(v, s, {"from": pool})
+    v, s = sign(alice, pool, sport, 5_001, nonce=2)
+    assert cp.checkVoucher(v, pool, s) == Reason.AboveProviderLimit
+    refused(lambda: cp.redeem(v, s, {"from": pool}), Reason.AboveProviderLimit, alice, pool, sport)
+
+
+def test_redeem_wrong_category(cp, sport, museum, alice, sign):
+    v, s = sign(alice, museum, sport, 100)
+    assert cp.checkVoucher(v, museum, s) == Reason.CategoryNotApproved
+    refused(lambda: cp.redeem(v, s, {"from": museum}), Reason.CategoryNotApproved, alice, museum, sport)
+
+
+def test_redeem_failed_voucher_keeps_its_nonce_free(cp, sport, pool, alice, sign):
+    v, s = sign(alice, pool, sport, 5_001, nonce=4)
+    with pytest.raises(Exception):
+        cp.redeem(v, s, {"from": pool})
+    assert not cp.isNonceUsed(alice, sport, 4)
+    v, s = sign(alice, pool, sport, 5_000, nonce=4)
+    cp.redeem(v, s, {"from": pool})
+
+
+# ---------------------------------------------------------------- batch
+def test_redeem_batch_skips_bad_vouchers(cp, sport, pool, alice, bob, sign, roles):
+    good1 = sign(alice, pool, sport, 100, nonce=0)
+    good2 = sign(bob, pool, sport, 200, nonce=0)
+    used = sign(alice, pool, sport, 300, nonce=1)
+    cp.redeem(*used, {"from": pool})
+    bad_sig = (sign(alice, pool, sport, 100, nonce=2)[0], good2[1])
+    too_much = sign(bob, pool, sport, 6_000, nonce=1)
+    cp.suspendPass(bob, {"from": roles.registrar})
+    suspended = sign(bob, pool, sport, 100, nonce=2)
+    cp.reinstatePass(bob, {"from": roles.registrar})
+    cp.suspendPass(bob, {"from": roles.registrar})  # bob's vouchers are now all refused
+    batch = [good1, used, bad_sig, too_much, suspended, good1]
+    tx = cp.redeemBatch([b[0] for b in batch], [b[1] for b in batch], {"from": pool})
+    assert tx.return_value == 1
+    skipped = [e.values() for e in tx.events["VoucherSkipped"]]
+    assert skipped == [
+        [alice, 1, Reason.NonceUsed],
+        [alice, 2, Reason.BadSignature],
+        [bob, 1, Reason.PassSuspended],
+        [bob, 2, Reason.PassSuspended],
+        [alice, 0, Reason.NonceUsed],  # the same voucher twice in one batch
+    ]
+    assert tx.events["Redeemed"].values() == [alice, 0, 0]
+    assert cp.balanceOf(alice, sport) == CREDIT - 400 and cp.balanceOf(pool, sport) == 400
+    assert not cp.isNonceUsed(bob, sport, 1) and not cp.isNonceUsed(alice, sport, 2)
+
+
+def test_redeem_batch_all_good(cp, sport, culture, pool, museum, residents, sign):
+    batch = [sign(r, museum, culture, 1_000 + i, nonce=i) for i, r in enumerate(residents[:4])]
+    tx = cp.redeemBatch([b[0] for b in batch], [b[1] for b in batch], {"from": museum})
+    assert tx.return_value == 4 and "VoucherSkipped" not in tx.events
+    assert [e["nonce"] for e in tx.events["Redeemed"]] == [0, 1, 2, 3]
+    assert cp.balanceOf(museum, culture) == sum(1_000 + i for i in range(4))
+
+
+def test_redeem_batch_spends_down_balance_in_order(cp, culture, museum, alice, sign):
+    """The second voucher is checked against the balance the first one left."""
+    batch = [sign(alice, museum, culture, 6_000, nonce=0), sign(alice, museum, culture, 6_000, nonce=1)]
+    tx = cp.redeemBatch([b[0] for b in batch], [b[1] for b in batch], {"from": museum})
+    assert tx.return_value == 1
+    assert tx.events["VoucherSkipped"].values() == [alice, 1, Reason.InsufficientCredit]
+
+
+def test_redeem_batch_by_non_provider_redeems_nothing(cp, sport, pool, alice, sign, roles):
+    v, s = sign(alice, roles.stranger, sport, 100)
+    tx = cp.redeemBatch([v], [s], {"from": roles.stranger})
+    assert tx.return_value == 0
+    assert tx.events["VoucherSkipped"].values() == [alice, 0, Reason.NotAProvider]
+
+
+def test_redeem_batch_length_mismatch(cp, sport, pool, alice, sign):
+    v, s = sign(alice, pool, sport, 100)
+    assert_reverts_with(lambda: cp.redeemBatch([v], [s, s], {"from": pool}), "LengthMismatch(uint256,uint256)", 1, 2)
+
+
+def test_redeem_batch_empty(cp, pool):
+    assert cp.redeemBatch([], [], {"from": pool}).return_value == 0
+
+
+def test_redeem_batch_while_paused_skips_everything(cp, sport, pool, alice, sign, roles):
+    v, s = sign(alice, pool, sport, 100)
+    cp.pause({"from": roles.pauser})
+    tx = cp.redeemBatch([v], [s], {"from": pool})
+    assert tx.return_value == 0 and tx.events["VoucherSkipped"].values() == [alice, 0, Reason.Paused]
+    cp.unpause({"from": roles.pauser})
+    assert cp.redeemBatch([v], [s], {"from": pool}).return_value == 1

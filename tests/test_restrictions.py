@@ -1,0 +1,351 @@
+"""The restriction matrix: every sender kind x receiver kind x path must obey the one rule
+(credit moves only holder -> provider approved for the category, inside the budget window,
+with an active pass, while not paused; refunds provider -> holder), whatever the route."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from brownie import accounts, web3
+from eth_account import Account
+from eth_utils import keccak
+
+from citypass import voucher as V
+from citypass.reasons import Reason
+from tests.revert_helpers import (assert_conserved, assert_reverts_with, latest_time, mine_at,
+                                  next_block_at, refused, sign_for)
+
+DAY = 86_400
+ZERO = "0x" + "00" * 20
+AMOUNT = 100
+SUSPENDED, REMOVED = 2, 3
+
+HOLDER_KINDS = ["active", "suspended", "revoked", "expired", "migrated", "outsider"]
+PROVIDER_KINDS = ["pool", "museum", "club_suspended", "club_removed"]
+PASS_REASON = {
+    "active": Reason.Ok, "suspended": Reason.PassSuspended, "revoked": Reason.PassRevoked,
+    "expired": Reason.PassExpired, "migrated": Reason.PassMigrated, "outsider": Reason.NoPass,
+    "new_address": Reason.NoPass, "pool": Reason.NoPass, "museum": Reason.NoPass,
+    "club_suspended": Reason.NoPass, "club_removed": Reason.NoPass,
+}
+# Why a payment to this provider is refused once the payer's pass is fine (sport budget).
+PROVIDER_REASON = {"pool": Reason.Ok, "museum": Reason.CategoryNotApproved,
+                   "club_suspended": Reason.ProviderSuspended, "club_removed": Reason.ProviderRemoved}
+SENDERS = HOLDER_KINDS + ["pool", "club_suspended", "club_removed"]
+RECEIVERS = ["active2", "suspended", "revoked", "expired", "migrated", "outsider", "new_address"] + PROVIDER_KINDS
+
+
+def synthetic(label: str):
+    return accounts.add(keccak(text=f"citypass-test-matrix-{label}"))
+
+
+@pytest.fixture(scope="module")
+def world(deployment, roles, pool, museum, residents):
+    """One account per kind, each with sport credit it could spend if the rules allowed it.
+    Built once per module; every test runs in its own snapshot on top of it."""
+    cp, sport = deployment.cp, deployment.sport
+    now = latest_time()
+    alice, bob, outsider = residents[0], residents[1], residents[4]
+    extra = {k: synthetic(k) for k in ("suspended", "revoked", "expired", "migrated", "migrated_new")}
+    kinds = [extra[k] for k in ("suspended", "revoked", "expired", "migrated")]
+    cp.enrollPasses(kinds, now + 365 * DAY, {"from": roles.registrar})
+    cp.issue(keccak(text="matrix"), sport, kinds, [1_000] * 4, {"from": roles.issuer})
+    club_s, club_r = synthetic("club-suspended"), synthetic("club-removed")
+    for club in (club_s, club_r):
+        cp.addProvider(club, 1, 0, {"from": roles.providers})
+    # Every holder redeems once (nonce 0) while still in good standing, so refunds have a redemption.
+    for holder in kinds + [alice, bob]:
+        cp.redeem(*sign_for(cp, holder.address, holder.private_key, pool, sport, 100), {"from": pool})
+    for i, club in enumerate((club_s, club_r)):  # the clubs hold credit before they are stopped
+        cp.redeem(*sign_for(cp, alice.address, alice.private_key, club, sport, 500, nonce=1 + i), {"from": club})
+    cp.suspendPass(extra["suspended"], {"from": roles.registrar})
+    cp.revokePass(extra["revoked"], {"from": roles.registrar})
+    cp.migratePass(extra["migrated"], extra["migrated_new"], {"from": roles.registrar})
+    cp.renewPasses([extra["expired"]], now + 60, {"from": roles.registrar})
+    cp.setProviderStatus(club_s, SUSPENDED, {"from": roles.providers})
+    cp.setProviderStatus(club_r, REMOVED, {"from": roles.providers})
+    mine_at(max(latest_time(), now + 60) + 1)
+    new_address = Account.from_key(keccak(text="citypass-test-matrix-new")).address
+    who = {
+        "active": alice, "active2": bob, **{k: extra[k] for k in ("suspended", "revoked", "expired", "migrated")},
+        "migrated_new": extra["migrated_new"], "outsider": outsider, "new_address": new_address,
+        "pool": pool, "museum": museum, "club_suspended": club_s, "club_removed": club_r,
+    }
+    everyone = [str(a) for a in who.values()] + [str(r) for r in residents]
+    return SimpleNamespace(cp=cp, sport=sport, who=who, everyone=everyone)
+
+
+def expected(sender: str, receiver: str):
+    """The rule, from the design: (custom error signature, args) the move must revert with,
+    or None when it must succeed."""
+    if receiver in PROVIDER_KINDS:
+        reason = PASS_REASON[sender]
+        if reason == Reason.Ok:
+            reason = PROVIDER_REASON[receiver]
+        return None if reason == Reason.Ok else reason
+    if sender in ("pool", "club_suspended", "club_removed"):  # provider -> holder: only as a refund
+        reason = PASS_REASON[receiver.replace("active2", "active")]
+        return reason if reason != Reason.Ok else Reason.TransferNotAllowed
+    return Reason.TransferNotAllowed
+
+
+def _transfer(w, sender, receiver, path, amount=AMOUNT, call=False):
+    """The transfer as a callable: a transaction, or (call=True) the same call through
+    eth_call, which runs the same code ~30x faster than a reverted transaction's trace."""
+    cp, sport, src, dst = w.cp, w.sport, w.who[sender], w.who[receiver]
+    if path == "single":
+        fn = cp.safeTransferFrom.call if call else cp.safeTransferFrom
+        return lambda: fn(src, dst, sport, amount, b"", {"from": src})
+    fn = cp.safeBatchTransferFrom.call if call else cp.safeBatchTransferFrom
+    return lambda: fn(src, dst, [sport], [amount], b"", {"from": src})
+
+
+PROVIDER_SENDERS = ("pool", "club_suspended", "club_removed")
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+def test_transfer_matrix(world, sender):
+    """Every receiver kind, through safeTransferFrom and safeBatchTransferFrom. Cases are
+    looped (not parametrized) because each test's snapshot costs more than 50 checks."""
+    cp, sport = world.cp, world.sport
+    checked = 0
+    for receiver in RECEIVERS:
+        if receiver == sender or (sender in PROVIDER_SENDERS and receiver == "active2"):
+            continue  # provider -> active holder: see test_provider_cannot_pay_a_holder_outside_a_refund
+        for path in ("single", "batch"):
+            case = f"{sender} -> {receiver} ({path})"
+            src, dst = world.who[sender], world.who[receiver]
+            before = (cp.balanceOf(src, sport), cp.balanceOf(dst, sport))
+            reason = expected(sender, receiver)
+            if reason is None:
+                _transfer(world, sender, receiver, path)()
+                assert (cp.balanceOf(src, sport), cp.balanceOf(dst, sport)) == (before[0] - AMOUNT, before[1] + AMOUNT), case
+            else:
+                try:
+                    refused(_transfer(world, sender, receiver, path, call=True), reason, src, dst, sport)
+                except AssertionError as exc:
+                    raise AssertionError(f"{case}: {exc}") from None
+            checked += 1
+    # The transactions themselves (not only eth_call) revert the same way: one per sender.
+    refused(_transfer(world, sender, "outsider", "single"), expected(sender, "outsider"), world.who[sender], world.who["outsider"], sport)
+    assert_conserved(cp, sport, world.everyone)
+    assert checked >= 2 * (len(RECEIVERS) - 2)
+
+
+def test_provider_cannot_pay_a_holder_outside_a_refund(world):
+    """'No provider -> third party; refunds are linked to a redemption': a plain ERC-1155
+    transfer from a provider to a resident carries no redemption, so it must be refused.
+    (Otherwise a provider can pass credit from one resident to another: holder -> holder.)"""
+    accepted = []
+    for provider in PROVIDER_SENDERS:
+        for path in ("single", "batch"):
+            try:
+                refused(_transfer(world, provider, "active2", path, call=True), Reason.TransferNotAllowed,
+                        world.who[provider], world.who["active2"], world.sport)
+            except (AssertionError, pytest.fail.Exception):
+                accepted.append(f"{provider} -> resident ({path})")
+    assert not accepted, f"provider -> resident transfers accepted outside refund(): {accepted}"
+
+
+def test_migrated_key_may_only_move_to_its_new_address_and_has_nothing(world):
+    cp, sport, old, new = world.cp, world.sport, world.who["migrated"], world.who["migrated_new"]
+    assert_reverts_with(lambda: cp.safeTransferFrom(old, new, sport, 1, b"", {"from": old}),
+                        "ERC1155InsufficientBalance(address,uint256,uint256,uint256)", old, 0, 1, sport)
+
+
+def test_transfer_to_zero_address(world):
+    cp, sport, alice = world.cp, world.sport, world.who["active"]
+    for fn in (lambda: cp.safeTransferFrom(alice, ZERO, sport, 1, b"", {"from": alice}),
+               lambda: cp.safeBatchTransferFrom(alice, ZERO, [sport], [1], b"", {"from": alice})):
+        assert_reverts_with(fn, "ERC1155InvalidReceiver(address)", ZERO)
+
+
+def test_transfer_from_the_zero_address_cannot_mint(world, roles):
+    """Nobody holds address(0)'s key, but a transfer 'from' it must still never create credit
+    outside issuance (no cap, no batch id, no `issued` count)."""
+    cp, sport, bob = world.cp, world.sport, world.who["active2"]
+    web3.provider.make_request("anvil_impersonateAccount", [ZERO])
+    try:
+        data = cp.safeTransferFrom.encode_input(ZERO, bob, sport, 1_000, b"")
+        tx = {"from": ZERO, "to": cp.address, "data": data, "gas": 500_000, "gasPrice": 0}
+        try:
+            receipt = web3.eth.wait_for_transaction_receipt(web3.eth.send_transaction(tx))
+            status = receipt["status"]
+        except Exception:  # refused at estimation/submission: also fine
+            status = 0
+    finally:
+        web3.provider.make_request("anvil_stopImpersonatingAccount", [ZERO])
+    assert status == 0, "a transfer from address(0) minted credit"
+    assert_conserved(cp, sport, world.everyone)
+
+
+# ---------------------------------------------------------------- operators
+@pytest.mark.parametrize("caller", ["active", "pool", "outsider"])
+def test_set_approval_for_all_is_disabled(world, caller):
+    cp, who = world.cp, world.who
+    for operator in ("pool", "active2"):
+        assert_reverts_with(lambda: cp.setApprovalForAll(who[operator], True, {"from": who[caller]}), "ApprovalsDisabled()")
+        assert cp.isApprovedForAll(who[caller], who[operator]) is False
+    # Also as a real transaction (Brownie calls `pure` functions with eth_call otherwise).
+    data = cp.setApprovalForAll.encode_input(who["pool"], True)
+    assert_reverts_with(lambda: who[caller].transfer(cp, 0, data=data, gas_limit=100_000), "ApprovalsDisabled()")
+
+
+@pytest.mark.parametrize("operator", ["pool", "museum", "active2", "outsider"])
+@pytest.mark.parametrize("path", ["single", "batch"])
+def test_nobody_moves_credit_for_someone_else(world, roles, operator, path):
+    cp, sport, alice, op = world.cp, world.sport, world.who["active"], world.who[operator]
+    for to in (world.who["pool"], op):
+        if path == "single":
+            fn = lambda: cp.safeTransferFrom(alice, to, sport, 1, b"", {"from": op})  # noqa: E731
+        else:
+            fn = lambda: cp.safeBatchTransferFrom(alice, to, [sport], [1], b"", {"from": op})  # noqa: E731
+        assert_reverts_with(fn, "ERC1155MissingApprovalForAll(address,address)", op, alice)
+    for admin_role in (roles.admin, roles.treasurer, roles.budget):
+        assert_reverts_with(lambda: cp.safeTransferFrom(alice, world.who["pool"], sport, 1, b"", {"from": admin_role}),
+                            "ERC1155MissingApprovalForAll(address,address)", admin_role, alice)
+
+
+# ---------------------------------------------------------------- redeem and refund obey the same rule
+@pytest.mark.parametrize("holder", HOLDER_KINDS + ["club_suspended"])
+def test_redeem_matrix(world, holder):
+    """A voucher from each holder kind (a provider signing as 'holder' too), at each provider
+    kind: the pre-check and the redemption give the transfer rule's reason."""
+    cp, sport, who = world.cp, world.sport, world.who
+    h = who[holder]
+    for nonce, provider in enumerate(PROVIDER_KINDS, start=50):
+        p = who[provider]
+        v, s = sign_for(cp, h.address, h.private_key, p, sport, AMOUNT, nonce=nonce)
+        reason = expected(holder, provider)
+        assert cp.checkVoucher(v, p, s) == (reason or Reason.Ok), provider
+        if reason is None:
+            cp.redeem(v, s, {"from": p})
+            assert cp.isNonceUsed(h, sport, nonce)
+        else:
+            refused(lambda: cp.redeem.call(v, s, {"from": p}), reason, h, p, sport)
+            assert not cp.isNonceUsed(h, sport, nonce)
+    assert_conserved(cp, sport, world.everyone)
+
+
+@pytest.mark.parametrize("provider", ["pool", "club_suspended", "club_removed"])
+def test_refund_matrix(world, provider):
+    """A provider (even a suspended or removed one) refunds an active pass; a pass that cannot
+    receive credit refuses the refund with its reason."""
+    cp, sport, who = world.cp, world.sport, world.who
+    p = who[provider]
+    for holder in ("active", "suspended", "revoked", "expired"):
+        h = who[holder]
+        reason = PASS_REASON[holder]
+        if reason == Reason.Ok:
+            tx = cp.refund(h, sport, 40, 0, {"from": p})
+            assert tx.events["Refunded"].values() == [h, p, sport, 40, 0]
+        else:
+            refused(lambda: cp.refund.call(h, sport, 40, 0, {"from": p}), reason, p, h, sport)
+    assert_conserved(cp, sport, world.everyone)
+
+
+def test_refund_to_migrated_pass_goes_to_new_address(world):
+    cp, sport, who = world.cp, world.sport, world.who
+    before = cp.balanceOf(who["migrated_new"], sport)
+    tx = cp.refund(who["migrated"], sport, 40, 0, {"from": who["pool"]})
+    assert tx.events["Refunded"]["holder"] == who["migrated_new"]
+    assert cp.balanceOf(who["migrated_new"], sport) == before + 40 and cp.balanceOf(who["migrated"], sport) == 0
+
+
+@pytest.mark.parametrize("caller", ["active", "active2", "outsider", "museum"])
+def test_refund_by_non_holder_of_the_credit(world, caller):
+    """Only a provider's own credit can be refunded: a resident 'refunding' another is a
+    holder -> holder move; the museum holds no sport credit."""
+    cp, sport, who = world.cp, world.sport, world.who
+    target = who["active2"] if caller != "active2" else who["active"]
+    if caller == "museum":
+        assert_reverts_with(lambda: cp.refund(target, sport, 40, 0, {"from": who[caller]}),
+                            "ERC1155InsufficientBalance(address,uint256,uint256,uint256)", who[caller], 0, 40, sport)
+    else:
+        refused(lambda: cp.refund(target, sport, 40, 0, {"from": who[caller]}), Reason.TransferNotAllowed,
+                who[caller], target, sport)
+
+
+# ---------------------------------------------------------------- window, limit, pause
+@pytest.fixture
+def windowed(world, roles):
+    """A sport budget that opens in 100 s and closes 100 s later, with alice credited."""
+    cp = world.cp
+    now = latest_time()
+    b = cp.createBudget(0, now + 100, now + 200, 10_000, "window", {"from": roles.budget}).return_value
+    cp.issue(keccak(text="window"), b, [world.who["active"]], [1_000], {"from": roles.issuer})
+    return b, now + 100, now + 200
+
+
+@pytest.mark.parametrize("path", ["single", "batch", "redeem"])
+def test_budget_window_boundaries(world, windowed, path):
+    cp, alice, pool = world.cp, world.who["active"], world.who["pool"]
+    budget, start, end = windowed
+
+    def pay(nonce):
+        if path == "redeem":
+            v, s = sign_for(cp, alice.address, alice.private_key, pool, budget, 10, nonce=nonce, deadline=end + 100)
+            return lambda: cp.redeem(v, s, {"from": pool})
+        if path == "single":
+            return lambda: cp.safeTransferFrom(alice, pool, budget, 10, b"", {"from": alice})
+        return lambda: cp.safeBatchTransferFrom(alice, pool, [budget], [10], b"", {"from": alice})
+
+    next_block_at(start - 1)
+    refused(pay(0), Reason.BudgetNotStarted, alice, pool, budget)
+    next_block_at(start)
+    pay(1)()
+    next_block_at(end)
+    pay(2)()
+    next_block_at(end + 1)
+    refused(pay(3), Reason.BudgetEnded, alice, pool, budget)
+    # A refund after the end is refused too: ended credit stays where it is until reclaim/settle.
+    next_block_at(end + 2)
+    if path == "redeem":
+        refused(lambda: cp.refund(alice, budget, 5, 1, {"from": pool}), Reason.BudgetEnded, pool, alice, budget)
+    assert cp.balanceOf(pool, budget) == 20
+
+
+def test_provider_limit_on_direct_transfers(world):
+    cp, sport, alice, pool = world.cp, world.sport, world.who["active"], world.who["pool"]
+    cp.safeTransferFrom(alice, pool, sport, 5_000, b"", {"from": alice})
+    refused(lambda: cp.safeTransferFrom(alice, pool, sport, 5_001, b"", {"from": alice}), Reason.AboveProviderLimit, alice, pool, sport)
+    refused(lambda: cp.safeBatchTransferFrom(alice, pool, [sport, sport], [1, 5_001], b"", {"from": alice}),
+            Reason.AboveProviderLimit, alice, pool, sport)
+
+
+def test_batch_with_one_bad_id_reverts_whole(world):
+    cp, sport, culture, alice, museum = world.cp, world.sport, None, world.who["active"], world.who["museum"]
+    culture = cp.budgets()[1]
+    before = cp.balanceOf(alice, culture)
+    refused(lambda: cp.safeBatchTransferFrom(alice, museum, [culture, sport], [10, 10], b"", {"from": alice}),
+            Reason.CategoryNotApproved, alice, museum, sport)
+    assert cp.balanceOf(alice, culture) == before
+
+
+def test_batch_to_provider_across_budgets(world):
+    cp, alice, museum = world.cp, world.who["active"], world.who["museum"]
+    culture = cp.budgets()[1]
+    tx = cp.safeBatchTransferFrom(alice, museum, [culture, culture], [10, 20], b"", {"from": alice})
+    assert tx.events["TransferBatch"].values()[1:] == [alice, museum, [culture, culture], [10, 20]]
+    assert cp.balanceOf(museum, culture) == 30
+
+
+@pytest.mark.parametrize("sender,receiver", [("active", "pool"), ("pool", "active"), ("active", "active2"),
+                                             ("club_suspended", "active"), ("active", "museum")])
+@pytest.mark.parametrize("path", ["single", "batch"])
+def test_pause_blocks_every_route(world, roles, sender, receiver, path):
+    cp, sport, who = world.cp, world.sport, world.who
+    cp.pause({"from": roles.pauser})
+    want = Reason.TransferNotAllowed if (sender, receiver) == ("active", "active2") else Reason.Paused
+    refused(_transfer(world, sender, receiver, path), want, who[sender], who[receiver], sport)
+    if sender == "active" and receiver == "pool":
+        v, s = sign_for(cp, who["active"].address, who["active"].private_key, who["pool"], sport, 10, nonce=77)
+        refused(lambda: cp.redeem(v, s, {"from": who["pool"]}), Reason.Paused, who["active"], who["pool"], sport)
+        refused(lambda: cp.refund(who["active"], sport, 10, 0, {"from": who["pool"]}), Reason.Paused, who["pool"], who["active"], sport)
+    cp.unpause({"from": roles.pauser})
+    if want == Reason.Paused and sender in ("active", "pool") and receiver in ("pool", "active"):
+        if sender == "pool":
+            cp.refund(who["active"], sport, 10, 0, {"from": who["pool"]})
+        else:
+            _transfer(world, sender, receiver, path)()  # unpause restores
