@@ -63,7 +63,8 @@ bench: setup
 	$(PY) -m benchmarks.gas $(BENCH_ARGS)
 
 clean:
-	rm -rf build .citypass report .pytest_cache
+	-$(PY) -c "from citypass import node; node.node_stop('.citypass-demo'); node.node_stop('.citypass')" 2>/dev/null
+	rm -rf build .citypass .citypass-demo report .pytest_cache
 
 distclean: clean
 	rm -rf $(VENV) node_modules $(SOLCX_DIR)

@@ -19,7 +19,7 @@ import requests
 from citypass import __version__, keys, node
 from citypass import contract as C
 from citypass.cli_common import (
-    ADDRESS, DATE, EUROS_OR_ZERO, ROLE, Ctx, category_label, cents_to_str, end_of_day, format_date,
+    ADDRESS, DATE, ROLE, Ctx, category_label, cents_to_str, end_of_day, format_date,
     format_euros, note, output, parse_categories, parse_euros, pass_ctx, role_label,
 )
 from citypass.errors import ROLE_IDS, CityPassError, UsageError, budget_text

@@ -117,6 +117,9 @@ def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: 
         return
     if not plan.sends:
         note("everything in this file was issued before: nothing to send")
+    else:
+        note(f"sending {len(plan.sends)} transaction(s): {plan.to_send_rows} residents ({plan.new_residents} new), "
+             f"{format_euros(plan.to_send_total)} of budget #{b.serial}")
     roles = ["ISSUER", "REGISTRAR"] if plan.new_residents else ["ISSUER"]
     account = _dev_account_with(c, roles) if plan.sends else None
     before = issuance.snapshot(dep, plan)

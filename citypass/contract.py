@@ -150,8 +150,9 @@ def read_addressbook(workdir: Path | str) -> dict[str, Any]:
 def record_deployment(chain: Chain, address: str, block: int, deployer: str, workdir: Path | str) -> None:
     book = read_addressbook(workdir)
     key = str(chain.chain_id)
+    # No RPC URL here: provider URLs often carry an API key, and this file gets shared.
     entry = {"address": address, "block": block, "genesis": _genesis(chain), "deployer": deployer,
-             "rpc": chain.rpc_url, "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+             "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     previous = book.get(key)
     if previous:  # keep older deployments of this chain id: their events stay auditable
         entry["previous"] = previous.get("previous", []) + [{k: v for k, v in previous.items() if k != "previous"}]

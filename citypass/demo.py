@@ -185,7 +185,7 @@ class Demo:
 
     # -------------------------------------------------------------- helpers
     def say(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, soft_wrap=True)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -468,7 +468,8 @@ class Demo:
         self.gas.add("redeem (single scan)", [{"gasUsed": done.gas_used}])
         v = signed.voucher
         self.credit[(v.holder, v.budget)] -= v.amount
-        self.say(f"  scan at {self.name_of(provider.address)}: {rep.eur_text(v.amount)} from the pass"
+        how = " (QR code image decoded, pre-checked)" if qr else ""
+        self.say(f"  scan at {self.name_of(provider.address)}{how}: {rep.eur_text(v.amount)} from the pass"
                  f" + {rep.eur_text(v.co_payment)} co-payment — redeemed in block {done.block}")
 
     def single_redemptions(self, users: Sequence[Resident]) -> V.SignedVoucher:
@@ -568,42 +569,41 @@ class Demo:
 
     # -------------------------------------------------------------- the figures
     def summarize_and_report(self) -> DemoResult:
-        records = ev.fetch_events(self.dep)
-        act = ev.activity(records)
-        names = {a.address: n for n, a in self.providers.items()}
         references = {"0x" + finance.reference_hash(text).hex(): text for text in self.references}
-        summary = rep.summarize(act, names, references)
-        lines = rep.reconcile(summary)
-        checks = rep.verify_against_chain(summary, self.dep.contract)
+        built = rep.build_report(
+            self.dep, self.report_dir,
+            provider_names={a.address: n for n, a in self.providers.items()},
+            references=references,
+            title="CityPass demo report",
+            intro=(f"A simulated year of the city pass: {self.s.residents:,} synthetic residents received credit for "
+                   "sport, culture and education, and spent it at six local providers. Every figure below is "
+                   "rebuilt from the public events on the chain."),
+            extra={"Gas used per kind of transaction": [
+                (kind, f"{n:,} transactions, {items:,} items, {per:,} gas per item")
+                for kind, n, items, gas, per in self.gas.rows()
+            ]},
+        )
+        summary = built.summary
         table = Table("budget", "issued", "spent", "refunded", "settled", "reclaimed", "with residents",
-                      "with providers", "take-up", title="Per budget (from the events)")
+                      "with providers", "take-up", title=f"Per budget (from the events, as of block {built.block})")
         for b in summary.budgets:
             table.add_row(b.name, *(rep.eur_text(x) for x in (b.issued, b.redeemed, b.refunded, b.settled, b.reclaimed,
                                                                 b.held_by_residents, b.held_by_providers)),
                           f"{100 * b.take_up:.0f}%")
         self.console.print(table)
         self.console.print("[bold]Reconciliation[/] (every line checked in code):")
-        for line in lines + checks:
-            self.console.print(f"  [green]✓[/] {line}")
+        for line in built.reconciliation + built.chain_checks:
+            self.console.print(f"  [green]✓[/] {line}", soft_wrap=True)  # one line each, copy-paste friendly
 
         gas_table = Table("transaction", "txs", "items", "total gas", "gas per item", title="Gas used (from receipts)")
         for kind, n, items, gas, per in self.gas.rows():
             gas_table.add_row(kind, f"{n:,}", f"{items:,}", f"{gas:,}", f"{per:,}")
         self.console.print(gas_table)
-
-        files = rep.write_report(
-            summary, self.report_dir, title="CityPass demo report",
-            intro=(f"A simulated year of the city pass: {self.s.residents:,} synthetic residents received credit for "
-                   "sport, culture and education, and spent it at six local providers. Every figure below is "
-                   "rebuilt from the public events on the chain."),
-            checks=checks,
-            extra={"Gas used per kind of transaction": [
-                (kind, f"{n:,} transactions, {items:,} items, {per:,} gas per item") for kind, n, items, gas, per in self.gas.rows()
-            ]},
-        )
+        files = built.files
         self.say(f"report written: {files.html} ({len(files.csvs)} CSV tables, {len(files.charts)} charts)")
-        return DemoResult(summary, lines, checks, files, self.timings, self.gas, self.refusals,
-                          redeemed=sum(1 for r in act.redemptions if r.nonce is not None))
+        redeemed = sum(1 for r in summary.activity.redemptions if r.nonce is not None)
+        return DemoResult(summary, built.reconciliation, built.chain_checks, files, self.timings, self.gas,
+                          self.refusals, redeemed)
 
     def print_timings(self) -> None:
         table = Table("phase", "seconds", title="Phase timings")
@@ -655,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         run(Scenario(args.residents, args.redemptions, args.rounds, args.seed), args.workdir, args.report, console,
             args.keep_node)
     except CityPassError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}")
         return 1
     return 0
 

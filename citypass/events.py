@@ -522,27 +522,8 @@ def balances(act: Activity) -> dict[tuple[int, str], int]:
     return dict(bal)
 
 
-def to_rows(records: Iterable[EventRecord]) -> Iterator[dict[str, Any]]:
-    """Flat rows for a CSV export (`citypass audit`): one per event, args as JSON-ish text."""
-    for r in records:
-        yield {
-            "block": r.block,
-            "timestamp": r.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "tx_hash": r.tx_hash,
-            "log_index": r.log_index,
-            "event": r.name,
-            "args": ";".join(f"{k}={_text(v)}" for k, v in r.args.items()),
-        }
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, list):
-        return "[" + ",".join(_text(v) for v in value) + "]"
-    return str(value)
-
-
 __all__ = [
     "Activity", "BudgetInfo", "EventDecoder", "EventFetchError", "EventRecord", "Issuance", "Migration",
     "Reclamation", "Redemption", "Refund", "Settlement", "Skipped", "UnexplainedTransfer", "activity",
-    "balances", "deployment_block", "fetch_events", "holders_of", "iter_log_chunks", "to_rows",
+    "balances", "deployment_block", "fetch_events", "holders_of", "iter_log_chunks",
 ]

@@ -648,7 +648,40 @@ def write_report(
     return ReportFiles(out, csvs, charts, page)
 
 
+@dataclass
+class Report:
+    summary: Summary
+    reconciliation: list[str]  # the equations, per budget (checked)
+    chain_checks: list[str]  # events against the contract's own state (checked)
+    files: ReportFiles
+    block: int  # the report is as of this block
+
+
+def build_report(
+    dep: Any,
+    out_dir: str | Path,
+    *,
+    provider_names: Mapping[str, str] | None = None,
+    references: Mapping[str, str] | None = None,
+    title: str = "CityPass report",
+    intro: str | None = None,
+    extra: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+) -> Report:
+    """The whole report of a deployment as of the latest block: events -> figures ->
+    reconciliation -> check against the chain -> files. Raises ReconciliationError (and
+    writes nothing) if anything does not add up."""
+    from citypass.events import activity, fetch_events
+
+    block = int(dep.contract.w3.eth.block_number)
+    summary = summarize(activity(fetch_events(dep, to_block=block)), provider_names, references)
+    lines = reconcile(summary)
+    checks = verify_against_chain(summary, dep.contract, block=block)
+    kwargs = {"intro": intro} if intro else {}
+    files = write_report(summary, out_dir, title=title, checks=checks, extra=extra, **kwargs)
+    return Report(summary, lines, checks, files, block)
+
+
 __all__ = [
-    "BudgetLine", "ProviderLine", "ReconciliationError", "ReportFiles", "Summary", "WeekLine", "eur", "eur_text",
-    "iso_week", "reconcile", "summarize", "verify_against_chain", "write_report",
+    "BudgetLine", "ProviderLine", "ReconciliationError", "Report", "ReportFiles", "Summary", "WeekLine",
+    "build_report", "eur", "eur_text", "iso_week", "reconcile", "summarize", "verify_against_chain", "write_report",
 ]

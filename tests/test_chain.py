@@ -7,6 +7,8 @@ Brownie's network, so it also works under plain pytest.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -91,6 +93,21 @@ def test_state_survives_a_restart(chain, dep, budget, workdir):
     chain.w3, chain.session = restarted.w3, restarted.session
     dep.chain = chain
     dep.contract = contract.contract_at(chain, dep.address)
+
+
+def test_state_survives_a_crash(tmp_path, monkeypatch):
+    """A killed node (no clean dump on exit) keeps what the periodic dump saved."""
+    monkeypatch.setattr(node, "STATE_INTERVAL", 1)
+    ch = C.connect(workdir=tmp_path)
+    try:
+        dep = contract.deploy(ch, keys.dev_account(0), workdir=tmp_path, **contract.dev_roles())
+        time.sleep(2.5)
+        os.kill(node.node_status(tmp_path).pid, signal.SIGKILL)
+        node.node_stop(tmp_path)  # reaps the process, clears the record
+        again = C.connect(workdir=tmp_path)
+        assert contract.open_deployment(again, workdir=tmp_path).address == dep.address
+    finally:
+        node.node_stop(tmp_path)
 
 
 def test_connect_without_start_refuses_when_stopped(tmp_path):
@@ -182,6 +199,15 @@ def test_refusal_is_explained_before_sending(chain, dep):
     assert chain.w3.eth.get_transaction_count(stranger.address) == nonce  # nothing was sent
 
 
+def test_failure_after_sending_is_explained(chain, dep):
+    """With gas given there is no estimate: the chain's refusal comes back from the receipt."""
+    stranger = keys.dev_account(7)
+    with pytest.raises(CityPassError, match=f"failed in block \\d+: account {stranger.address} lacks the PAUSER role"):
+        tx.send(chain, stranger, dep.contract.functions.pause(), gas=100_000)
+    with pytest.raises(CityPassError, match="failed in block \\d+: out of gas"):
+        tx.send(chain, keys.dev_account(6), dep.contract.functions.pause(), gas=22_000)
+
+
 def test_no_eth_is_one_clear_error(chain, dep):
     broke = Account.from_key(keccak(text="citypass-core-test-broke"))
     tx.send(chain, keys.dev_account(0), dep.contract.functions.grantRole(ROLE_IDS["PAUSER"], broke.address))
@@ -195,6 +221,19 @@ def test_send_returns_a_decodable_receipt(chain, dep):
     assert receipt.status == 1
     (event,) = dep.contract.events.PassEnrolled().process_receipt(receipt)
     assert event.args.holder == holder
+
+
+def test_legacy_gas_price_for_nodes_without_1559(chain, dep, monkeypatch):
+    """fees() falls back to a gas price when blocks have no base fee; such a tx signs the old way."""
+    blocks = lambda calls, raise_errors=True: [{"number": "0x1"}, None]  # noqa: E731
+    monkeypatch.setattr(chain, "rpc_batch", blocks)
+    monkeypatch.setattr(chain, "rpc", lambda method, params=None: hex(3 * 10**9))
+    assert tx.fees(chain) == {"gasPrice": 3 * 10**9}
+    monkeypatch.undo()
+    monkeypatch.setattr(tx, "fees", lambda ch: {"gasPrice": 2 * 10**9})
+    receipt = tx.send(chain, keys.dev_account(6), dep.contract.functions.pause())
+    assert receipt.status == 1 and receipt.type == 0 and receipt.effectiveGasPrice == 2 * 10**9
+    tx.send(chain, keys.dev_account(6), dep.contract.functions.unpause())
 
 
 def test_send_many_pipelines_and_is_fast(chain, dep):

@@ -102,9 +102,19 @@ def test_bad_checksum_is_called_a_typo(tmp_path):
     assert got == [f"line 2: holder: {bad}: the EIP-55 checksum does not match, so the address has a typo; check it against the source"]
 
 
+def test_checksummed_addresses_that_look_all_upper_or_lower_case_are_accepted(tmp_path):
+    # EIP-55 can make every letter upper case (or leave none lower): still a valid checksum
+    labels = (f"case-{i}" for i in range(100_000))
+    upper = next(a for a in map(addr, labels) if a[2:] == a[2:].upper() and not a[2:].isdigit())
+    plan = I.validate(write(tmp_path, f"holder,amount\n{upper},1\n"), budget(), state())
+    assert plan.rows[0].holder == upper
+
+
 def test_header_must_be_exact(tmp_path):
     got = problems_of(write(tmp_path, f"Holder;Amount\n{addr('a')},1\n"))
-    assert got == ["line 1: header: expected exactly 'holder,amount', found 'Holder;Amount'"]
+    assert got == ["line 1: header: expected exactly 'holder,amount', found 'Holder;Amount' (separate the fields with a comma, not ';')"]
+    got = problems_of(write(tmp_path, f"holder,amount\n{addr('a')};1\n"))
+    assert got == ["line 2: line: expected 2 fields (holder,amount), found 1 (separated by ';'? use a comma)"]
 
 
 def test_not_utf8_names_the_line(tmp_path):

@@ -4,6 +4,7 @@ settlement with once-only references, pause. Conservation is checked along the w
 from __future__ import annotations
 
 import pytest
+from brownie.exceptions import VirtualMachineError
 from eth_account import Account
 from eth_utils import keccak
 
@@ -84,7 +85,7 @@ def new_phone():
 def test_migration_moves_all_budgets_and_kills_the_old_key(cp, roles, sport, culture, pool, museum, alice, new_phone, sign, everyone):
     old_voucher = sign(alice, pool, sport, 100, nonce=0)
     cp.redeem(*sign(alice, museum, culture, 300, nonce=5), {"from": museum})
-    cp.migratePass(alice, new_phone, {"from": registrar(roles)})
+    cp.migratePass(alice, new_phone, {"from": roles.registrar})
     assert [cp.balanceOf(new_phone, b) for b in (sport, culture)] == [CREDIT, CREDIT - 300]
     # The old key's vouchers fail with PassMigrated (signed before or after the move).
     assert cp.checkVoucher(*old_voucher[:1], pool, old_voucher[1]) == Reason.PassMigrated
@@ -98,10 +99,6 @@ def test_migration_moves_all_budgets_and_kills_the_old_key(cp, roles, sport, cul
     assert cp.balanceOf(new_phone, culture) == CREDIT and cp.balanceOf(alice, culture) == 0
     for b in (sport, culture):
         assert_conserved(cp, b, everyone + [new_phone.address])
-
-
-def registrar(roles):
-    return roles.registrar
 
 
 def test_migration_during_pause_is_refused_when_credit_must_move(cp, roles, alice, new_phone, sport):
@@ -155,32 +152,23 @@ def test_refund_is_linked_to_its_redemption(cp, roles, sport, pool, alice, bob, 
     """'Refund: a provider returns credit to the holder, linked to the redemption.' The link
     must hold: only the provider that redeemed the voucher refunds it, and at most its amount.
     (Otherwise any provider can move credit to any resident who ever paid anywhere.)"""
-    club = Account.from_key(keccak(text="citypass-test-club")).address
+    from brownie import accounts
+
+    club = accounts.add(keccak(text="citypass-test-club"))
     cp.addProvider(club, 1, 0, {"from": roles.providers})
     cp.redeem(*sign(alice, pool, sport, 100, nonce=0), {"from": pool})  # alice paid the pool 1 euro
     cp.safeTransferFrom(bob, club, sport, 5_000, b"", {"from": bob})  # the club holds bob's credit
-    from brownie import accounts
-    club_account = accounts.at(club, force=True)
-    web3_fund(club)
     loopholes = []
-    for label, who, amount in (("another provider refunds it", club_account, 50), ("the pool refunds more than paid", pool, 100)):
+    for label, who, amount in (("another provider refunds it", club, 50), ("the pool refunds more than paid", pool, 100)):
         if label.startswith("the pool"):
             cp.safeTransferFrom(bob, pool, sport, 1_000, b"", {"from": bob})  # the pool has enough
             amount = 1_000
         try:
             cp.refund.call(alice, sport, amount, 0, {"from": who})
-            loopholes.append(label)
-        except Exception:
-            pass
+        except VirtualMachineError:
+            continue
+        loopholes.append(label)
     assert not loopholes, f"refund not linked to the redemption: {loopholes}"
-
-
-def web3_fund(address):
-    """Lets an impersonated address send (gas price is 0 on the dev chain; this is for safety)."""
-    from brownie import web3
-
-    web3.provider.make_request("anvil_setBalance", [address, hex(10**18)])
-    web3.provider.make_request("anvil_impersonateAccount", [address])
 
 
 # ---------------------------------------------------------------- reclaim
@@ -310,7 +298,7 @@ def test_settle_with_no_lines_does_not_burn_the_reference(cp, roles, pool):
     the payment reference (or, equally, it must revert). Every state change emits an event."""
     try:
         tx = cp.settle(pool, [], [], ref("empty"), {"from": roles.treasurer})
-    except Exception:
+    except VirtualMachineError:
         return  # refusing an empty settlement is fine
     assert not cp.referenceSettled(ref("empty")) or "Settled" in tx.events, \
         "an empty settlement used up the payment reference without any event"
