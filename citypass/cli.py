@@ -22,7 +22,7 @@ from citypass.cli_common import (
     ADDRESS, DATE, ROLE, Ctx, category_label, cents_to_str, end_of_day, format_date,
     format_euros, note, output, parse_categories, parse_euros, pass_ctx, role_label,
 )
-from citypass.errors import ROLE_IDS, CityPassError, UsageError, budget_text
+from citypass.errors import ROLE_IDS, CityPassError, UsageError, budget_text, date_text
 
 PASS_BATCH = 500  # addresses per enrol/renew transaction (~25k gas each: well inside a block)
 
@@ -230,6 +230,7 @@ def info_cmd(c: Ctx) -> None:
         "paused": f.paused().call(),
         "admin": f.defaultAdmin().call(),
         "admin_delay_days": f.defaultAdminDelay().call() / 86_400,
+        "pending_admin": _pending_admin(dep),
         "budgets": len(f.budgets().call()),
         "providers": len(f.providers().call()),
         "roles": members,
@@ -240,6 +241,11 @@ def info_cmd(c: Ctx) -> None:
     flat = {k: v for k, v in data.items() if k != "roles"}
     flat.update({f"role {k}": ", ".join(v) or "-" for k, v in members.items()})
     output(c, flat)
+
+
+def _pending_admin(dep: C.Deployment) -> str | None:
+    pending, _ = dep.contract.functions.pendingDefaultAdmin().call()
+    return None if int(pending, 16) == 0 else pending
 
 
 # ------------------------------------------------------------------ categories and budgets
@@ -625,6 +631,44 @@ def _check_grantable(role: str) -> None:
     if role == "ADMIN":
         raise UsageError("the admin role changes hands only through the two-step admin transfer "
                          "(beginDefaultAdminTransfer / acceptDefaultAdminTransfer), not grant/revoke")
+
+
+@role_group.command("transfer-admin")
+@click.argument("address", type=ADDRESS)
+@pass_ctx
+def role_transfer_admin(c: Ctx, address: str) -> None:
+    """Start handing the admin role to ADDRESS; it accepts after the admin delay."""
+    dep = c.deployment
+    c.send(dep.contract.functions.beginDefaultAdminTransfer(address), f"admin transfer to {address} started",
+           role="ADMIN")
+    _show_admin(c)
+
+
+@role_group.command("accept-admin")
+@pass_ctx
+def role_accept_admin(c: Ctx) -> None:
+    """Accept a pending admin transfer (as the new admin, after the delay)."""
+    dep = c.deployment
+    pending, _ = dep.contract.functions.pendingDefaultAdmin().call()
+    if int(pending, 16) == 0:
+        raise CityPassError("no admin transfer is pending")
+    signer = c.account() if c.from_spec or not dep.chain.is_local_dev else _dev_signer(c, pending)
+    c.send(dep.contract.functions.acceptDefaultAdminTransfer(), f"{signer.address} is now the admin", account=signer)
+    _show_admin(c)
+
+
+def _dev_signer(c: Ctx, address: str) -> Any:
+    for i in range(keys.DEV_ACCOUNTS):
+        if keys.dev_account(i).address == address:
+            return c.load(f"dev:{i}")
+    raise UsageError(f"pass --from with the key of the pending admin {address}")
+
+
+def _show_admin(c: Ctx) -> None:
+    f = c.deployment.contract.functions
+    _, schedule = f.pendingDefaultAdmin().call()
+    output(c, {"admin": f.defaultAdmin().call(), "pending_admin": _pending_admin(c.deployment),
+               "accept_after": date_text(schedule) if schedule else None})
 
 
 @role_group.command("list")

@@ -91,6 +91,8 @@ class Ctx:
 
     def send_many(self, fns: Sequence[Any], what: str, *, role: str | None = None,
                   account: LocalAccount | None = None) -> list[Receipt]:
+        if not fns:
+            return []
         signer = account or self.account(role)
         receipts = send_many(self.chain, signer, fns, confirmations=self.confirmations)
         note(f"{what} ({len(receipts)} transaction(s), last in block {receipts[-1].blockNumber})")

@@ -5,13 +5,13 @@ group by citypass/cli.py (`register(main)`).
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import click
 
+from citypass import budget_id
 from citypass import contract as C
 from citypass import finance, issuance, keys, redemption, wallet
 from citypass import voucher as V
@@ -28,15 +28,27 @@ def register(group: click.Group) -> None:
 
 
 # ------------------------------------------------------------------ helpers
+class _Bar:
+    """advance(n) or update(done, total) one rich progress bar."""
+
+    def __init__(self, bar: Any, task: Any):
+        self._bar, self._task = bar, task
+
+    def advance(self, n: int) -> None:
+        self._bar.advance(self._task, n)
+
+    def update(self, done: int, total: int) -> None:
+        self._bar.update(self._task, completed=done, total=total)
+
+
 @contextmanager
-def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields advance(n)."""
+def progress_bar(label: str, total: int | None = None) -> Iterator[_Bar]:
+    """A rich progress bar on stderr (data stays alone on stdout)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console(), transient=False) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+        yield _Bar(bar, bar.add_task(label, total=total))
 
 
 def _budget(c: Ctx, spec: str) -> C.BudgetInfo:
@@ -54,7 +66,7 @@ def _dev_account_with(c: Ctx, roles: list[str]) -> Any:
             return c.load(f"dev:{i}")
     raise CityPassError(
         f"no dev account holds the {' and '.join(roles)} roles together"
-        + (f" (enrolling new residents needs both): grant one, e.g. `citypass role grant registrar <issuer address>`"
+        + (" (enrolling new residents needs both): grant one, e.g. `citypass role grant registrar <issuer address>`"
            if len(roles) > 1 else "")
         + ", or pass --from KEYSPEC"
     )
@@ -125,8 +137,8 @@ def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: 
     before = issuance.snapshot(dep, plan)
     results: list[issuance.SendResult] = []
     if plan.sends:
-        with progress_bar("issuing", plan.to_send_rows) as advance:
-            results = issuance.execute(dep, account, plan, on_sent=lambda r: advance(len(r.send.rows)))
+        with progress_bar("issuing", plan.to_send_rows) as bar:
+            results = issuance.execute(dep, account, plan, on_sent=lambda r: bar.advance(len(r.send.rows)))
     skipped = [r for r in results if r.tx_hash is None]
     if skipped:
         note(f"{len(skipped)} batch transaction(s) were issued by another run meanwhile; skipped")
@@ -302,25 +314,13 @@ def reclaim_cmd(c: Ctx, budget_spec: str, batch_size: int) -> None:
     """Burn the credit residents left in an ended budget. Needs BUDGET_MANAGER."""
     b = _budget(c, budget_spec)
     account = c.account("BUDGET_MANAGER")
-    state: dict[str, Any] = {}
-
-    def on_progress(done: int, total: int) -> None:
-        if "advance" not in state and total:
-            state["cm"] = progress_bar("reclaiming", total)
-            state["advance"] = state["cm"].__enter__()
-        if "advance" in state:
-            state["advance"](done - state.get("done", 0))
-            state["done"] = done
-
-    try:
-        result = finance.reclaim(c.deployment, account, b.id, batch_size, on_progress)
-    finally:
-        if "cm" in state:
-            state["cm"].__exit__(*sys.exc_info())
+    with progress_bar(f"reclaiming budget #{b.serial}") as bar:
+        result = finance.reclaim(c.deployment, account, b.id, batch_size, bar.update)
     note(f"reclaimed {format_euros(result.total)} from {result.holders} of {result.candidates} holders of budget #{b.serial}"
          + ("" if result.holders else " (nothing left to reclaim)"))
-    output(c, {"budget": b.serial, "candidates": result.candidates, "holders": result.holders,
-               "reclaimed": cents_to_str(result.total), "transactions": list(result.tx_hashes)})
+    data = {"budget": b.serial, "candidates": result.candidates, "holders": result.holders,
+            "reclaimed": cents_to_str(result.total), "transactions": list(result.tx_hashes)}
+    output(c, data if c.json else data | {"transactions": ", ".join(result.tx_hashes) or "-"})
 
 
 @click.command("settle")
@@ -335,7 +335,9 @@ def settle_cmd(c: Ctx, provider: str, reference: str, budget_specs: tuple[str, .
     note(f"settled {format_euros(result.total)} with {provider} under reference {result.reference!r} (tx {result.tx_hash})")
     output(c, {"provider": provider, "reference": result.reference, "reference_hash": result.reference_hash,
                "total": cents_to_str(result.total), "tx": result.tx_hash,
-               "budgets": [{"budget": str(bid), "amount": cents_to_str(a)} for bid, a in result.amounts]})
+               "budgets": [{"budget": str(bid), "amount": cents_to_str(a)} for bid, a in result.amounts]},
+           rows=[(f"#{budget_id.decode(bid).serial}", format_euros(a)) for bid, a in result.amounts]
+           + [("total", format_euros(result.total))], columns=("BUDGET", "SETTLED"))
 
 
 @click.command("audit")

@@ -550,13 +550,15 @@ def execute(
     """Sends the plan's transactions in order. Each id is checked just before sending, so
     two runs at once still issue each batch once (the chain refuses a used id anyway)."""
     from citypass.contract import require_role
-    from citypass.tx import send as tx_send
+    from citypass.tx import access_list, send as tx_send
 
     if plan.sends:
         require_role(dep, "ISSUER", account.address)
         if any(s.kind == "enrol" for s in plan.sends):
             require_role(dep, "REGISTRAR", account.address)
-    do_send = sender or (lambda fn: tx_send(dep.chain, account, fn))
+    # An access list makes each resident ~300 gas cheaper (see tx.access_list).
+    do_send = sender or (lambda fn: tx_send(dep.chain, account, fn,
+                                            access_list=access_list(dep.chain, account.address, fn)))
     f = dep.contract.functions
     results = []
     for s in plan.sends:

@@ -2,7 +2,7 @@
 
 `send` estimates gas first: a call the contract would refuse is explained (explain_revert)
 and raised as CityPassError before anything is signed or sent. Keys never leave this
-process (eth-account signs; the node only sees raw transactions). `send_many` pipelines
+process (signed here with eth-keys/eth-account; the node only sees raw transactions). `send_many` pipelines
 many calls from one account (the demo's thousands of redemptions): estimate all, sign all,
 send all in JSON-RPC batches, then collect the receipts.
 """
@@ -118,11 +118,28 @@ def _estimate(chain: Chain, calls: Sequence[dict[str, Any]], sender: str) -> lis
     return gas
 
 
+def access_list(chain: Chain, sender: str, fn: Any) -> list[dict[str, Any]] | None:
+    """The EIP-2930 access list of a call, from the node (eth_createAccessList), or None if
+    the node cannot make one. Worth it for issuance batches: each resident's address and two
+    storage slots are then paid for up front at a lower price (about 300 gas less per
+    resident); a single redemption would pay more than it saves."""
+    answer = chain.rpc_batch([("eth_createAccessList", [_call_params(fn, sender), "latest"])], raise_errors=False)[0]
+    if isinstance(answer, RpcError) or not isinstance(answer, dict) or "accessList" not in answer:
+        return None
+    return answer["accessList"]
+
+
+def _rlp_access_list(entries: Sequence[dict[str, Any]]) -> list:
+    return [[bytes.fromhex(e["address"][2:]), [bytes.fromhex(k[2:]) for k in e.get("storageKeys", [])]]
+            for e in entries]
+
+
 def _sign(account: LocalAccount, chain: Chain, call: dict[str, Any], gas: int, nonce: int,
           fee: dict[str, int]) -> bytes:
     value, data = int(call["value"], 16), call["data"]
     if "maxFeePerGas" in fee:
-        return _sign_1559(account, chain.chain_id, nonce, fee, gas, call.get("to"), value, data)
+        return _sign_1559(account, chain.chain_id, nonce, fee, gas, call.get("to"), value, data,
+                          call.get("accessList") or [])
     tx: dict[str, Any] = {"chainId": chain.chain_id, "nonce": nonce, "gas": gas, "value": value, "data": data, **fee}
     if "to" in call:
         tx["to"] = call["to"]
@@ -130,13 +147,13 @@ def _sign(account: LocalAccount, chain: Chain, call: dict[str, Any], gas: int, n
 
 
 def _sign_1559(account: LocalAccount, chain_id: int, nonce: int, fee: dict[str, int], gas: int,
-               to: str | None, value: int, data: str) -> bytes:
+               to: str | None, value: int, data: str, access: Sequence[dict[str, Any]] = ()) -> bytes:
     """An EIP-1559 transaction signed straight with eth-keys (coincurve): several times
     faster than eth-account's validating path, which matters for thousands of redemptions.
     The node checks the result: a wrong encoding could only be refused, never misread."""
     fields = [
         chain_id, nonce, fee["maxPriorityFeePerGas"], fee["maxFeePerGas"], gas,
-        bytes.fromhex(to[2:]) if to else b"", value, bytes.fromhex(data[2:]), [],
+        bytes.fromhex(to[2:]) if to else b"", value, bytes.fromhex(data[2:]), _rlp_access_list(access),
     ]
     key = _private_key(bytes(account.key))
     signature = key.sign_msg_hash(keccak(b"\x02" + rlp.encode(fields)))
@@ -193,16 +210,20 @@ def _failure(chain: Chain, call: dict[str, Any], receipt: dict[str, Any]) -> Cit
 
 
 def send(chain: Chain, account: LocalAccount, fn: Any, *, confirmations: int | None = None,
-         gas: int | None = None, value: int = 0, timeout: float = RECEIPT_TIMEOUT) -> Receipt:
+         gas: int | None = None, value: int = 0, timeout: float = RECEIPT_TIMEOUT,
+         access_list: Sequence[dict[str, Any]] | None = None) -> Receipt:
     """Validates, signs and sends one contract call (or constructor); returns its receipt
-    once mined and `confirmations` blocks deep (default: 0 on dev chains, else 2)."""
-    return send_many(chain, account, [fn], confirmations=confirmations, gas=gas, value=value, timeout=timeout)[0]
+    once mined and `confirmations` blocks deep (default: 0 on dev chains, else 2).
+    `access_list` (see `access_list()`) is attached on EIP-1559 chains."""
+    return send_many(chain, account, [fn], confirmations=confirmations, gas=gas, value=value, timeout=timeout,
+                     access_lists=None if access_list is None else [access_list])[0]
 
 
 def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
               on_sent: Callable[[int, str], None] | None = None, confirmations: int | None = None,
               gas: int | None = None, value: int = 0, check: bool = True,
-              timeout: float = RECEIPT_TIMEOUT) -> list[Receipt]:
+              timeout: float = RECEIPT_TIMEOUT,
+              access_lists: Sequence[Sequence[dict[str, Any]] | None] | None = None) -> list[Receipt]:
     """Sends many calls from one account without waiting between them.
 
     Every call is estimated against the current state before anything is sent (a call that
@@ -213,6 +234,9 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
         return []
     sender = account.address
     calls = [_call_params(fn, sender, value) for fn in fns]
+    for call_params, access in zip(calls, access_lists or []):
+        if access:
+            call_params["accessList"] = list(access)
     limits = [gas] * len(calls) if gas is not None else _estimate(chain, calls, sender)
     fee = fees(chain)
     balance = chain.w3.eth.get_balance(sender)

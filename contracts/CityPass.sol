@@ -115,6 +115,8 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     mapping(uint256 budget => BudgetTotals) public budgetTotals;
     /// @notice Issuance batch ids already used: a batch can never be issued twice.
     mapping(bytes32 batchId => bool) public batchIssued;
+    /// @notice Euro cents refunded so far per redeemed voucher (keyed by its EIP-712 digest).
+    mapping(bytes32 voucherDigest => uint256) public refunded;
     /// @notice Settlement payment references already used.
     mapping(bytes32 paymentReference => bool) public referenceSettled;
 
@@ -172,6 +174,8 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     error UnknownProvider(address provider);
     error ProviderStatusUnchanged(address provider, ProviderStatus status);
     error UnknownRedemption(address holder, uint256 budget, uint256 nonce);
+    error RefundExceedsRedemption(bytes32 voucherDigest, uint256 redeemed, uint256 wouldBeRefunded);
+    error EmptySettlement();
     error ReferenceAlreadySettled(bytes32 paymentReference);
     error SystemPaused();
     error PauseUnchanged(bool paused);
@@ -453,17 +457,28 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         return _flagsOf(budget, holder);
     }
 
-    /// @notice The provider (caller) returns credit to the holder of one of its redemptions.
-    /// Goes to the pass's current address if the pass was migrated.
-    /// @param redemptionNonce The nonce of the voucher being refunded (must have been used).
-    function refund(address holder, uint256 budget, uint256 amount, uint256 redemptionNonce) external {
+    /// @notice The provider (caller) returns credit from one of its redemptions to the
+    /// resident, identified by the redeemed voucher itself: only the provider the voucher
+    /// named can refund it, only after it was redeemed, and never more than its amount in
+    /// total. Goes to the pass's current address if the pass was migrated.
+    /// @param voucher The redeemed voucher (the provider kept it from the scan).
+    /// @param signature The holder's signature on it.
+    /// @param amount Euro cents to return (partial refunds add up to at most voucher.amount).
+    function refund(Voucher calldata voucher, bytes calldata signature, uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
-        if (!isNonceUsed(holder, budget, redemptionNonce)) revert UnknownRedemption(holder, budget, redemptionNonce);
-        address to = currentAddress(holder);
-        _update(msg.sender, to, budget, amount);
-        emit TransferSingle(msg.sender, msg.sender, to, budget, amount);
-        emit Refunded(to, msg.sender, budget, amount, redemptionNonce);
-        _checkReceiver(msg.sender, to, budget, amount);
+        bytes32 digest = _hashTypedDataV4(VoucherHash.hash(voucher, msg.sender));
+        if (!_isValidSignature(voucher.holder, digest, signature)) revert InvalidVoucherSignature(voucher.holder);
+        if (!isNonceUsed(voucher.holder, voucher.budget, voucher.nonce)) {
+            revert UnknownRedemption(voucher.holder, voucher.budget, voucher.nonce);
+        }
+        uint256 total = refunded[digest] + amount;
+        if (total > voucher.amount) revert RefundExceedsRedemption(digest, voucher.amount, total);
+        refunded[digest] = total;
+        address to = currentAddress(voucher.holder);
+        _update(msg.sender, to, voucher.budget, amount);
+        emit TransferSingle(msg.sender, msg.sender, to, voucher.budget, amount);
+        emit Refunded(to, msg.sender, voucher.budget, amount, voucher.nonce);
+        _checkReceiver(msg.sender, to, voucher.budget, amount);
     }
 
     // ------------------------------------------------------------------ end of a budget
@@ -496,6 +511,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     ) external onlyRole(TREASURER_ROLE) {
         _knownProvider(provider);
         if (budgetIds.length != amounts.length) revert LengthMismatch(budgetIds.length, amounts.length);
+        if (budgetIds.length == 0) revert EmptySettlement();
         if (referenceSettled[paymentReference]) revert ReferenceAlreadySettled(paymentReference);
         referenceSettled[paymentReference] = true;
         for (uint256 i; i < budgetIds.length; ++i) {
@@ -529,8 +545,11 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     }
 
     /// @dev Classifies the move by who sends and who receives, then applies that kind's rule.
-    /// Issuance checks budget, cap and pause once per batch (`_openBatch`/`_closeBatch`);
-    /// here a mint only needs an eligible recipient.
+    /// Only payments (holder => provider) may happen through any function (redeem, the
+    /// ERC-1155 transfers); every other kind only inside the function that is its purpose
+    /// (`msg.sig`), so e.g. a provider cannot send credit to a holder except as a refund.
+    /// Issuance checks budget, cap and pause once per batch (`_openBatch`/`_closeBatch`) and
+    /// applies the mint rule below inline (`_mintBatch`): a mint only needs an eligible recipient.
     function _moveRule(address from, address to, uint256 budget, uint256 value) internal view returns (Reason) {
         if (from == address(0)) return _passRule(passOf[to]); // issuance
         if (to == address(0)) return _burnRule(from, budget); // settlement or reclaim
@@ -552,7 +571,8 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
 
         Provider memory sender = providerOf[from];
         if (sender.status != ProviderStatus.None) {
-            // Refund: provider => holder.
+            // Refund: provider => holder, only inside `refund` (which links it to a redemption).
+            if (msg.sig != this.refund.selector) return Reason.TransferNotAllowed;
             if (sender.paused) return Reason.Paused;
             Reason passReason = _passRule(passOf[to]);
             if (passReason != Reason.Ok) return passReason;
@@ -560,16 +580,22 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
             return Reason.Ok;
         }
 
-        // Migration: old address => new address of the same pass. Nothing else.
-        if (passOf[from].status == PassStatus.Migrated && migratedTo[from] == to) {
+        // Migration: old address => new address of the same pass, inside `migratePass`.
+        if (msg.sig == this.migratePass.selector && passOf[from].status == PassStatus.Migrated && migratedTo[from] == to) {
             return paused ? Reason.Paused : Reason.Ok;
         }
         return Reason.TransferNotAllowed;
     }
 
+    /// @dev Credit leaves circulation only inside `settle` (a provider's) or `reclaim` (a
+    /// holder's, after the budget ended).
     function _burnRule(address from, uint256 budget) private view returns (Reason) {
         Provider memory provider = providerOf[from];
-        if (provider.status != ProviderStatus.None) return provider.paused ? Reason.Paused : Reason.Ok; // settlement
+        if (provider.status != ProviderStatus.None) {
+            if (msg.sig != this.settle.selector) return Reason.TransferNotAllowed;
+            return provider.paused ? Reason.Paused : Reason.Ok;
+        }
+        if (msg.sig != this.reclaim.selector) return Reason.TransferNotAllowed;
         PassStatus status = passOf[from].status;
         if (status == PassStatus.None || status == PassStatus.Provider) return Reason.NoPass;
         if (paused) return Reason.Paused;

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from brownie import chain
 
 from citypass import budget_id
-from tests.revert_helpers import assert_reverts_with, latest_time, missing_role
+from tests.revert_helpers import assert_reverts_with, latest_time, missing_role, next_block_at
 
 SPORT, CULTURE, EDUCATION = 0, 1, 2
 DAY = 86_400
@@ -60,8 +59,6 @@ def test_budget_may_start_in_the_past_or_future(cp, roles):
 def test_budget_ending_exactly_now_is_accepted(cp, roles):
     """`validUntil < block.timestamp` reverts: a window ending at the block's own time is still valid."""
     now = latest_time()
-    from tests.revert_helpers import next_block_at
-
     next_block_at(now + 5)
     cp.createBudget(SPORT, now, now + 5, 1, "ends now", {"from": roles.budget})
 

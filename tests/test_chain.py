@@ -43,7 +43,11 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def chain(workdir):
-    ch = C.connect(workdir=workdir)
+    # No periodic dumps on this node: test_state_survives_a_restart then shows that a clean
+    # stop saves the state by itself (test_state_survives_a_crash covers the periodic dump).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(node, "STATE_INTERVAL", 3600)
+        ch = C.connect(workdir=workdir)
     yield ch
     node.node_stop(workdir)
 
@@ -81,9 +85,11 @@ def test_node_start_reports_the_running_node(chain, workdir):
 
 
 def test_state_survives_a_restart(chain, dep, budget, workdir):
-    node.node_stop(workdir)
+    node.node_stop(workdir)  # a clean stop: Anvil dumps its state on SIGTERM
     assert node.node_status(workdir) is None
-    restarted = C.connect(workdir=workdir)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(node, "STATE_INTERVAL", 3600)
+        restarted = C.connect(workdir=workdir)
     reopened = contract.open_deployment(restarted, workdir=workdir)
     assert reopened.address == dep.address
     assert [b.id for b in contract.budgets(reopened)] == [budget]

@@ -18,7 +18,8 @@ from click.testing import CliRunner, Result
 from eth_account import Account
 from eth_utils import keccak
 
-from citypass import contract, keys, node
+from citypass import keys, node
+from citypass.chain import connect
 from citypass.cli import main
 
 PASSWORD = "synthetic-test-password"
@@ -305,6 +306,26 @@ def test_keystore_signer_without_eth_or_password(deployed, workdir):
     assert error_line(r) == f"error: account {account} has no ETH to pay gas on chain 31337"
     r = run(workdir, "--from", "nobody", "pause", code=1)
     assert "no account 'nobody'" in error_line(r)
+
+
+def test_two_step_admin_transfer(deployed, workdir):
+    started = data(run(workdir, "--json", "role", "transfer-admin", LIBRARY))
+    assert started["admin"] == DEV[0] and started["pending_admin"] == LIBRARY
+    assert data(run(workdir, "--json", "info"))["pending_admin"] == LIBRARY
+    r = run(workdir, "role", "accept-admin", code=1)
+    assert error_line(r).startswith("error: the admin transfer is not possible before ")
+    chain = connect(workdir=workdir, start_node=False)
+    chain.advance_time(3 * 86_400 + 60)
+    assert data(run(workdir, "--json", "role", "accept-admin")) == {
+        "admin": LIBRARY, "pending_admin": None, "accept_after": None}
+    r = run(workdir, "--from", "dev:0", "role", "grant", "pauser", LIBRARY, code=1)
+    assert error_line(r) == f"error: account {DEV[0]} lacks the ADMIN role"
+    r = run(workdir, "role", "accept-admin", code=1)
+    assert error_line(r) == "error: no admin transfer is pending"
+    # hand it back, so the module's other tests keep dev:0 as admin whatever their order
+    run(workdir, "role", "transfer-admin", DEV[0])
+    chain.advance_time(3 * 86_400 + 60)
+    assert data(run(workdir, "--json", "role", "accept-admin"))["admin"] == DEV[0]
 
 
 # ------------------------------------------------------------------ environment mistakes

@@ -373,6 +373,8 @@ def test_cli_dry_run_issue_rerun(w, tmp_path):
     assert again.exit_code == 0, again.stderr
     assert "everything in this file was issued before: nothing to send" in again.stderr
     assert "(all of it was issued before)" in again.stdout
+    as_json = json.loads(cli(w, "--json", "issue", str(path), "--budget", "1").stdout)
+    assert as_json["reconciliation"]["ok"] is True and as_json["sent"] == [] and as_json["already_issued_batches"] == 1
     assert w.f.budgetTotals(w.sport).call()[1] == 5_010
 
 

@@ -236,6 +236,27 @@ def test_enroll_and_issue_batch_checks(cp, roles, enroller, small):
     assert_reverts_with(lambda: cp.enrollAndIssue(batch("c"), small, until, new, [1, 1], {"from": enroller}), "SystemPaused()")
 
 
+def test_enroll_and_issue_batch_size_window_and_reuse(cp, roles, enroller, small, sport):
+    until = latest_time() + DAY
+    n = 2_001
+    many = new_addresses(n, "many")
+    assert_reverts_with(lambda: cp.enrollAndIssue(batch("many"), small, until, many, [1] * n, {"from": enroller}),
+                        "BatchTooLarge(uint256,uint256)", n, 2_000)
+    new = new_addresses(2, "reuse")
+    cp.enrollAndIssue(batch("reuse"), small, until, new[:1], [1], {"from": enroller})
+    assert_reverts_with(lambda: cp.enrollAndIssue(batch("reuse"), small, until, new[1:], [1], {"from": enroller}),
+                        "BatchAlreadyIssued(bytes32)", batch("reuse"))
+    now = latest_time()
+    short = cp.createBudget(0, now - DAY, now + 30, 100, "short", {"from": roles.budget}).return_value
+    next_block_at(now + 31)
+    assert_reverts_with(lambda: cp.enrollAndIssue(batch("late"), short, now + DAY, new[1:], [1], {"from": enroller}),
+                        "BudgetClosed(uint256,uint40)", short, now + 30)
+
+
+def test_batch_limit_constants(cp):
+    assert cp.MAX_PASSES_PER_BATCH() == 2_000 and cp.HOT_NONCES() == 128
+
+
 def test_enroll_and_issue_needs_both_roles(cp, roles, small):
     new = new_addresses(1, "roles")
     until = latest_time() + DAY

@@ -124,6 +124,17 @@ def test_redeem_batch_skips_bad_vouchers(cp, sport, pool, alice, bob, sign, role
     assert not cp.isNonceUsed(bob, sport, 1) and not cp.isNonceUsed(alice, sport, 2)
 
 
+def test_redeem_batch_with_hot_and_cold_nonces(cp, sport, pool, alice, sign):
+    cold_used = sign(alice, pool, sport, 100, nonce=500)
+    cp.redeem(*cold_used, {"from": pool})
+    batch = [sign(alice, pool, sport, 10, nonce=n) for n in (0, 127, 128, 500, 129)]
+    tx = cp.redeemBatch([b[0] for b in batch], [b[1] for b in batch], {"from": pool})
+    assert tx.return_value == 4
+    assert tx.events["VoucherSkipped"].values() == [alice, 500, Reason.NonceUsed]
+    assert [e["nonce"] for e in tx.events["Redeemed"]] == [0, 127, 128, 129]
+    assert all(cp.isNonceUsed(alice, sport, n) for n in (0, 127, 128, 129, 500))
+
+
 def test_redeem_batch_all_good(cp, sport, culture, pool, museum, residents, sign):
     batch = [sign(r, museum, culture, 1_000 + i, nonce=i) for i, r in enumerate(residents[:4])]
     tx = cp.redeemBatch([b[0] for b in batch], [b[1] for b in batch], {"from": museum})

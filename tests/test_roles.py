@@ -4,7 +4,7 @@ it) and the admin's two-step transfer with a delay (AccessControlDefaultAdminRul
 from __future__ import annotations
 
 import pytest
-from brownie import CityPass, chain
+from brownie import CityPass
 from eth_account import Account
 from eth_utils import keccak
 

@@ -98,6 +98,17 @@ def test_reason_enum_mirrors_solidity():
     assert find(CityPass._build["ast"]) == [r.name for r in Reason]
 
 
+def test_qr_payload_round_trip_redeems(cp, sport, pool, alice):
+    """What the till scans (the QR text) decodes to a voucher the chain accepts."""
+    v = V.build(alice.address, pool.address, sport, 450, nonce=11, co_payment=50, deadline=latest_time() + 300)
+    payload = V.sign(v, alice.private_key, chain.id, cp.address).encode()
+    scanned = V.decode_payload(payload)
+    assert scanned.voucher == v and scanned.chain_id == chain.id and scanned.contract == cp.address
+    assert V.recover_signer(scanned) == alice.address
+    tx = cp.redeem(scanned.voucher.contract_args(), V.compact_signature(scanned), {"from": pool})
+    assert tx.events["Redeemed"].values() == [alice, 11, 50]
+
+
 # ---------------------------------------------------------------- tampering, domain, provider
 FIELDS = {"holder": 0, "budget": 1, "amount": 2, "coPayment": 3, "nonce": 4, "deadline": 5}
 

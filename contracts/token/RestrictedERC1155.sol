@@ -83,6 +83,7 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
         virtual
     {
         if (from != msg.sender) revert ERC1155MissingApprovalForAll(msg.sender, from);
+        if (from == address(0)) revert ERC1155InvalidSender(address(0)); // only in eth_call: no mint path here
         if (to == address(0)) revert ERC1155InvalidReceiver(address(0));
         _update(from, to, id, value);
         emit TransferSingle(msg.sender, from, to, id, value);
@@ -98,6 +99,7 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
         bytes calldata data
     ) public virtual {
         if (from != msg.sender) revert ERC1155MissingApprovalForAll(msg.sender, from);
+        if (from == address(0)) revert ERC1155InvalidSender(address(0));
         if (to == address(0)) revert ERC1155InvalidReceiver(address(0));
         if (ids.length != values.length) revert ERC1155InvalidArrayLength(ids.length, values.length);
         for (uint256 i; i < ids.length; ++i) {
