@@ -697,12 +697,27 @@ def unpause_cmd(c: Ctx) -> None:
         output(c, {"paused": False})
 
 
-# ------------------------------------------------------------------ issuance, vouchers, finance
-# Registered by citypass/cli_ops.py (built in parallel); the admin CLI works without it.
-if importlib.util.find_spec("citypass.cli_ops") is not None:
-    from citypass import cli_ops
+@main.command("report")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True,
+              help="Folder for the CSV tables, PNG charts and index.html.")
+@pass_ctx
+def report_cmd(c: Ctx, out_dir: str) -> None:
+    """Municipal report from the chain's events: tables per budget, category, provider and
+    week, charts, and an HTML summary. Refuses (exit 1) if any total fails to reconcile."""
+    from citypass import report
 
-    cli_ops.register(main)
+    result = report.build_report(c.deployment, out_dir)
+    for line in result.reconciliation + result.chain_checks:
+        note(line)
+    note(f"report written to {result.files.html} (as of block {result.block})")
+    output(c, {"html": str(result.files.html), "block": result.block,
+               "csv": [str(p) for p in result.files.csvs], "charts": [str(p) for p in result.files.charts]})
+
+
+# ------------------------------------------------------------------ issuance, vouchers, finance
+from citypass import cli_ops  # noqa: E402  (the operations half of the CLI)
+
+cli_ops.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -273,18 +273,27 @@ def _read_batch(path: Path) -> tuple[list[V.SignedVoucher], list[int]]:
 
 
 @click.command("refund")
-@click.option("--holder", type=ADDRESS, required=True, help="The resident who redeemed.")
-@click.option("--budget", "budget_spec", required=True, metavar="ID")
-@click.option("--amount", type=EUROS, required=True, help="Euros to give back.")
-@click.option("--nonce", type=click.IntRange(min=0), required=True, help="The nonce of the redeemed voucher.")
+@click.argument("voucher")
+@click.option("--amount", type=EUROS, help="Euros to give back (default: all that is left to refund of the voucher).")
 @pass_ctx
-def refund_cmd(c: Ctx, holder: str, budget_spec: str, amount: int, nonce: int) -> None:
-    """Give credit back to a resident for one of your redemptions (provider's wallet, --from)."""
-    b = _budget(c, budget_spec)
-    receipt = redemption.refund(c.deployment, _provider_account(c), holder, b.id, amount, nonce)
-    tx = "0x" + bytes(receipt["transactionHash"]).hex()
-    note(f"refunded {format_euros(amount)} of budget #{b.serial} to {holder} (tx {tx})")
-    output(c, {"refunded": cents_to_str(amount), "holder": holder, "budget": b.serial, "nonce": nonce, "tx": tx})
+def refund_cmd(c: Ctx, voucher: str, amount: int | None) -> None:
+    """Give credit back to a resident for a voucher you redeemed (payload text or QR PNG).
+
+    Only the provider the voucher names can refund it, from its own wallet (--from; on a
+    local dev chain the dev account the voucher names), and the refunds of one voucher add
+    up to at most its amount. Checked before anything is sent.
+    """
+    signed = wallet.load_voucher(voucher)
+    result = redemption.refund(c.deployment, _provider_account(c, signed.voucher.provider), signed, amount)
+    v = signed.voucher
+    serial = budget_id.decode(v.budget).serial
+    note(f"refunded {format_euros(result.amount)} of budget #{serial} to {result.to} "
+         f"({format_euros(result.left)} of this voucher's {format_euros(v.amount)} left to refund), tx {result.tx_hash}")
+    output(c, {"refunded": cents_to_str(result.amount), "holder": v.holder, "to": result.to, "budget": serial,
+               "nonce": v.nonce, "voucher_digest": "0x" + result.state.digest.hex(), "voucher_amount": cents_to_str(v.amount),
+               "refunded_total": cents_to_str(result.state.refunded + result.amount),
+               "left_to_refund": cents_to_str(result.left), "tx": result.tx_hash, "block": result.block,
+               "gas_used": result.gas_used})
 
 
 @click.command("balance")

@@ -37,7 +37,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from citypass import events as ev
 from citypass import finance, issuance, redemption, wallet
 from citypass import report as rep
 from citypass import voucher as V
@@ -182,6 +181,7 @@ class Demo:
         self.credit: dict[tuple[str, int], int] = defaultdict(int)  # (holder, budget) -> cents, to plan vouchers
         self.next_nonce: dict[tuple[str, int], int] = defaultdict(int)  # the phone app's own counter
         self.references: list[str] = []  # payment references (the chain keeps their hashes)
+        self.redeemed: list[V.SignedVoucher] = []  # in order; a provider keeps them to refund one later
 
     # -------------------------------------------------------------- helpers
     def say(self, text: str) -> None:
@@ -447,6 +447,7 @@ class Demo:
         outcomes = redemption.redeem_batch(self.dep, self.providers[name], vouchers, chunk=BATCH_VOUCHERS)
         self.gas.add("redeem batch (per voucher)", self.receipts({o.tx_hash for o in outcomes if o.tx_hash}),
                      items=len(vouchers))
+        self.redeemed += [vouchers[o.index] for o in outcomes if o.redeemed]
         for o in outcomes:
             expected = vouchers[o.index] in expect_skipped
             if o.redeemed == expected:
@@ -466,6 +467,7 @@ class Demo:
             payload = wallet.read_qr(png)
         done = redemption.redeem(self.dep, provider, wallet.load_voucher(payload))
         self.gas.add("redeem (single scan)", [{"gasUsed": done.gas_used}])
+        self.redeemed.append(signed)
         v = signed.voucher
         self.credit[(v.holder, v.budget)] -= v.amount
         how = " (QR code image decoded, pre-checked)" if qr else ""
@@ -511,16 +513,18 @@ class Demo:
     # -------------------------------------------------------------- refund, migration, revocation
     def refund_migrate_revoke(self) -> None:
         office = self.roles["pass office (registrar + issuer)"]
-        acts = ev.activity(ev.fetch_events(self.dep, names=("TransferSingle", "Redeemed")))
-        # Refund: a theatre performance was cancelled; the theatre returns the credit. (A
-        # tiny scenario may have no theatre visit: then the first redemption anywhere.)
+        # Refund: a theatre performance was cancelled; the theatre returns the credit of the
+        # voucher it kept from the scan. (A tiny scenario may have no theatre visit: then the
+        # first redemption anywhere.)
         theatre = self.providers["Theatre"].address
-        show = min(acts.redemptions, key=lambda r: (r.provider != theatre, r.block))
-        provider = next(a for a in self.providers.values() if a.address == show.provider)
-        result = redemption.refund(self.dep, provider, show.holder, show.budget, show.amount, show.nonce)
-        self.gas.add("refund", result)
-        self.say(f"  refund: {self.name_of(show.provider)} returned {rep.eur_text(show.amount)} to {show.holder}"
-                 f" (redemption nonce {show.nonce}, block {show.block})")
+        show = next((s for s in self.redeemed if s.voucher.provider == theatre), self.redeemed[0])
+        v = show.voucher
+        provider = next(a for a in self.providers.values() if a.address == v.provider)
+        result = redemption.refund(self.dep, provider, show)  # all of it
+        self.gas.add("refund", [{"gasUsed": result.gas_used}])
+        self.credit[(v.holder, v.budget)] += result.amount
+        self.say(f"  refund: {self.name_of(v.provider)} returned {rep.eur_text(result.amount)} to {result.to}"
+                 f" (voucher nonce {v.nonce}, block {result.block})")
 
         # Lost phone: the pass moves to the resident's new key with all its credit.
         sport = self.budgets[SPORT]

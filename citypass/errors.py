@@ -118,6 +118,7 @@ _MESSAGES: dict[str, Callable[..., str]] = {
         f"the new cap {euros(cap)} of {budget_text(b)} is zero or below the {euros(issued)} already issued"
     ),
     "CreditMoveRefused": _credit_refused,
+    "EmptySettlement": lambda: "a settlement needs at least one budget and amount to settle",
     "ERC1155InsufficientBalance": lambda a, bal, need, b: (
         f"{_addr(a)} has {euros(bal)} of {budget_text(b)}, not the {euros(need)} needed"
     ),
@@ -146,6 +147,10 @@ _MESSAGES: dict[str, Callable[..., str]] = {
     "ProviderExists": lambda p: f"{_addr(p)} is already a registered provider",
     "ProviderStatusUnchanged": _provider_unchanged,
     "ReferenceAlreadySettled": lambda r: f"payment reference 0x{bytes(r).hex()} was already settled",
+    "RefundExceedsRedemption": lambda d, redeemed, would: (
+        f"this voucher was redeemed for {euros(redeemed)}; refunds of it would total {euros(would)} "
+        f"(voucher digest 0x{bytes(d).hex()})"
+    ),
     "SafeCastOverflowedUintDowncast": lambda bits, v: f"the value {v} does not fit in {bits} bits",
     "SystemPaused": lambda: "CityPass is paused by the municipality; nothing can be issued or moved",
     "UnknownBudget": lambda b: f"{budget_text(b)} does not exist on this contract",
@@ -252,6 +257,6 @@ def explain_revert(data: bytes | str | None) -> str:
 
 
 _NO_ARGS = {
-    "AccessControlBadConfirmation", "AccessControlEnforcedDefaultAdminRules", "ApprovalsDisabled",
+    "AccessControlBadConfirmation", "AccessControlEnforcedDefaultAdminRules", "ApprovalsDisabled", "EmptySettlement",
     "InvalidShortString", "SystemPaused", "ZeroAddress", "ZeroAmount",
 }

@@ -15,7 +15,7 @@ from eth_utils import to_checksum_address
 
 from citypass import budget_id
 from citypass import voucher as V
-from citypass.errors import CityPassError, date_text, euros
+from citypass.errors import CityPassError, budget_text, date_text, euros
 from citypass.reasons import Reason
 
 BATCH_CHUNK = 100  # vouchers per redeemBatch transaction (~5M gas)
@@ -149,7 +149,7 @@ def redeem_batch(dep: Any, provider_account: Any, signed_list: Sequence[V.Signed
         receipt = send(dep.chain, provider_account, fn)
         tx_hash = _hex(receipt["transactionHash"])
         # Each voucher emits exactly one Redeemed or VoucherSkipped, in order.
-        results = _batch_events(contract, receipt)
+        results = _events(contract, receipt, ("Redeemed", "VoucherSkipped"))
         if len(results) != len(part):
             raise CityPassError(f"transaction {tx_hash}: {len(results)} outcomes for {len(part)} vouchers")
         for (i, s), (name, args) in zip(part, results):
@@ -163,9 +163,10 @@ def redeem_batch(dep: Any, provider_account: Any, signed_list: Sequence[V.Signed
     return [outcomes[i] for i in range(len(signed_list))]
 
 
-def _batch_events(contract: Any, receipt: Any) -> list[tuple[str, dict[str, Any]]]:
+def _events(contract: Any, receipt: Any, names: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, args) of the receipt's CityPass events called `names`, in log order."""
     wanted = {}
-    for name in ("Redeemed", "VoucherSkipped"):
+    for name in names:
         event = getattr(contract.events, name)()
         wanted[event.topic] = (name, event)
     out = []
@@ -179,21 +180,90 @@ def _batch_events(contract: Any, receipt: Any) -> list[tuple[str, dict[str, Any]
     return out
 
 
-def refund(dep: Any, provider_account: Any, holder: str, budget: int, amount: int, redemption_nonce: int) -> Any:
-    """The provider returns `amount` cents of `budget` to the holder of redemption
-    `redemption_nonce` (to the pass's new address if it moved)."""
+@dataclass(frozen=True)
+class RefundState:
+    """How much of one redeemed voucher its provider has refunded, and what is left."""
+
+    signed: V.SignedVoucher
+    digest: bytes  # the voucher's EIP-712 digest: the key of the contract's `refunded` mapping
+    redeemed: bool  # the voucher's nonce is used (the contract's test for "was redeemed")
+    refunded: int  # euro cents refunded of this voucher so far
+
+    @property
+    def left(self) -> int:
+        """Euro cents that can still be refunded of this voucher."""
+        return max(self.signed.voucher.amount - self.refunded, 0) if self.redeemed else 0
+
+
+@dataclass(frozen=True)
+class Refund:
+    state: RefundState  # as it was before this refund
+    amount: int  # euro cents returned now
+    to: str  # the pass's current address (it moves with a migrated pass)
+    tx_hash: str
+    block: int
+    gas_used: int
+
+    @property
+    def left(self) -> int:
+        """Euro cents of the voucher still refundable after this refund."""
+        return self.state.left - self.amount
+
+
+def refund_state(dep: Any, signed: V.SignedVoucher, provider: str) -> RefundState:
+    """What `provider` may still refund of `signed`. Raises VoucherRefused when it may not
+    refund this voucher at all: another chain or contract, or another provider's voucher (the
+    contract would only say "bad signature", since it checks the signature with the caller
+    as provider)."""
+    v = signed.voucher
+    provider = to_checksum_address(provider)
+    problem = _mismatch(dep, signed, v.provider)  # chain and contract
+    if problem is None and provider != v.provider:
+        problem = (f"this voucher was made out to provider {v.provider}: only that provider can refund it, "
+                   f"not this wallet {provider}")
+    if problem:
+        raise VoucherRefused(None, f"refund refused: {problem}")
+    f = dep.contract.functions
+    digest = V.digest(v, signed.chain_id, signed.contract)
+    redeemed = bool(f.isNonceUsed(v.holder, v.budget, v.nonce).call())
+    return RefundState(signed, digest, redeemed, int(f.refunded(digest).call()) if redeemed else 0)
+
+
+def refund(dep: Any, provider_account: Any, signed: V.SignedVoucher, amount: int | None = None) -> Refund:
+    """The provider the voucher named returns `amount` cents of it (default: all that is
+    left to refund) to the resident, at the pass's current address if it moved. Checks
+    before sending that the voucher was redeemed, that the refunds of it stay within its
+    amount and that this provider still holds the credit; raises CityPassError (nothing
+    sent) with the plain reason otherwise."""
     from citypass.tx import send
 
-    holder = to_checksum_address(holder)
-    f = dep.contract.functions
+    v = signed.voucher
+    where = f"nonce {v.nonce} of {v.holder}, {budget_text(v.budget)}"
+    state = refund_state(dep, signed, provider_account.address)
+    if not state.redeemed:
+        raise VoucherRefused(None, f"refund refused: this voucher ({where}) was never redeemed, so there is nothing to refund")
+    if amount is None:
+        amount = state.left
+        if amount == 0:
+            raise VoucherRefused(None, f"refund refused: this voucher ({where}) was redeemed for {euros(v.amount)} "
+                                       "and all of it was refunded already")
     if amount <= 0:
         raise CityPassError(f"amount: must be more than 0 cents, got {amount}")
-    if not f.isNonceUsed(holder, budget, redemption_nonce).call():
-        raise CityPassError(f"{holder} made no redemption with nonce {redemption_nonce} in budget #{budget_id.decode(budget).serial}")
-    have = int(f.balanceOf(provider_account.address, budget).call())
+    if state.refunded + amount > v.amount:
+        before = f"{euros(state.refunded)} of it was refunded already, so " if state.refunded else ""
+        raise VoucherRefused(None, f"refund refused: this voucher ({where}) was redeemed for {euros(v.amount)}; "
+                                   f"{before}at most {euros(state.left)} can be refunded, not {euros(amount)}")
+    f = dep.contract.functions
+    have = int(f.balanceOf(provider_account.address, v.budget).call())
     if have < amount:
-        raise CityPassError(f"this provider holds {euros(have)} of budget #{budget_id.decode(budget).serial}, less than the {euros(amount)} to refund")
-    return send(dep.chain, provider_account, f.refund(holder, budget, amount, redemption_nonce))
+        raise CityPassError(f"this provider holds {euros(have)} of {budget_text(v.budget)}, less than the "
+                            f"{euros(amount)} to refund (settled credit cannot be refunded)")
+    receipt = send(dep.chain, provider_account, f.refund(v.contract_args(), V.compact_signature(signed), amount))
+    refunded = [args for name, args in _events(dep.contract, receipt, ("Refunded",))]
+    if len(refunded) != 1:
+        raise CityPassError(f"transaction {_hex(receipt['transactionHash'])}: expected one Refunded event, found {len(refunded)}")
+    to = to_checksum_address(refunded[0]["holder"])
+    return Refund(state, amount, to, _hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]))
 
 
 @dataclass(frozen=True)

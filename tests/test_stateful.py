@@ -14,6 +14,8 @@ no trace), so a run of ~30 x 20 steps stays well under a minute.
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections import Counter
 
 from brownie import accounts, chain
@@ -33,6 +35,17 @@ ZERO = "0x" + "00" * 20
 ACTIVE, SUSPENDED, REVOKED, MIGRATED, PROVIDER = 1, 2, 3, 4, 5
 PROVIDER_ACTIVE = 1
 NONCES = [0, 1, 2, 127, 128, 300]  # hot and cold nonces
+SETTINGS = settings(max_examples=30, stateful_step_count=20, deadline=None, database=None,
+                    suppress_health_check=list(HealthCheck))
+
+
+def logged(rule_function):
+    """Records each step (rule name and arguments) on the machine, for the failure report."""
+    @functools.wraps(rule_function)
+    def step(self, **arguments):
+        self.steps.append((rule_function.__name__, arguments))
+        return rule_function(self, **arguments)
+    return step
 
 
 def attempt(fn, *args):
@@ -48,6 +61,7 @@ def attempt(fn, *args):
 
 def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, museum, residents):
     stats: Counter = Counter()  # what the runs actually did, so a degenerate machine fails
+    first_failure: list[str] = []
     enrolled = list(residents[:4])
     candidates = [residents[4]] + [accounts.add(keccak(text=f"citypass-stateful-new-{i}")) for i in range(3)]
     phones = [accounts.add(keccak(text=f"citypass-stateful-phone-{i}")) for i in range(4)]
@@ -66,9 +80,15 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
             self.redemptions = []  # (holder, budget, nonce, provider)
             self.references = []
             self.batch = 0
+            self.steps = []  # (rule, arguments) of this run, for the failure report
 
         def teardown(self):
             stats["runs"] += 1
+            error = sys.exc_info()[1]
+            if error is not None and not first_failure and not type(error).__module__.startswith("hypothesis"):
+                # Hypothesis replays a failure to shrink it; if the replay diverges it reports
+                # only "Flaky". Keep the original error and its steps for the report.
+                first_failure.append(f"{type(error).__name__}: {error}\nsteps: {self.steps}")
             chain.revert()
 
         # ------------------------------------------------------------ helpers
@@ -102,6 +122,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
 
         # ------------------------------------------------------------ rules
         @initialize()
+        @logged
         def providers_hold_some_credit(self):
             """Each provider starts with one redemption, so settle and refund have work from step 1."""
             for holder, budget, provider in ((enrolled[0], sport, pool), (enrolled[1], culture, museum)):
@@ -109,6 +130,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
                 self.record_redemptions(cp.redeem(v, s, {"from": provider}), holder, budget)
 
         @rule(h=st.integers(0, 7), b=st.integers(0, 1), amount=st.sampled_from([1, 500, 5_000]))
+        @logged
         def issue(self, h, b, amount):
             holder = self.holders[h % len(self.holders)]
             self.batch += 1
@@ -119,6 +141,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
 
         @precondition(lambda self: self.candidates)
         @rule()
+        @logged
         def enrol(self):
             new = self.candidates.pop()
             cp.enrollPasses([new], latest_time() + 365 * DAY, {"from": roles.registrar})
@@ -126,6 +149,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
 
         @rule(h=st.integers(0, 7), p=st.integers(0, 1), b=st.integers(0, 1), amount=st.sampled_from([1, 300, 5_000, 6_000]),
               n=st.sampled_from(NONCES), tamper=st.sampled_from(["none", "none", "amount", "provider", "expired"]))
+        @logged
         def redeem(self, h, p, b, amount, n, tamper):
             holder, provider, budget = self.holders[h % len(self.holders)], providers[p], budgets[b]
             deadline = latest_time() + (-1 if tamper == "expired" else 300)
@@ -143,6 +167,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
 
         @precondition(lambda self: self.redemptions)
         @rule(i=st.integers(0, 50))
+        @logged
         def replay(self, i):
             holder, budget, n, provider = self.redemptions[i % len(self.redemptions)]
             v, s = sign_for(cp, holder.address, holder.private_key, provider, budget, 1, nonce=n)
@@ -152,6 +177,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
             assert tx.return_value == 0 and "Redeemed" not in tx.events
 
         @rule(h=st.integers(0, 7), b=st.integers(0, 1), n=st.integers(0, 3))
+        @logged
         def redeem_batch(self, h, b, n):
             holder, budget = self.holders[h % len(self.holders)], budgets[b]
             provider = providers[b]
@@ -162,6 +188,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
             assert tx.return_value <= 2  # the same voucher twice in a batch redeems once
 
         @rule(h=st.integers(0, 7), g=st.integers(0, 7), b=st.integers(0, 1), kind=st.sampled_from(["holder", "provider", "provider", "back"]))
+        @logged
         def direct_transfer(self, h, g, b, kind):
             sender, budget = self.holders[h % len(self.holders)], budgets[b]
             if kind == "holder":  # holder -> holder: never
@@ -182,6 +209,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
 
         @precondition(lambda self: self.redemptions)
         @rule(i=st.integers(0, 50), amount=st.sampled_from([1, 100]))
+        @logged
         def refund(self, i, amount):
             holder, budget, n, provider = self.redemptions[i % len(self.redemptions)]
             tx = attempt(cp.refund, holder, budget, amount, n, {"from": provider})
@@ -191,6 +219,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
                 stats["refunded"] += 1
 
         @rule(h=st.integers(0, 7), action=st.sampled_from(["suspendPass", "reinstatePass", "revokePass", "renew_short"]))
+        @logged
         def pass_status(self, h, action):
             holder = self.holders[h % len(self.holders)]
             if action == "renew_short":
@@ -200,6 +229,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
 
         @precondition(lambda self: self.phones)
         @rule(h=st.integers(0, 7))
+        @logged
         def migrate(self, h):
             holder = self.holders[h % len(self.holders)]
             phone = self.phones[-1]
@@ -216,11 +246,13 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
             assert cp.passOf(old)[0] == MIGRATED and cp.migratedTo(old) == new
 
         @rule(dt=st.sampled_from([60, 2 * DAY, 2 * DAY, 31 * DAY]))
+        @logged
         def time_travel(self, dt):
             chain.sleep(dt)
             chain.mine()
 
         @rule(b=st.integers(0, 1))
+        @logged
         def reclaim(self, b):
             budget = budgets[b]
             holders = [str(h) for h in self.holders] + [str(p) for p in providers]
@@ -234,6 +266,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
 
         @rule(other=st.sampled_from([False, False, True]), b=st.integers(0, 1), part=st.sampled_from([1, 2]),
               reuse=st.sampled_from([False, False, True]))
+        @logged
         def settle(self, other, b, part, reuse):
             provider, budget = providers[1 - b if other else b], budgets[b]
             balance = cp.balanceOf(provider, budget)
@@ -250,6 +283,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
                 stats["settled"] += 1
 
         @rule(stop=st.sampled_from([True, False, False]))
+        @logged
         def pause_or_unpause(self, stop):
             """Mostly unpause: a machine that sits paused half the time tests little else."""
             if stop and not cp.paused():
@@ -258,6 +292,7 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
                 cp.unpause({"from": roles.pauser})
 
         @rule(on=st.booleans())
+        @logged
         def change_pool_categories(self, on):
             """Approvals change over time; credit that arrived while approved may stay."""
             cp.updateProvider(pool, 1 | (2 if on else 0), 5_000, {"from": roles.providers})
@@ -277,11 +312,13 @@ def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, m
                         status = cp.passOf(who)[0]
                         assert status in (ACTIVE, SUSPENDED, REVOKED, PROVIDER), f"{who} holds {balance}, pass status {status}"
 
-    run_state_machine_as_test(
-        CityPassMachine,
-        settings=settings(max_examples=30, stateful_step_count=20, deadline=None, database=None,
-                          suppress_health_check=list(HealthCheck)),
-    )
+    try:
+        run_state_machine_as_test(CityPassMachine, settings=SETTINGS)
+    except Exception:
+        if first_failure:
+            print("first failure before shrinking:", first_failure[0])
+        raise
     print("stateful runs did:", dict(stats))
     for action in ("issued", "redeemed", "paid directly", "refunded", "migrated", "settled"):
         assert stats[action] > 0, f"no run ever {action}: the machine is not exercising the contract"
+
