@@ -259,7 +259,7 @@ def refund(dep: Any, provider_account: Any, signed: V.SignedVoucher, amount: int
         raise CityPassError(f"this provider holds {euros(have)} of {budget_text(v.budget)}, less than the "
                             f"{euros(amount)} to refund (settled credit cannot be refunded)")
     receipt = send(dep.chain, provider_account, f.refund(v.contract_args(), V.compact_signature(signed), amount))
-    refunded = [args for name, args in _events(dep.contract, receipt, ("Refunded",))]
+    refunded = [args for _, args in _events(dep.contract, receipt, ("Refunded",))]
     if len(refunded) != 1:
         raise CityPassError(f"transaction {_hex(receipt['transactionHash'])}: expected one Refunded event, found {len(refunded)}")
     to = to_checksum_address(refunded[0]["holder"])

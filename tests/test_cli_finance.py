@@ -1,5 +1,6 @@
-"""Finance through the `citypass` command: refund, reclaim after the budget ended, settle
-(and a payment reference used twice), the audit CSV."""
+"""Finance through the `citypass` command: refund (of a redeemed voucher, by its own
+provider only, partial refunds up to the voucher's amount), reclaim after the budget ended,
+settle (and a payment reference used twice), the audit CSV."""
 
 from __future__ import annotations
 

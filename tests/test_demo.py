@@ -90,6 +90,20 @@ def test_redemptions_count_and_report_rows_match_the_events(run):
     assert [int(e.args.reason) for e in skipped] == [Reason.NonceUsed]
 
 
+def test_the_refund_returns_a_redeemed_voucher(run):
+    """The demo refunds a voucher it redeemed, all of it: one Refunded event whose nonce,
+    provider and amount are those of a redemption (the payment just before its Redeemed)."""
+    result, dep, output, _ = run
+    (refund,) = dep.events("Refunded")
+    r = refund.args
+    (redeemed,) = [e for e in dep.events("Redeemed") if (e.args.holder, e.args.nonce) == (r.holder, r.redemptionNonce)
+                   and any(p.transactionHash == e.transactionHash and p.logIndex == e.logIndex - 1
+                           and (p.args["from"], p.args.to, p.args.id, p.args.value) == (r.holder, r.provider, r.budget, r.amount)
+                           for p in dep.events("TransferSingle"))]
+    assert result.summary.total("refunded") == r.amount > 0
+    assert f"(voucher nonce {r.redemptionNonce}, block {refund.blockNumber})" in output
+
+
 def test_charts_and_page(run):
     result, _, _, report = run
     assert {p.name for p in result.report.charts} == {
