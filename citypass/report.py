@@ -337,6 +337,48 @@ def reconcile(summary: Summary) -> list[str]:
     return summary.reconciliation_lines()
 
 
+def refund_findings(act: Activity) -> list[str]:
+    """Audit check the chain cannot make cheaply: every refund must match a redemption of the
+    same provider, budget and voucher nonce (by the refunded holder, or by the lost phone it
+    migrated from), and the refunds of one redemption must not exceed its amount. The
+    contract binds a refund to a signed voucher of this provider whose nonce was used and
+    caps it at that voucher's amount, but it does not store which voucher was redeemed
+    (that would cost ~20,000 gas per scan): a holder could sign a second, larger voucher
+    with a used nonce. Returns one line: all clear, or each finding."""
+    origin: dict[str, list[str]] = defaultdict(list)  # new address -> old addresses
+    for old, new in act.passes_migrated.items():
+        origin[new].append(old)
+
+    def aliases(holder: str) -> set[str]:
+        seen, todo = {holder}, [holder]
+        while todo:
+            for old in origin.get(todo.pop(), []):
+                if old not in seen:
+                    seen.add(old)
+                    todo.append(old)
+        return seen
+
+    paid = {(r.holder, r.provider, r.budget, r.nonce): r.amount for r in act.redemptions if r.nonce is not None}
+    refunded: dict[tuple[str, str, int, int], int] = defaultdict(int)
+    findings = []
+    for f in act.refunds:
+        if f.redemption_nonce is None:
+            continue
+        keys = [(h, f.provider, f.budget, f.redemption_nonce) for h in aliases(f.holder)]
+        key = next((k for k in keys if k in paid), None)
+        if key is None:
+            findings.append(f"refund in tx {f.tx_hash} of {eur_text(f.amount)} to {f.holder}: no matching redemption")
+            continue
+        refunded[key] += f.amount
+        if refunded[key] > paid[key]:
+            findings.append(f"refund in tx {f.tx_hash}: refunds of the {eur_text(paid[key])} redemption by {key[0]} "
+                            f"(nonce {key[3]}) now total {eur_text(refunded[key])}")
+    if findings:
+        return ["FINDING: " + line for line in findings]
+    return [f"all {len(act.refunds)} refunds match a redemption of the same provider, budget and voucher, "
+            "and none exceeds it"]
+
+
 def verify_against_chain(summary: Summary, contract: Any, *, block: int | str = "latest") -> list[str]:
     """Checks the event totals against the contract's own state: its counters per budget
     (`budgetTotals`: issued, settled, reclaimed) and the balance of every address the
@@ -675,7 +717,7 @@ def build_report(
     block = int(dep.contract.w3.eth.block_number)
     summary = summarize(activity(fetch_events(dep, to_block=block)), provider_names, references)
     lines = reconcile(summary)
-    checks = verify_against_chain(summary, dep.contract, block=block)
+    checks = verify_against_chain(summary, dep.contract, block=block) + refund_findings(summary.activity)
     kwargs = {"intro": intro} if intro else {}
     files = write_report(summary, out_dir, title=title, checks=checks, extra=extra, **kwargs)
     return Report(summary, lines, checks, files, block)

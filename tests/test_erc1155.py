@@ -132,6 +132,7 @@ def test_payment_to_contract_providers(cp, roles, sport, alice, smart, non_recei
 def test_refund_to_smart_account_holder(cp, roles, sport, pool, smart, owner_key):
     cp.enrollPasses([smart], latest_time() + DAY, {"from": roles.registrar})
     cp.issue(keccak(text="smart-refund"), sport, [smart], [500], {"from": roles.issuer})
-    cp.redeem(*sign_for(cp, smart.address, owner_key.key, pool, sport, 200), {"from": pool})
-    cp.refund(smart, sport, 200, 0, {"from": pool})
+    paid = sign_for(cp, smart.address, owner_key.key, pool, sport, 200)
+    cp.redeem(*paid, {"from": pool})
+    cp.refund(*paid, 200, {"from": pool})  # the ERC-1271 signature is checked again, then the receiver hook
     assert cp.balanceOf(smart, sport) == 500

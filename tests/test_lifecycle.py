@@ -8,6 +8,7 @@ from brownie.exceptions import VirtualMachineError
 from eth_account import Account
 from eth_utils import keccak
 
+from citypass import voucher as V
 from citypass.reasons import Reason
 from tests.revert_helpers import (assert_conserved, assert_reverts_with, latest_time, mine_at, missing_role,
                                   next_block_at, refused, sign_for)
@@ -38,12 +39,12 @@ def test_pass_expiry_boundary(cp, roles, sport, pool, alice, sign):
     next_block_at(until + 1)
     refused(lambda: cp.redeem(v1, s1, {"from": pool}), Reason.PassExpired, alice, pool, sport)
     refused(lambda: cp.safeTransferFrom(alice, pool, sport, 1, b"", {"from": alice}), Reason.PassExpired, alice, pool, sport)
-    refused(lambda: cp.refund(alice, sport, 10, 0, {"from": pool}), Reason.PassExpired, pool, alice, sport)
+    refused(lambda: cp.refund(v0, s0, 10, {"from": pool}), Reason.PassExpired, pool, alice, sport)
     assert cp.checkVoucher(v1, pool, s1) == Reason.PassExpired
     # The yearly review renews it: everything works again.
     cp.renewPasses([alice], latest_time() + 365 * DAY, {"from": roles.registrar})
     cp.redeem(v1, s1, {"from": pool})
-    cp.refund(alice, sport, 10, 0, {"from": pool})
+    cp.refund(v0, s0, 10, {"from": pool})
 
 
 # ---------------------------------------------------------------- suspended and revoked passes
@@ -53,12 +54,12 @@ def test_suspended_pass_neither_spends_nor_receives_until_reinstated(cp, roles, 
     cp.suspendPass(alice, {"from": roles.registrar})
     v1, s1 = sign(alice, pool, sport, 100, nonce=1)
     refused(lambda: cp.redeem(v1, s1, {"from": pool}), Reason.PassSuspended, alice, pool, sport)
-    refused(lambda: cp.refund(alice, sport, 100, 0, {"from": pool}), Reason.PassSuspended, pool, alice, sport)
+    refused(lambda: cp.refund(v, s, 100, {"from": pool}), Reason.PassSuspended, pool, alice, sport)
     refused(lambda: cp.issue(keccak(text="s"), sport, [alice], [1], {"from": roles.issuer}), Reason.PassSuspended, ZERO, alice, sport)
     assert cp.balanceOf(alice, sport) == CREDIT - 100  # the credit is frozen, not lost
     cp.reinstatePass(alice, {"from": roles.registrar})
     cp.redeem(v1, s1, {"from": pool})
-    cp.refund(alice, sport, 100, 0, {"from": pool})
+    cp.refund(v, s, 100, {"from": pool})
     assert_conserved(cp, sport, everyone)
 
 
@@ -84,7 +85,8 @@ def new_phone():
 
 def test_migration_moves_all_budgets_and_kills_the_old_key(cp, roles, sport, culture, pool, museum, alice, new_phone, sign, everyone):
     old_voucher = sign(alice, pool, sport, 100, nonce=0)
-    cp.redeem(*sign(alice, museum, culture, 300, nonce=5), {"from": museum})
+    culture_voucher = sign(alice, museum, culture, 300, nonce=5)
+    cp.redeem(*culture_voucher, {"from": museum})
     cp.migratePass(alice, new_phone, {"from": roles.registrar})
     assert [cp.balanceOf(new_phone, b) for b in (sport, culture)] == [CREDIT, CREDIT - 300]
     # The old key's vouchers fail with PassMigrated (signed before or after the move).
@@ -94,7 +96,7 @@ def test_migration_moves_all_budgets_and_kills_the_old_key(cp, roles, sport, cul
     v, s = sign(new_phone, pool, sport, 100, nonce=0)
     cp.redeem(v, s, {"from": pool})
     # A refund of the old phone's redemption goes to the new address.
-    tx = cp.refund(alice, culture, 300, 5, {"from": museum})
+    tx = cp.refund(*culture_voucher, 300, {"from": museum})
     assert tx.events["Refunded"].values() == [new_phone, museum, culture, 300, 5]
     assert cp.balanceOf(new_phone, culture) == CREDIT and cp.balanceOf(alice, culture) == 0
     for b in (sport, culture):
@@ -118,57 +120,109 @@ def test_migration_includes_ended_budgets(cp, roles, alice, new_phone):
 
 
 # ---------------------------------------------------------------- refund
-def test_refund(cp, sport, pool, alice, sign, everyone):
-    cp.redeem(*sign(alice, pool, sport, 1_000, nonce=7), {"from": pool})
-    tx = cp.refund(alice, sport, 400, 7, {"from": pool})
+def voucher_digest(cp, v, provider) -> str:
+    """The key of `refunded`: the voucher's EIP-712 digest (the provider is part of it)."""
+    from brownie import chain
+
+    return "0x" + V.digest(V.Voucher(v[0], str(provider), *v[1:]), chain.id, cp.address).hex()
+
+
+def test_refund_in_parts_up_to_the_redeemed_amount(cp, sport, pool, alice, sign, everyone):
+    v, s = sign(alice, pool, sport, 1_000, nonce=7)
+    cp.redeem(v, s, {"from": pool})
+    tx = cp.refund(v, s, 400, {"from": pool})
     assert tx.events["Refunded"].values() == [alice, pool, sport, 400, 7]
     ts = tx.events["TransferSingle"]
     assert (ts["operator"], ts["from"], ts["to"], ts["id"], ts["value"]) == (pool, pool, alice, sport, 400)
     assert cp.balanceOf(alice, sport) == CREDIT - 600 and cp.balanceOf(pool, sport) == 600
+    digest = voucher_digest(cp, v, pool)
+    assert cp.refunded(digest) == 400
+    cp.refund(v, s, 600, {"from": pool})  # the rest
+    assert cp.refunded(digest) == 1_000
+    assert_reverts_with(lambda: cp.refund(v, s, 1, {"from": pool}),
+                        "RefundExceedsRedemption(bytes32,uint256,uint256)", digest, 1_000, 1_001)
     assert_conserved(cp, sport, everyone)
 
 
+def test_refund_accepts_the_compact_signature_and_counts_it_once(cp, sport, pool, alice, sign):
+    """64- and 65-byte forms sign the same digest: they share one refund allowance."""
+    v, s = sign(alice, pool, sport, 100, nonce=3)
+    _, compact = sign(alice, pool, sport, 100, nonce=3, deadline=v[5], compact=True)
+    cp.redeem(v, s, {"from": pool})
+    cp.refund(v, compact, 60, {"from": pool})
+    assert_reverts_with(lambda: cp.refund(v, s, 41, {"from": pool}),
+                        "RefundExceedsRedemption(bytes32,uint256,uint256)", voucher_digest(cp, v, pool), 100, 101)
+
+
 def test_refund_of_a_cold_nonce_redemption(cp, sport, pool, alice, sign):
-    cp.redeem(*sign(alice, pool, sport, 100, nonce=1_000), {"from": pool})
-    cp.refund(alice, sport, 100, 1_000, {"from": pool})
+    v, s = sign(alice, pool, sport, 100, nonce=1_000)
+    cp.redeem(v, s, {"from": pool})
+    cp.refund(v, s, 100, {"from": pool})
     assert cp.balanceOf(alice, sport) == CREDIT
 
 
-def test_refund_needs_a_used_nonce(cp, sport, culture, pool, alice, bob, sign):
-    cp.redeem(*sign(alice, pool, sport, 100, nonce=1), {"from": pool})
-    err = "UnknownRedemption(address,uint256,uint256)"
-    for holder, budget, nonce in ((alice, sport, 0), (alice, sport, 129), (bob, sport, 1), (alice, culture, 1)):
-        assert_reverts_with(lambda: cp.refund(holder, budget, 10, nonce, {"from": pool}), err, holder, budget, nonce)
+def test_refund_needs_a_redeemed_voucher(cp, sport, pool, alice, sign):
+    v, s = sign(alice, pool, sport, 100, nonce=1)
+    assert_reverts_with(lambda: cp.refund(v, s, 10, {"from": pool}),
+                        "UnknownRedemption(address,uint256,uint256)", alice, sport, 1)
+    cold, cold_sig = sign(alice, pool, sport, 100, nonce=129)
+    assert_reverts_with(lambda: cp.refund(cold, cold_sig, 10, {"from": pool}),
+                        "UnknownRedemption(address,uint256,uint256)", alice, sport, 129)
 
 
-def test_refund_zero_or_more_than_held(cp, sport, pool, alice, sign):
-    cp.redeem(*sign(alice, pool, sport, 100), {"from": pool})
-    assert_reverts_with(lambda: cp.refund(alice, sport, 0, 0, {"from": pool}), "ZeroAmount()")
-    assert_reverts_with(lambda: cp.refund(alice, sport, 101, 0, {"from": pool}),
-                        "ERC1155InsufficientBalance(address,uint256,uint256,uint256)", pool, 100, 101, sport)
+def test_refund_zero_or_more_than_held(cp, roles, sport, pool, alice, sign):
+    v, s = sign(alice, pool, sport, 100)
+    cp.redeem(v, s, {"from": pool})
+    assert_reverts_with(lambda: cp.refund(v, s, 0, {"from": pool}), "ZeroAmount()")
+    cp.settle(pool, [sport], [60], ref("paid out"), {"from": roles.treasurer})
+    assert_reverts_with(lambda: cp.refund(v, s, 50, {"from": pool}),
+                        "ERC1155InsufficientBalance(address,uint256,uint256,uint256)", pool, 40, 50, sport)
 
 
-def test_refund_is_linked_to_its_redemption(cp, roles, sport, pool, alice, bob, sign):
-    """'Refund: a provider returns credit to the holder, linked to the redemption.' The link
-    must hold: only the provider that redeemed the voucher refunds it, and at most its amount.
-    (Otherwise any provider can move credit to any resident who ever paid anywhere.)"""
+def test_refund_only_by_the_provider_the_voucher_names(cp, roles, sport, pool, museum, alice, sign):
+    """Another provider (or anyone) presenting the voucher computes another digest."""
     from brownie import accounts
 
     club = accounts.add(keccak(text="citypass-test-club"))
     cp.addProvider(club, 1, 0, {"from": roles.providers})
-    cp.redeem(*sign(alice, pool, sport, 100, nonce=0), {"from": pool})  # alice paid the pool 1 euro
-    cp.safeTransferFrom(bob, club, sport, 5_000, b"", {"from": bob})  # the club holds bob's credit
-    loopholes = []
-    for label, who, amount in (("another provider refunds it", club, 50), ("the pool refunds more than paid", pool, 100)):
-        if label.startswith("the pool"):
-            cp.safeTransferFrom(bob, pool, sport, 1_000, b"", {"from": bob})  # the pool has enough
-            amount = 1_000
-        try:
-            cp.refund.call(alice, sport, amount, 0, {"from": who})
-        except VirtualMachineError:
-            continue
-        loopholes.append(label)
-    assert not loopholes, f"refund not linked to the redemption: {loopholes}"
+    v, s = sign(alice, pool, sport, 100)
+    cp.redeem(v, s, {"from": pool})
+    for caller in (club, museum, alice, roles.treasurer):
+        assert_reverts_with(lambda: cp.refund(v, s, 50, {"from": caller}), "InvalidVoucherSignature(address)", alice)
+
+
+def test_refund_with_a_tampered_voucher(cp, sport, pool, alice, sign):
+    v, s = sign(alice, pool, sport, 100)
+    cp.redeem(v, s, {"from": pool})
+    bigger = (v[0], v[1], 5_000, *v[3:])
+    assert_reverts_with(lambda: cp.refund(bigger, s, 1_000, {"from": pool}), "InvalidVoucherSignature(address)", alice)
+
+
+def test_a_resident_cannot_refund_to_another(cp, sport, pool, alice, bob, sign):
+    """bob holds a voucher alice signed naming bob, with a nonce alice used elsewhere: the
+    signature and nonce pass, the move (holder -> holder) does not."""
+    cp.redeem(*sign(alice, pool, sport, 100, nonce=4), {"from": pool})
+    v, s = sign(alice, bob, sport, 100, nonce=4)
+    refused(lambda: cp.refund(v, s, 50, {"from": bob}), Reason.TransferNotAllowed, bob, alice, sport)
+
+
+def test_refund_is_linked_to_the_voucher_that_was_redeemed(cp, sport, museum, alice, bob, sign):
+    """'Refund: linked to the redemption.' A refund must return at most what was actually
+    redeemed from that resident. The contract checks only that the *nonce* was used: a second
+    voucher with the same nonce, never redeemed (the resident signed it too, e.g. in collusion
+    with the provider), is accepted and lets the provider pay the resident far more than the
+    resident ever paid it: credit from other residents moves holder -> provider -> holder."""
+    culture = cp.budgets()[1]
+    paid = sign(alice, museum, culture, 100, nonce=6)
+    cp.redeem(*paid, {"from": museum})  # alice paid the museum 1 euro with nonce 6
+    cp.redeem(*sign(bob, museum, culture, 6_000), {"from": museum})  # the museum holds bob's credit too
+    never_redeemed = sign(alice, museum, culture, 5_000, nonce=6)  # same nonce, 50 euro
+    try:
+        cp.refund.call(*never_redeemed, 5_000, {"from": museum})
+    except VirtualMachineError as exc:
+        assert "InsufficientBalance" not in str(exc.revert_msg), exc.revert_msg
+        return
+    raise AssertionError("a voucher that was never redeemed (its nonce was used by another) was refunded 5,000 cents")
 
 
 # ---------------------------------------------------------------- reclaim
@@ -293,15 +347,10 @@ def test_settle_after_the_budget_ended(cp, roles, sport, pool, alice, sign, depl
     cp.settle(pool, [sport], [100], ref("late"), {"from": roles.treasurer})
 
 
-def test_settle_with_no_lines_does_not_burn_the_reference(cp, roles, pool):
-    """A settlement with no budget lines pays nothing and emits no event; it must not use up
-    the payment reference (or, equally, it must revert). Every state change emits an event."""
-    try:
-        tx = cp.settle(pool, [], [], ref("empty"), {"from": roles.treasurer})
-    except VirtualMachineError:
-        return  # refusing an empty settlement is fine
-    assert not cp.referenceSettled(ref("empty")) or "Settled" in tx.events, \
-        "an empty settlement used up the payment reference without any event"
+def test_settle_with_no_lines_is_refused(cp, roles, pool):
+    """An empty settlement would use up the payment reference without paying or logging anything."""
+    assert_reverts_with(lambda: cp.settle(pool, [], [], ref("empty"), {"from": roles.treasurer}), "EmptySettlement()")
+    assert not cp.referenceSettled(ref("empty"))
 
 
 # ---------------------------------------------------------------- pause
@@ -325,7 +374,8 @@ def test_pause_needs_pauser(cp, roles, fn, pool, alice):
 
 
 def test_pause_blocks_everything_that_moves_credit(cp, roles, sport, culture, pool, museum, alice, bob, sign, deployment):
-    cp.redeem(*sign(alice, pool, sport, 500, nonce=0), {"from": pool})
+    paid = sign(alice, pool, sport, 500, nonce=0)
+    cp.redeem(*paid, {"from": pool})
     cp.pause({"from": roles.pauser})
     v, s = sign(alice, pool, sport, 100, nonce=1)
     assert cp.checkVoucher(v, pool, s) == Reason.Paused
@@ -333,7 +383,7 @@ def test_pause_blocks_everything_that_moves_credit(cp, roles, sport, culture, po
     refused(lambda: cp.redeem(v, s, {"from": pool}), Reason.Paused, alice, pool, sport)
     refused(lambda: cp.safeTransferFrom(alice, museum, culture, 1, b"", {"from": alice}), Reason.Paused, alice, museum, culture)
     refused(lambda: cp.safeBatchTransferFrom(alice, pool, [sport], [1], b"", {"from": alice}), Reason.Paused, alice, pool, sport)
-    refused(lambda: cp.refund(alice, sport, 100, 0, {"from": pool}), Reason.Paused, pool, alice, sport)
+    refused(lambda: cp.refund(*paid, 100, {"from": pool}), Reason.Paused, pool, alice, sport)
     refused(lambda: cp.settle(pool, [sport], [100], ref("paused"), {"from": roles.treasurer}), Reason.Paused, pool, ZERO, sport)
     assert not cp.referenceSettled(ref("paused"))
     next_block_at(deployment.end + 1)
@@ -348,7 +398,7 @@ def test_unpause_restores_payments(cp, roles, sport, pool, alice, sign):
     cp.pause({"from": roles.pauser})
     cp.unpause({"from": roles.pauser})
     cp.redeem(v, s, {"from": pool})
-    cp.refund(alice, sport, 100, 0, {"from": pool})
+    cp.refund(v, s, 100, {"from": pool})
 
 
 def test_provider_added_during_pause_is_paused_too(cp, roles, sport, alice):

@@ -241,3 +241,33 @@ def test_verify_against_chain_names_each_disagreement(summary):
                                                 (1_234_567, "12345.67", "€12,345.67"), (-250, "-2.50", "-€2.50")])
 def test_euro_formats(cents, plain, text):
     assert rep.eur(cents) == plain and rep.eur_text(cents) == text
+
+
+# ---------------------------------------------------------------- refund audit
+def test_refunds_that_match_their_redemption_are_clear():
+    lines = rep.refund_findings(ev.activity(history()))
+    assert lines == ["all 1 refunds match a redemption of the same provider, budget and voucher, and none exceeds it"]
+
+
+def _with_extra_refund(holder: str, nonce: int, amount: int) -> list[EventRecord]:
+    h = History()
+    h.records = history()
+    h.block = max(r.block for r in h.records)
+    h.tx(T0 + 4 * WEEK).move(POOL, holder, amount).add(
+        "Refunded", holder=holder, provider=POOL, budget=SPORT_ID, amount=amount, redemptionNonce=nonce)
+    return h.records
+
+
+def test_refunds_beyond_the_redeemed_amount_are_findings():
+    # H1 paid 12.00 (nonce 0) and got 2.00 back; another 10.01 would exceed the payment.
+    lines = rep.refund_findings(ev.activity(_with_extra_refund(H1, 0, 1_001)))
+    assert len(lines) == 1 and lines[0].startswith("FINDING:") and "now total €12.01" in lines[0]
+    # Exactly the rest is fine.
+    assert not rep.refund_findings(ev.activity(_with_extra_refund(H1, 0, 1_000)))[0].startswith("FINDING")
+
+
+def test_a_refund_without_a_redemption_is_a_finding_and_migration_is_followed():
+    lines = rep.refund_findings(ev.activity(_with_extra_refund(H1, 7, 100)))  # H1 never used nonce 7
+    assert lines[0].startswith("FINDING:") and "no matching redemption" in lines[0]
+    # H3 (H2's new phone) paid with nonce 0 after the migration: a refund to H3 matches it.
+    assert not rep.refund_findings(ev.activity(_with_extra_refund(H3, 0, 500)))[0].startswith("FINDING")
