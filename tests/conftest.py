@@ -3,6 +3,7 @@ and a few enrolled, credited residents. Every test runs in its own chain snapsho
 
 from __future__ import annotations
 
+import gc
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +12,11 @@ from eth_account import Account
 from eth_utils import keccak
 
 from citypass import voucher as V
+
+# Brownie runs gc.collect() on every chain.revert() (each test's isolation): ~0.2 s here, spent
+# re-scanning the compiled project (ASTs, source maps) loaded before collection. Freezing what
+# exists now takes those long-lived objects out of the collector: revert drops to ~0.03 s.
+gc.freeze()
 
 SPORT, CULTURE, EDUCATION = 0, 1, 2
 DAY = 86_400

@@ -1,4 +1,5 @@
-"""Assertions on custom-error reverts, and exact control of block time on Anvil.
+"""Shared helpers of the contract tests: custom-error revert assertions, exact block time on
+Anvil, vouchers signed for any holder address, and the per-budget conservation check.
 
 Brownie decodes a revert's data with the ABIs it has seen (`VirtualMachineError.revert_msg`,
 e.g. "CreditMoveRefused: 5, 0xab.., 0xcd.., 42"). To compare selector *and* arguments without
@@ -10,7 +11,6 @@ strings mean equal revert data. An error unknown to Brownie decodes as "Unknown 
 
 from __future__ import annotations
 
-import gc
 from typing import Any, Callable
 
 import pytest
@@ -19,12 +19,8 @@ from brownie.exceptions import VirtualMachineError, decode_typed_error
 from eth_abi import encode
 from eth_utils import keccak
 
+from citypass import voucher as V
 from citypass.reasons import Reason
-
-# Brownie runs gc.collect() on every chain.revert() (each test's isolation): ~0.2 s here, spent
-# re-scanning the compiled project (ASTs, source maps) loaded before collection. Freezing what
-# exists now takes those long-lived objects out of the collector: revert drops to ~0.03 s.
-gc.freeze()
 
 
 def _abi_value(value: Any) -> Any:
@@ -100,8 +96,6 @@ def sign_for(
     """(voucher struct, 65-byte signature) for any holder address signed by any key; the
     conftest `sign` fixture always pairs an account with its own key, which an ERC-1271
     holder (a contract) or a forgery test cannot use."""
-    from citypass import voucher as V  # local: keeps this module importable without the package
-
     v = V.build(holder, str(provider), budget, amount, nonce=nonce, co_payment=co_payment,
                 deadline=deadline if deadline is not None else latest_time() + 300)
     signed = V.sign(v, key, chain_id or chain.id, contract or cp.address)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from brownie import web3
 from eth_account import Account
 from eth_utils import keccak
 
@@ -111,8 +112,6 @@ def test_status_unknown_provider(cp, roles, outsider):
 
 def test_status_out_of_enum_range_reverts(cp, roles, pool):
     """An enum argument outside ProviderStatus is rejected by the ABI decoder (empty revert)."""
-    from brownie import web3
-
     call = {"to": cp.address, "from": str(roles.providers)}
     valid = cp.setProviderStatus.encode_input(pool, REMOVED)
     web3.eth.call({**call, "data": valid})  # the hand-made encoding is right: 3 is accepted

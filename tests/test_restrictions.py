@@ -1,13 +1,15 @@
 """The restriction matrix: every sender kind x receiver kind x path must obey the one rule
 (credit moves only holder -> provider approved for the category, inside the budget window,
-with an active pass, while not paused; refunds provider -> holder), whatever the route."""
+with an active pass, while not paused; provider -> holder only inside `refund`, old -> new
+address only inside `migratePass`), whatever the route: safeTransferFrom, safeBatchTransferFrom,
+an operator, redeem, refund."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
-from brownie import accounts, web3
+from brownie import accounts
 from eth_account import Account
 from eth_utils import keccak
 
@@ -79,8 +81,8 @@ def world(deployment, roles, pool, museum, residents):
 
 
 def expected(sender: str, receiver: str):
-    """The rule, from the design: (custom error signature, args) the move must revert with,
-    or None when it must succeed."""
+    """The rule, from the design: the Reason a plain transfer (or a voucher) from `sender` to
+    `receiver` must be refused with (CreditMoveRefused), or None when it must succeed."""
     if receiver in PROVIDER_KINDS:
         reason = PASS_REASON[sender]
         if reason == Reason.Ok:
