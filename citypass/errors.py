@@ -114,6 +114,10 @@ _MESSAGES: dict[str, Callable[..., str]] = {
         f"{budget_text(b)} would reach {euros(would)} issued, above its cap of {euros(cap)}"
     ),
     "BudgetClosed": lambda b, until: f"{budget_text(b)} ended on {date_text(until)}; no more credit can be issued",
+    "BudgetNotEnded": lambda b, until: (
+        f"{budget_text(b)} runs until {date_text(until)}; its credit can only be reclaimed after that"
+    ),
+    "DuplicateId": lambda b: f"{budget_text(b)} is listed twice in one batch transfer; list each budget once",
     "CapBelowIssued": lambda b, cap, issued: (
         f"the new cap {euros(cap)} of {budget_text(b)} is zero or below the {euros(issued)} already issued"
     ),

@@ -160,6 +160,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     error BatchAlreadyIssued(bytes32 batchId);
     error UnknownBudget(uint256 budget);
     error BudgetClosed(uint256 budget, uint40 validUntil);
+    error BudgetNotEnded(uint256 budget, uint40 validUntil);
     error BudgetCapExceeded(uint256 budget, uint256 cap, uint256 wouldBeIssued);
     error InvalidBudgetTerms(uint8 category, uint40 validFrom, uint40 validUntil, uint128 cap);
     error CapBelowIssued(uint256 budget, uint128 cap, uint128 issued);
@@ -486,6 +487,10 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     /// addresses are skipped: their credit stays payable. Re-running is harmless.
     function reclaim(uint256 budget, address[] calldata holders) external onlyRole(BUDGET_MANAGER_ROLE) {
         BudgetTotals storage totals = _existingBudget(budget);
+        // Also checked per holder by the hook; here so that a run with nothing to burn is
+        // refused too, rather than recording an empty reclaim.
+        if (paused) revert SystemPaused();
+        if (block.timestamp <= budget.validUntil()) revert BudgetNotEnded(budget, budget.validUntil());
         uint256 total;
         uint256 count;
         for (uint256 i; i < holders.length; ++i) {

@@ -68,7 +68,7 @@ def test_revoked_pass_is_dead_and_its_credit_is_reclaimed_after_the_end(cp, role
     cp.revokePass(alice, {"from": roles.registrar})
     v, s = sign(alice, pool, sport, 100)
     refused(lambda: cp.redeem(v, s, {"from": pool}), Reason.PassRevoked, alice, pool, sport)
-    refused(lambda: cp.reclaim(sport, [alice], {"from": roles.budget}), Reason.BudgetNotEnded, alice, ZERO, sport)
+    assert_reverts_with(lambda: cp.reclaim(sport, [alice], {"from": roles.budget}), "BudgetNotEnded(uint256,uint40)", sport, deployment.end)
     next_block_at(deployment.end + 1)
     tx = cp.reclaim(sport, [alice], {"from": roles.budget})
     assert tx.events["Reclaimed"].values() == [sport, 1, CREDIT]
@@ -239,9 +239,9 @@ def test_refund_of_a_second_voucher_with_a_used_nonce_is_caught_by_the_audit(cp,
 def test_reclaim_only_after_the_end_and_only_holders(cp, roles, sport, pool, alice, bob, residents, sign, everyone, deployment):
     cp.redeem(*sign(alice, pool, sport, 1_000), {"from": pool})
     holders = [r.address for r in residents]  # includes the outsider (nothing to reclaim)
-    refused(lambda: cp.reclaim(sport, holders, {"from": roles.budget}), Reason.BudgetNotEnded, alice, ZERO, sport)
+    assert_reverts_with(lambda: cp.reclaim(sport, holders, {"from": roles.budget}), "BudgetNotEnded(uint256,uint40)", sport, deployment.end)
     next_block_at(deployment.end)
-    refused(lambda: cp.reclaim(sport, holders, {"from": roles.budget}), Reason.BudgetNotEnded, alice, ZERO, sport)
+    assert_reverts_with(lambda: cp.reclaim(sport, holders, {"from": roles.budget}), "BudgetNotEnded(uint256,uint40)", sport, deployment.end)
     next_block_at(deployment.end + 1)
     tx = cp.reclaim(sport, holders + [str(pool)], {"from": roles.budget})
     assert tx.events["Reclaimed"].values() == [sport, 4, 4 * CREDIT - 1_000]
@@ -281,10 +281,19 @@ def test_reclaim_unknown_budget_and_roles(cp, roles, sport, alice):
         missing_role(lambda: cp.reclaim(sport, [alice], {"from": caller}), caller, cp.BUDGET_MANAGER_ROLE())
 
 
+def test_reclaim_with_nothing_to_burn_is_still_refused_early(cp, roles, sport, deployment):
+    """An empty reclaim before the end or while paused is refused, not recorded."""
+    assert_reverts_with(lambda: cp.reclaim(sport, [], {"from": roles.budget}), "BudgetNotEnded(uint256,uint40)",
+                        sport, deployment.end)
+    next_block_at(deployment.end + 1)
+    cp.pause({"from": roles.pauser})
+    assert_reverts_with(lambda: cp.reclaim(sport, [], {"from": roles.budget}), "SystemPaused()")
+
+
 def test_reclaim_during_pause(cp, roles, sport, alice, deployment):
     next_block_at(deployment.end + 1)
     cp.pause({"from": roles.pauser})
-    refused(lambda: cp.reclaim(sport, [alice], {"from": roles.budget}), Reason.Paused, alice, ZERO, sport)
+    assert_reverts_with(lambda: cp.reclaim(sport, [alice], {"from": roles.budget}), "SystemPaused()")
     cp.unpause({"from": roles.pauser})
     cp.reclaim(sport, [alice], {"from": roles.budget})
 
@@ -397,7 +406,7 @@ def test_pause_blocks_everything_that_moves_credit(cp, roles, sport, culture, po
     refused(lambda: cp.settle(pool, [sport], [100], ref("paused"), {"from": roles.treasurer}), Reason.Paused, pool, ZERO, sport)
     assert not cp.referenceSettled(ref("paused"))
     next_block_at(deployment.end + 1)
-    refused(lambda: cp.reclaim(sport, [bob], {"from": roles.budget}), Reason.Paused, bob, ZERO, sport)
+    assert_reverts_with(lambda: cp.reclaim(sport, [bob], {"from": roles.budget}), "SystemPaused()")
     cp.unpause({"from": roles.pauser})
     cp.settle(pool, [sport], [100], ref("paused"), {"from": roles.treasurer})
     cp.reclaim(sport, [bob], {"from": roles.budget})

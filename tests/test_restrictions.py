@@ -9,7 +9,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from brownie import accounts
+from brownie import accounts, chain
 from eth_account import Account
 from eth_utils import keccak
 
@@ -293,8 +293,11 @@ def test_provider_limit_on_direct_transfers(world):
     cp, sport, alice, pool = world.cp, world.sport, world.who["active"], world.who["pool"]
     cp.safeTransferFrom(alice, pool, sport, 5_000, b"", {"from": alice})
     refused(lambda: cp.safeTransferFrom(alice, pool, sport, 5_001, b"", {"from": alice}), Reason.AboveProviderLimit, alice, pool, sport)
-    refused(lambda: cp.safeBatchTransferFrom(alice, pool, [sport, sport], [1, 5_001], b"", {"from": alice}),
+    refused(lambda: cp.safeBatchTransferFrom(alice, pool, [sport], [5_001], b"", {"from": alice}),
             Reason.AboveProviderLimit, alice, pool, sport)
+    # Splitting one payment over two entries of the same id cannot get around the limit.
+    assert_reverts_with(lambda: cp.safeBatchTransferFrom(alice, pool, [sport, sport], [2_500, 2_501], b"", {"from": alice}),
+                        "DuplicateId(uint256)", sport)
 
 
 def test_batch_with_one_bad_id_reverts_whole(world):
@@ -306,12 +309,22 @@ def test_batch_with_one_bad_id_reverts_whole(world):
     assert cp.balanceOf(alice, culture) == before
 
 
-def test_batch_to_provider_across_budgets(world):
+def test_batch_to_provider_across_budgets(world, roles):
     cp, alice, museum = world.cp, world.who["active"], world.who["museum"]
     culture = cp.budgets()[1]
-    tx = cp.safeBatchTransferFrom(alice, museum, [culture, culture], [10, 20], b"", {"from": alice})
-    assert tx.events["TransferBatch"].values()[1:] == [alice, museum, [culture, culture], [10, 20]]
-    assert cp.balanceOf(museum, culture) == 30
+    now = chain.time()
+    education = cp.createBudget(2, now - 86_400, now + 30 * 86_400, 1_000_000, "Education test",
+                                {"from": roles.budget}).return_value
+    cp.issue(keccak(text="batch-across-budgets"), education, [alice], [1_000], {"from": roles.issuer})
+    tx = cp.safeBatchTransferFrom(alice, museum, [culture, education], [10, 20], b"", {"from": alice})
+    assert tx.events["TransferBatch"].values()[1:] == [alice, museum, [culture, education], [10, 20]]
+    assert cp.balanceOf(museum, culture) == 10 and cp.balanceOf(museum, education) == 20
+
+
+def test_empty_batch_transfer_is_refused(world):
+    cp, alice, museum = world.cp, world.who["active"], world.who["museum"]
+    assert_reverts_with(lambda: cp.safeBatchTransferFrom(alice, museum, [], [], b"", {"from": alice}),
+                        "ERC1155InvalidArrayLength(uint256,uint256)", 0, 0)
 
 
 @pytest.mark.parametrize("sender,receiver", [("active", "pool"), ("active", "museum"), ("active", "active2"),

@@ -22,6 +22,9 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
     /// @notice Operator approvals are not part of this token: credit can only be moved by its owner.
     error ApprovalsDisabled();
 
+    /// @notice A batch transfer lists the same id twice.
+    error DuplicateId(uint256 id);
+
     /// @dev One word per (id, account): the balance in the low 128 bits and, in the high 128
     /// bits, flags the inheriting contract may use. CityPass keeps a holder's voucher nonces
     /// for a budget there, so a redemption reads and writes one slot for the replay check and
@@ -90,7 +93,8 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
         ERC1155Utils.checkOnERC1155Received(msg.sender, from, to, id, value, data);
     }
 
-    /// @notice Batched `safeTransferFrom`; every id obeys the same rules.
+    /// @notice Batched `safeTransferFrom`; every id obeys the same rules. Each id at most once;
+    /// an empty batch is refused.
     function safeBatchTransferFrom(
         address from,
         address to,
@@ -101,8 +105,13 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
         if (from != msg.sender) revert ERC1155MissingApprovalForAll(msg.sender, from);
         if (from == address(0)) revert ERC1155InvalidSender(address(0));
         if (to == address(0)) revert ERC1155InvalidReceiver(address(0));
-        if (ids.length != values.length) revert ERC1155InvalidArrayLength(ids.length, values.length);
+        if (ids.length != values.length || ids.length == 0) revert ERC1155InvalidArrayLength(ids.length, values.length);
         for (uint256 i; i < ids.length; ++i) {
+            // One entry per id, so per-transfer rules (e.g. a limit per payment) see the
+            // whole amount of that id.
+            for (uint256 j; j < i; ++j) {
+                if (ids[j] == ids[i]) revert DuplicateId(ids[i]);
+            }
             _update(from, to, ids[i], values[i]);
         }
         emit TransferBatch(msg.sender, from, to, ids, values);
