@@ -4,7 +4,7 @@ it) and the admin's two-step transfer with a delay (AccessControlDefaultAdminRul
 from __future__ import annotations
 
 import pytest
-from brownie import CityPass
+from brownie import CityPass, chain
 from eth_account import Account
 from eth_utils import keccak
 
@@ -54,11 +54,16 @@ def restricted(cp, roles, sport, pool, alice, sign):
     """Every role-restricted function, called with arguments that succeed for its role."""
     cp.redeem(*sign(alice, pool, sport, 100), {"from": pool})  # the pool has something to settle
     now = latest_time()
+    # A budget that has already ended, for reclaim (which is refused before the end).
+    ended = cp.createBudget(0, now - DAY, now + 60, 1_000, "ended", {"from": roles.budget}).return_value
+    chain.sleep(120)
+    chain.mine()
+    now = latest_time()
     return [
         ("BUDGET_MANAGER_ROLE", cp.defineCategory, (5, "x")),
         ("BUDGET_MANAGER_ROLE", cp.createBudget, (0, now, now + DAY, 1, "x")),
         ("BUDGET_MANAGER_ROLE", cp.setBudgetCap, (sport, 2_000_000)),
-        ("BUDGET_MANAGER_ROLE", cp.reclaim, (sport, [fresh("nobody")])),
+        ("BUDGET_MANAGER_ROLE", cp.reclaim, (ended, [fresh("nobody")])),
         ("PROVIDER_MANAGER_ROLE", cp.addProvider, (fresh("club"), 1, 0)),
         ("PROVIDER_MANAGER_ROLE", cp.updateProvider, (pool, 1, 0)),
         ("PROVIDER_MANAGER_ROLE", cp.setProviderStatus, (pool, 2)),
