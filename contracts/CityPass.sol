@@ -142,7 +142,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     event BatchIssued(bytes32 indexed batchId, uint256 indexed budget, uint256 count, uint256 total);
     /// @notice Follows the `TransferSingle` (holder => provider) of the same redemption.
     event Redeemed(address indexed holder, uint256 nonce, uint256 coPayment);
-    event VoucherSkipped(address indexed holder, uint256 nonce, Reason reason);
+    event VoucherSkipped(address indexed holder, uint256 indexed budget, uint256 nonce, Reason reason);
     event Refunded(address indexed holder, address indexed provider, uint256 indexed budget, uint256 amount, uint256 redemptionNonce);
     event Reclaimed(uint256 indexed budget, uint256 holders, uint256 total);
     event Settled(address indexed provider, uint256 indexed budget, bytes32 indexed paymentReference, uint256 amount);
@@ -427,7 +427,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
             Voucher calldata v = vouchers[i];
             Reason reason = _voucherRule(v, msg.sender, signatures[i]);
             if (reason != Reason.Ok) {
-                emit VoucherSkipped(v.holder, v.nonce, reason);
+                emit VoucherSkipped(v.holder, v.budget, v.nonce, reason);
                 continue;
             }
             _redeem(v);

@@ -61,7 +61,7 @@ CASES = {
                       "cap": 12_345_678, "name": "Cultuur 2026 – ünïcode"},
     "CategoryDefined": {"category": 63, "name": ""},
     "Settled": {"provider": A2, "budget": BIG_ID, "paymentReference": b"\xcd" * 32, "amount": 1},
-    "VoucherSkipped": {"holder": A1, "nonce": 2**200, "reason": 18},
+    "VoucherSkipped": {"holder": A1, "budget": 2**200 + 7, "nonce": 2**200, "reason": 18},
     "Redeemed": {"holder": A2, "nonce": 0, "coPayment": 750},
     "PauseChanged": {"paused": True, "account": A1},
     "BatchIssued": {"batchId": b"\x01" * 32, "budget": BIG_ID, "count": 500, "total": 5_000_000},

@@ -113,11 +113,11 @@ def test_redeem_batch_skips_bad_vouchers(cp, sport, pool, alice, bob, sign, role
     assert tx.return_value == 1
     skipped = [e.values() for e in tx.events["VoucherSkipped"]]
     assert skipped == [
-        [alice, 1, Reason.NonceUsed],
-        [alice, 2, Reason.BadSignature],
-        [bob, 1, Reason.PassSuspended],
-        [bob, 2, Reason.PassSuspended],
-        [alice, 0, Reason.NonceUsed],  # the same voucher twice in one batch
+        [alice, sport, 1, Reason.NonceUsed],
+        [alice, sport, 2, Reason.BadSignature],
+        [bob, sport, 1, Reason.PassSuspended],
+        [bob, sport, 2, Reason.PassSuspended],
+        [alice, sport, 0, Reason.NonceUsed],  # the same voucher twice in one batch
     ]
     assert tx.events["Redeemed"].values() == [alice, 0, 0]
     assert cp.balanceOf(alice, sport) == CREDIT - 400 and cp.balanceOf(pool, sport) == 400
@@ -130,7 +130,7 @@ def test_redeem_batch_with_hot_and_cold_nonces(cp, sport, pool, alice, sign):
     batch = [sign(alice, pool, sport, 10, nonce=n) for n in (0, 127, 128, 500, 129)]
     tx = cp.redeemBatch([b[0] for b in batch], [b[1] for b in batch], {"from": pool})
     assert tx.return_value == 4
-    assert tx.events["VoucherSkipped"].values() == [alice, 500, Reason.NonceUsed]
+    assert tx.events["VoucherSkipped"].values() == [alice, sport, 500, Reason.NonceUsed]
     assert [e["nonce"] for e in tx.events["Redeemed"]] == [0, 127, 128, 129]
     assert all(cp.isNonceUsed(alice, sport, n) for n in (0, 127, 128, 129, 500))
 
@@ -148,14 +148,14 @@ def test_redeem_batch_spends_down_balance_in_order(cp, culture, museum, alice, s
     batch = [sign(alice, museum, culture, 6_000, nonce=0), sign(alice, museum, culture, 6_000, nonce=1)]
     tx = cp.redeemBatch([b[0] for b in batch], [b[1] for b in batch], {"from": museum})
     assert tx.return_value == 1
-    assert tx.events["VoucherSkipped"].values() == [alice, 1, Reason.InsufficientCredit]
+    assert tx.events["VoucherSkipped"].values() == [alice, culture, 1, Reason.InsufficientCredit]
 
 
 def test_redeem_batch_by_non_provider_redeems_nothing(cp, sport, pool, alice, sign, roles):
     v, s = sign(alice, roles.stranger, sport, 100)
     tx = cp.redeemBatch([v], [s], {"from": roles.stranger})
     assert tx.return_value == 0
-    assert tx.events["VoucherSkipped"].values() == [alice, 0, Reason.NotAProvider]
+    assert tx.events["VoucherSkipped"].values() == [alice, sport, 0, Reason.NotAProvider]
 
 
 def test_redeem_batch_length_mismatch(cp, sport, pool, alice, sign):
@@ -171,6 +171,6 @@ def test_redeem_batch_while_paused_skips_everything(cp, sport, pool, alice, sign
     v, s = sign(alice, pool, sport, 100)
     cp.pause({"from": roles.pauser})
     tx = cp.redeemBatch([v], [s], {"from": pool})
-    assert tx.return_value == 0 and tx.events["VoucherSkipped"].values() == [alice, 0, Reason.Paused]
+    assert tx.return_value == 0 and tx.events["VoucherSkipped"].values() == [alice, sport, 0, Reason.Paused]
     cp.unpause({"from": roles.pauser})
     assert cp.redeemBatch([v], [s], {"from": pool}).return_value == 1

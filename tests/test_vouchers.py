@@ -347,7 +347,7 @@ def test_check_voucher_reason(cp, roles, sport, culture, pool, museum, alice, bo
     if reason == Reason.Ok:
         assert tx.return_value == 1
     else:
-        assert tx.return_value == 0 and tx.events["VoucherSkipped"].values() == [v[0], v[4], reason]
+        assert tx.return_value == 0 and tx.events["VoucherSkipped"].values() == [v[0], v[1], v[4], reason]
 
 
 def test_unreachable_reasons_are_move_only(cp, roles, sport, alice, bob):
