@@ -90,7 +90,9 @@ def _provider_account(c: Ctx, named: str | None = None) -> Any:
 @click.option("--dry-run", is_flag=True, help="Validate and print totals, batches and gas; send nothing.")
 @click.option("--valid-until", type=DATE, help="Validity of passes enrolled by this file (default: the budget's end).")
 @click.option("--tranche", default="", help="Label for a second issuance of identical rows to the same budget.")
-@click.option("--batch-size", type=click.IntRange(1, 2000), help="Rows per batch (default: from the block gas limit).")
+@click.option("--batch-size", type=click.Choice([str(n) for n in issuance.BATCH_LADDER]),
+              callback=lambda _c, _p, v: int(v) if v else None,
+              help="Rows per batch (default: from the block gas limit). Use the same size for a re-run.")
 @pass_ctx
 def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: int | None, tranche: str,
               batch_size: int | None) -> None:

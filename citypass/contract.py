@@ -298,7 +298,7 @@ def budgets(dep: Deployment) -> list[BudgetInfo]:
 def find_budget(dep: Deployment, spec: str | int) -> BudgetInfo:
     """A budget by serial number ('3', '#3') or full id; error if this contract has none such."""
     text = str(spec).strip().lstrip("#")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise UsageError(f"budget {spec!r}: give its number (as `citypass budget list` shows) or its full id")
     value = int(text)
     for b in budgets(dep):

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -41,6 +40,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import is_checksum_address, keccak, to_checksum_address
 
 from citypass.errors import CityPassError, date_text, euros
+from citypass.money import cents_from_text
 
 HEADER = "holder,amount"
 MAX_ROWS = 100_000
@@ -55,13 +55,14 @@ BATCH_BASE_GAS = 60_000  # transaction, batch id, budget totals, BatchIssued
 BLOCK_SHARE = 0.4  # a batch takes at most this share of a block, so it is mined promptly
 # Batch sizes are taken from this ladder, so a small drift of the block gas limit does not
 # change the batches (and so the ids) of a file between two runs.
-BATCH_LADDER = (10, 25, 50, 100, 200, 400, 800, 1600)
+BATCH_LADDER = (2, 3, 5, 10, 25, 50, 100, 200, 400, 800, 1600)
+# Only ladder sizes are accepted (also with --batch-size): a file's batch ids depend on the
+# size, so a re-run must be able to find an earlier run of any size by probing the ladder.
 
 PASS_NONE, PASS_ACTIVE, PASS_SUSPENDED, PASS_REVOKED, PASS_MIGRATED, PASS_PROVIDER = range(6)
 
 _HEX_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _AMOUNT = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
-_MAX_CENTS = 2**128 - 1
 
 
 # ---------------------------------------------------------------------------- errors
@@ -107,11 +108,9 @@ def parse_amount(text: str) -> int:
         if "," in text:
             raise ValueError(f"{text!r} is not an amount: use a dot for decimals (12.50)")
         raise ValueError(f"{text!r} is not an amount in euros like 12.50 (digits, a dot, at most 2 decimals)")
-    cents = int(Decimal(text) * 100)
+    cents = cents_from_text(text)
     if cents <= 0:
         raise ValueError("must be more than 0")
-    if cents > _MAX_CENTS:
-        raise ValueError(f"{text!r} is too large")
     return cents
 
 
@@ -207,9 +206,9 @@ def _parse_row(number: int, text: str, rows: list[Row], first_line_of: dict[str,
 def batch_size_for(block_gas_limit: int, max_per_batch: int) -> int:
     """The largest ladder size whose worst case (all new residents) fits BLOCK_SHARE of a block."""
     budget = block_gas_limit * BLOCK_SHARE - BATCH_BASE_GAS
-    fitting = [n for n in BATCH_LADDER if n * ENROL_ROW_GAS <= budget and n <= max_per_batch]
+    fitting = [n for n in BATCH_LADDER if n * ENROL_ROW_GAS <= budget and n <= max_per_batch and n >= 10]
     if not fitting:
-        raise CityPassError(f"the block gas limit {block_gas_limit:,} is too small for an issuance batch of {BATCH_LADDER[0]} rows")
+        raise CityPassError(f"the block gas limit {block_gas_limit:,} is too small for an issuance batch of 10 rows")
     return fitting[-1]
 
 
@@ -503,9 +502,10 @@ def plan_issuance(
     """Reads the file and the chain and returns the plan (or IssuanceFileError with every problem)."""
     rows, _ = parse(path)
     state = read_state(dep, rows, [])
+    if batch_size is not None and batch_size not in BATCH_LADDER:
+        raise CityPassError(f"--batch-size must be one of {', '.join(map(str, BATCH_LADDER))}, not {batch_size}")
     size = batch_size or batch_size_for(state.block_gas_limit, state.max_per_batch)
-    if batch_size is None:
-        _check_other_sizes(dep, rows, size, state, budget, tranche)
+    _check_other_sizes(dep, rows, size, state, budget, tranche)
     batches = cut_batches(rows, size, chain_id=state.chain_id, contract=dep.address, budget=budget, tranche=tranche)
     ids = [i for b in batches for i in b.ids]
     used = call_many(dep, "batchIssued", [(i,) for i in ids])

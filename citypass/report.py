@@ -681,12 +681,19 @@ def write_report(
     """Writes CSV tables, PNG charts and index.html into `out_dir` (created if needed).
     Reconciles first: a report that does not add up is never written."""
     lines = reconcile(summary)
+    try:  # before writing anything: no half report without charts
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CityPassError("charts need matplotlib: pip install 'citypass[reports]'") from None
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csvs = write_csvs(summary, out)
-    charts = write_charts(summary, out)
-    page = write_html(summary, out, charts=charts, csvs=csvs, title=title, intro=intro,
-                      checks=[*lines, *checks], extra=extra)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        csvs = write_csvs(summary, out)
+        charts = write_charts(summary, out)
+        page = write_html(summary, out, charts=charts, csvs=csvs, title=title, intro=intro,
+                          checks=[*lines, *checks], extra=extra)
+    except OSError as exc:
+        raise CityPassError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     return ReportFiles(out, csvs, charts, page)
 
 

@@ -173,7 +173,7 @@ def decode_payload(payload: str) -> SignedVoucher:
     raw = dict(zip(_FIELDS, parts[1:]))
     values: dict[str, Any] = {}
     for name in ("chain_id", "budget", "amount", "co_payment", "nonce", "deadline"):
-        if not raw[name].isdigit():
+        if not (raw[name].isascii() and raw[name].isdigit()):
             raise VoucherError(f"{name}: not a whole number: {raw[name]!r}")
         values[name] = int(raw[name])
     for name in ("contract", "holder", "provider"):

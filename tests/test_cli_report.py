@@ -33,3 +33,10 @@ def test_report_reconciles_and_writes_its_files(world: World, tmp_path):
     sport = next(row for row in rows if row["name"] == "Sport test")
     assert sport["issued_eur"] == "120.00" and sport["redeemed_eur"] == "19.50"
     assert sport["held_by_residents_eur"] == "100.50" and sport["residents_who_spent"] == "2"
+
+
+def test_report_to_a_folder_that_cannot_be_made_is_one_clear_line(world: World, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = cli(world, "report", "--out", str(blocker / "report"))
+    assert r.exit_code == 1 and "cannot write the report" in r.stderr and "Traceback" not in r.stderr
