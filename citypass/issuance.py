@@ -52,6 +52,7 @@ ID_DOMAIN = "CityPass issuance v1"
 ENROL_ROW_GAS = 56_000
 CREDIT_ROW_GAS = 34_000
 BATCH_BASE_GAS = 60_000  # transaction, batch id, budget totals, BatchIssued
+FOLLOWUP_IDS = 3  # follow-up credit transactions a batch may need after interrupted runs
 BLOCK_SHARE = 0.4  # a batch takes at most this share of a block, so it is mined promptly
 # Batch sizes are taken from this ladder, so a small drift of the block gas limit does not
 # change the batches (and so the ids) of a file between two runs.
@@ -241,8 +242,14 @@ class Batch:
         return sub_batch_id(self.base_id, "enrol")
 
     @property
-    def ids(self) -> tuple[bytes, bytes]:
-        return (self.credit_id, self.enrol_id)
+    def followup_ids(self) -> tuple[bytes, ...]:
+        """Ids for crediting holders a re-run finds active but not yet credited by this
+        batch (e.g. enrolled elsewhere after a run stopped between its two transactions)."""
+        return tuple(sub_batch_id(self.base_id, f"credit-{k}") for k in range(1, FOLLOWUP_IDS + 1))
+
+    @property
+    def ids(self) -> tuple[bytes, ...]:
+        return (self.credit_id, self.enrol_id, *self.followup_ids)
 
     @property
     def total(self) -> int:
@@ -291,6 +298,9 @@ class ChainState:
     passes: Mapping[str, PassState]
     used_ids: frozenset[bytes]
     migrated_to: Mapping[str, str] = field(default_factory=dict)
+    # Holders credited by each used batch id (from that transaction's mint events); a re-run
+    # credits exactly the rows not in them.
+    credited_by: Mapping[bytes, frozenset[str]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- the plan
@@ -373,29 +383,36 @@ def validate(
     sends: list[Send] = []
     done: list[int] = []
     for batch in batches:
-        if batch.enrol_id in state.used_ids:
-            done.append(batch.index)
-            continue
-        credited = batch.credit_id in state.used_ids
+        used = [i for i in batch.ids if i in state.used_ids]
+        credited = frozenset().union(*(state.credited_by.get(i, frozenset()) for i in used))
         credit_rows: list[Row] = []
         enrol_rows: list[Row] = []
         for row in batch.rows:
+            if row.holder in credited:
+                continue  # this batch credited it in an earlier run
             p = state.passes.get(row.holder, PassState(PASS_NONE, 0))
             if p.status == PASS_NONE:
                 enrol_rows.append(row)
-            elif credited:
-                continue  # credited by this batch's first transaction
             else:
                 problem = _pass_problem(row, p, state)
                 if problem:
                     problems.append(problem)
                 else:
                     credit_rows.append(row)
-        if not credited and credit_rows:
-            sends.append(Send(batch.index, "credit", batch.credit_id, tuple(credit_rows)))
+        if credit_rows:
+            free = [i for i in (batch.credit_id, *batch.followup_ids) if i not in state.used_ids]
+            if not free:
+                problems.append(Problem(None, "batch", f"batch {batch.index} was interrupted more than "
+                                        f"{FOLLOWUP_IDS} times; issue its remaining rows as a new --tranche"))
+            else:
+                sends.append(Send(batch.index, "credit", free[0], tuple(credit_rows)))
         if enrol_rows:
-            sends.append(Send(batch.index, "enrol", batch.enrol_id, tuple(enrol_rows)))
-        if not enrol_rows and (credited or not credit_rows):
+            if batch.enrol_id in state.used_ids:
+                problems += [Problem(r.line, "holder", f"{r.holder} has no pass, but this batch's enrolment was "
+                                     "already sent without it") for r in enrol_rows]
+            else:
+                sends.append(Send(batch.index, "enrol", batch.enrol_id, tuple(enrol_rows)))
+        if not credit_rows and not enrol_rows:
             done.append(batch.index)
 
     to_send = sum(s.total for s in sends)
@@ -509,9 +526,38 @@ def plan_issuance(
     batches = cut_batches(rows, size, chain_id=state.chain_id, contract=dep.address, budget=budget, tranche=tranche)
     ids = [i for b in batches for i in b.ids]
     used = call_many(dep, "batchIssued", [(i,) for i in ids])
-    state = ChainState(**{**state.__dict__, "used_ids": frozenset(i for i, u in zip(ids, used) if u[0])})
+    used_ids = frozenset(i for i, u in zip(ids, used) if u[0])
+    state = ChainState(**{**state.__dict__, "used_ids": used_ids, "credited_by": credited_by(dep, used_ids)})
     return validate(path, read_budget(dep, budget), state, pass_valid_until=pass_valid_until, tranche=tranche,
                     batch_size=size)
+
+
+def credited_by(dep: Any, batch_ids: frozenset[bytes] | set[bytes]) -> dict[bytes, frozenset[str]]:
+    """For each used batch id, the holders its transaction credited: the recipients of the
+    mint events in the transaction whose BatchIssued carries that id."""
+    if not batch_ids:
+        return {}
+    chain, contract = dep.chain, dep.contract
+    topic = "0x" + keccak(text="BatchIssued(bytes32,uint256,uint256,uint256)").hex()
+    mint = "0x" + keccak(text="TransferSingle(address,address,address,uint256,uint256)").hex()
+    zero = "0x" + "00" * 32
+    logs = chain.rpc("eth_getLogs", [{
+        "address": dep.address, "fromBlock": hex(getattr(dep, "block", 0) or 0), "toBlock": "latest",
+        "topics": [topic, ["0x" + i.hex() for i in batch_ids]],
+    }])
+    txs = {log["transactionHash"]: bytes.fromhex(log["topics"][1][2:]) for log in logs}
+    receipts = chain.rpc_batch([("eth_getTransactionReceipt", [h]) for h in txs])
+    out: dict[bytes, frozenset[str]] = {}
+    for (tx_hash, batch_id), receipt in zip(txs.items(), receipts):
+        out[batch_id] = frozenset(
+            to_checksum_address("0x" + log["topics"][3][-40:]) for log in receipt["logs"]
+            if log["address"].lower() == dep.address.lower() and log["topics"][0] == mint and log["topics"][2] == zero
+        )
+    missing = set(batch_ids) - set(out)
+    if missing:
+        raise CityPassError(f"the chain says issuance batch 0x{next(iter(missing)).hex()} was used, but its "
+                            "BatchIssued event was not found (a node that prunes logs?): nothing was sent")
+    return out
 
 
 def _check_other_sizes(dep: Any, rows: Sequence[Row], size: int, state: ChainState, budget: int, tranche: str) -> None:

@@ -3,6 +3,8 @@ issuance against the embedded node (re-run, interrupted run, reconciliation)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 from pathlib import Path
 
@@ -206,7 +208,7 @@ def test_ids_derive_from_content_only(tmp_path):
     p2 = write(tmp_path, p1.read_text(), "copy.csv")
     a = I.validate(p1, budget(), state(), batch_size=2)
     b = I.validate(p2, budget(), state(), batch_size=2)
-    assert len(a.batches) == 3 and a.all_ids == b.all_ids and len(set(a.all_ids)) == 6
+    assert len(a.batches) == 3 and a.all_ids == b.all_ids and len(set(a.all_ids)) == 3 * (2 + I.FOLLOWUP_IDS)
     # any change to a row, the budget, the tranche or the contract changes the ids
     p3 = write(tmp_path, p1.read_text().replace(",10\n", ",10.01\n", 1), "changed.csv")
     assert I.validate(p3, budget(), state(), batch_size=2).batches[0].base_id != a.batches[0].base_id
@@ -223,12 +225,19 @@ def test_used_ids_are_skipped(tmp_path):
     # batch 2 untouched. Holders of batch 1: row 4 was active before (credited), row 5 new.
     passes = {b1.rows[0].holder: I.PassState(I.PASS_ACTIVE, NOW + 9),
               b0.rows[0].holder: I.PassState(I.PASS_ACTIVE, NOW + 9), b0.rows[1].holder: I.PassState(I.PASS_ACTIVE, NOW + 9)}
-    plan = I.validate(p, budget(), state(passes, used={b0.enrol_id, b1.credit_id}), batch_size=2)
+    # What the used ids' transactions credited (read from their mint events on chain).
+    credited = {b0.enrol_id: frozenset(r.holder for r in b0.rows), b1.credit_id: frozenset({b1.rows[0].holder})}
+    plan = I.validate(p, budget(), replace(state(passes, used=set(credited)), credited_by=credited), batch_size=2)
     assert plan.done_batches == (0,)
     assert [(s.batch, s.kind, [r.line for r in s.rows]) for s in plan.sends] == [(1, "enrol", [5]), (2, "enrol", [6, 7])]
-    # everything used: nothing to send, and a closed or full budget does not matter any more
+    # Row 5 got a pass elsewhere meanwhile: it is credited under the batch's first follow-up id.
+    passes[b1.rows[1].holder] = I.PassState(I.PASS_ACTIVE, NOW + 9)
+    plan = I.validate(p, budget(), replace(state(passes, used=set(credited)), credited_by=credited), batch_size=2)
+    assert [(s.batch, s.kind, s.batch_id) for s in plan.sends][0] == (1, "credit", b1.followup_ids[0])
+    # everything used and everyone credited: nothing to send, and a closed or full budget does not matter any more
     every = frozenset(i for b in fresh.batches for i in b.ids)
-    done = I.validate(p, budget(cap=1), state(used=every, now=1_900_000_001), batch_size=2)
+    all_rows = {b.enrol_id: frozenset(r.holder for r in b.rows) for b in fresh.batches}
+    done = I.validate(p, budget(cap=1), replace(state(used=every, now=1_900_000_001), credited_by=all_rows), batch_size=2)
     assert done.sends == () and done.done_batches == (0, 1, 2)
 
 
@@ -301,6 +310,34 @@ def test_interrupted_run_then_rerun_credits_everyone_once(w, tmp_path):
     assert w.f.balanceOfBatch([r.holder for r in rows], [w.sport] * 10).call() == [r.amount for r in rows]
     assert rec.ok, rec.lines()
     assert rec.chain_rows == 10 and rec.sent_rows == 6
+
+
+def test_interrupted_run_and_an_enrolment_elsewhere_still_credit_everyone_once(w, tmp_path):
+    """The run stops between a batch's credit and enrol transactions; before the re-run, a
+    new resident of that batch gets a pass another way. The re-run must credit exactly the
+    rows the first transaction did not (under a follow-up id), nobody twice."""
+    path = _residents_file(tmp_path, 3, "crash-elsewhere")
+    rows, _ = I.parse(path)
+    w.send(w.issuer, w.f.enrollPasses([rows[0].holder], w.end + 400 * DAY))  # row 0 enrolled: credit tx
+    sent = []
+
+    def crashing(fn):
+        if sent:
+            raise KeyboardInterrupt("power cut")
+        sent.append(fn)
+        return w.send(w.issuer, fn)
+
+    plan = I.plan_issuance(w.dep, path, w.sport, batch_size=3)
+    with pytest.raises(KeyboardInterrupt):
+        I.execute(w.dep, w.issuer, plan, sender=crashing)
+    w.send(w.issuer, w.f.enrollPasses([rows[1].holder], w.end + 400 * DAY))  # enrolled elsewhere meanwhile
+    plan2, results, rec = _run(w, path, w.sport, batch_size=3)
+    assert [(s.kind, [r.holder for r in s.rows]) for s in plan2.sends] == [
+        ("credit", [rows[1].holder]), ("enrol", [rows[2].holder])]
+    assert w.f.balanceOfBatch([r.holder for r in rows], [w.sport] * 3).call() == [r.amount for r in rows]
+    assert rec.ok, rec.lines()
+    again, _, _ = _run(w, path, w.sport, batch_size=3)
+    assert again.sends == ()
 
 
 def test_validation_against_the_chain(w, tmp_path):
