@@ -18,6 +18,9 @@ from citypass import node
 from citypass.errors import CityPassError
 
 LOCAL_DEV_CHAIN_IDS = {31337, 1337}  # Anvil/Hardhat, Ganache
+# A private Besu/geth network may also use chain id 1337: dev keys and time travel only
+# where the node itself says it is a development node.
+LOCAL_DEV_CLIENTS = ("anvil", "ganache", "hardhat")
 DEFAULT_CONFIRMATIONS = 2  # blocks on top of a transaction's block on a real network
 RPC_TIMEOUT = 60
 
@@ -30,11 +33,12 @@ class Chain:
     embedded: bool = False  # the node is this work directory's own Anvil
     workdir: Path = field(default_factory=lambda: Path(".citypass"))
     session: requests.Session = field(default_factory=requests.Session)
+    client: str = ""  # web3_clientVersion, e.g. "anvil/v1.7.1"
 
     @property
     def is_local_dev(self) -> bool:
         """Anvil/Ganache dev chains: public dev keys allowed, time can be moved, no confirmations."""
-        return self.chain_id in LOCAL_DEV_CHAIN_IDS
+        return self.chain_id in LOCAL_DEV_CHAIN_IDS and self.client.lower().startswith(LOCAL_DEV_CLIENTS)
 
     @property
     def default_confirmations(self) -> int:
@@ -135,7 +139,17 @@ def connect(
     provider = HTTPProvider(rpc, session=session, exception_retry_configuration=None,
                             request_kwargs={"timeout": RPC_TIMEOUT})
     w3 = Web3(provider)
-    return Chain(w3=w3, chain_id=chain_id, rpc_url=rpc, embedded=embedded, workdir=workdir, session=session)
+    return Chain(w3=w3, chain_id=chain_id, rpc_url=rpc, embedded=embedded, workdir=workdir, session=session,
+                 client=_client_version(session, rpc))
+
+
+def _client_version(session: requests.Session, rpc: str) -> str:
+    """The node's web3_clientVersion, or "" if it does not say."""
+    try:
+        r = session.post(rpc, json={"jsonrpc": "2.0", "id": 1, "method": "web3_clientVersion", "params": []}, timeout=10)
+        return str(r.json().get("result") or "")
+    except (requests.RequestException, ValueError, AttributeError):
+        return ""
 
 
 def _chain_id(session: requests.Session, rpc: str) -> int:

@@ -353,3 +353,20 @@ def test_builtin_and_unknown_reverts():
     assert "overflow" in explain_revert(panic)
     assert "without a reason" in explain_revert(b"")
     assert "unknown error data 0xdeadbeef" in explain_revert("0xdeadbeef")
+
+
+def test_dev_keys_need_a_development_node_not_just_its_chain_id():
+    """A private Besu/geth network may use chain id 1337 too: dev keys and time travel are only
+    for nodes that say they are Anvil, Ganache or Hardhat."""
+    from web3 import Web3
+
+    from citypass.chain import Chain
+
+    def chain(chain_id: int, client: str) -> Chain:
+        return Chain(w3=Web3(), chain_id=chain_id, rpc_url="http://127.0.0.1:1", client=client)
+
+    assert chain(31337, "anvil/v1.7.1").is_local_dev
+    assert chain(1337, "Ganache/v7.9.2/EthereumJS TestRPC/v7.9.2/ethereum-js").is_local_dev
+    assert not chain(1337, "besu/v24.1.0/linux-x86_64/openjdk-java-17").is_local_dev
+    assert not chain(1337, "").is_local_dev
+    assert not chain(1, "anvil/v1.7.1").is_local_dev
