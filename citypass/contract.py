@@ -118,9 +118,16 @@ class Deployment:
         start = self.block if from_block is None else from_block
         end = self.chain.w3.eth.block_number if to_block == "latest" else int(to_block)
         logs: list[Any] = []
+        size = LOG_CHUNK
         while start <= end:
-            stop = min(start + LOG_CHUNK - 1, end)
-            logs += ev.get_logs(from_block=start, to_block=stop, argument_filters=argument_filters)
+            stop = min(start + size - 1, end)
+            try:
+                logs += ev.get_logs(from_block=start, to_block=stop, argument_filters=argument_filters)
+            except Exception as exc:  # many public RPCs cap the range or the results per call
+                if size > 1:
+                    size = max(1, size // 2)
+                    continue
+                raise CityPassError(f"the node refused to return {event} events of blocks {start}..{stop}: {exc}") from exc
             start = stop + 1
         return logs
 

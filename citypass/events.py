@@ -31,11 +31,13 @@ from eth_abi import decode as abi_decode
 from eth_utils import event_abi_to_log_topic, to_checksum_address
 from web3 import Web3
 
+from citypass.errors import CityPassError
+
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 DEFAULT_CHUNK = 5_000  # blocks per eth_getLogs call; public RPCs often cap at 10,000
 
 
-class EventFetchError(RuntimeError):
+class EventFetchError(CityPassError):
     """Logs could not be read or decoded; the message names the block range or log."""
 
 
