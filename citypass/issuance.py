@@ -15,18 +15,20 @@ wrong pass, so nothing is guessed and every bad line is reported before anything
 - `amount`: euros, a dot for decimals, at most 2 decimals, more than 0 (`25`, `12.5`, `12.50`).
 - Each holder at most once per file; at most MAX_ROWS rows.
 
-Batches: the rows are cut, in file order, into batches of a fixed size (from the block gas
-limit, see `batch_size_for`). Batch i has the base id
+Batches: the rows, sorted by holder address (so the order of the file does not matter: a
+re-export of the same list in another order is the same issuance), are cut into batches of a
+fixed size (from the block gas limit, see `batch_size_for`; only the sizes of BATCH_LADDER).
+Batch i has the base id
 
     keccak256(abi.encode("CityPass issuance v1", chainId, contract, budget, tranche, i, holders, amounts))
 
-and is sent as at most two transactions with ids keccak256(baseId ++ "credit") (`issue`, for
-holders who already have an active pass) and keccak256(baseId ++ "enrol") (`enrollAndIssue`,
-for new residents), credit first. The chain refuses a used id, and a run skips what
-`batchIssued` says was sent: the enrol id marks the batch done; a used credit id means only
-the still-unenrolled holders remain. So a re-run, or a run after a crash, credits nobody
-twice. The same rows for the same budget are the same issuance; a second tranche to the same
-residents needs a `tranche` label.
+and is sent as transactions with ids keccak256(baseId ++ "credit") (`issue`, for holders who
+already have an active pass), keccak256(baseId ++ "enrol") (`enrollAndIssue`, for new
+residents) and, only after interrupted runs, keccak256(baseId ++ "credit-k"). The chain
+refuses a used id; a run reads, from the mint events of the batch's used ids, who was
+credited already and sends only the rest. So a re-run, or a run after a crash, credits
+nobody twice. The same rows for the same budget are the same issuance; a second tranche to
+the same residents needs a `tranche` label.
 """
 
 from __future__ import annotations
@@ -257,7 +259,8 @@ class Batch:
 
 
 def cut_batches(rows: Sequence[Row], size: int, *, chain_id: int, contract: str, budget: int, tranche: str = "") -> list[Batch]:
-    """The file's rows in file order, `size` per batch, with their content-derived ids."""
+    """The file's rows sorted by holder, `size` per batch, with their content-derived ids."""
+    rows = sorted(rows, key=lambda r: r.holder.lower())
     batches = []
     for index, start in enumerate(range(0, len(rows), size)):
         part = tuple(rows[start : start + size])
@@ -566,8 +569,9 @@ def _check_other_sizes(dep: Any, rows: Sequence[Row], size: int, state: ChainSta
     # A size that gives the same first batch (a file shorter than both) gives the same ids.
     others = [n for n in BATCH_LADDER if n <= state.max_per_batch and min(n, len(rows)) != min(size, len(rows))]
     probes = []
+    ordered = sorted(rows, key=lambda r: r.holder.lower())  # the order cut_batches uses
     for n in others:
-        first = cut_batches(rows[:n], n, chain_id=state.chain_id, contract=dep.address, budget=budget, tranche=tranche)
+        first = cut_batches(ordered[:n], n, chain_id=state.chain_id, contract=dep.address, budget=budget, tranche=tranche)
         if first:
             probes += [(n, i) for i in first[0].ids]
     used = call_many(dep, "batchIssued", [(i,) for _, i in probes])
