@@ -34,13 +34,13 @@ node_modules/.stamp: package.json package-lock.json
 	touch $@
 
 # py-solc-x looks for solc-v<version> in SOLCX_BINARY_PATH; the adapter stands in for it.
-$(SOLC): toolchain/solc-adapter.js node_modules/.stamp
+$(SOLC): toolchain/solc-adapter.js | node_modules/.stamp
 	mkdir -p $(SOLCX_DIR)
 	ln -sf $(CURDIR)/toolchain/solc-adapter.js $@
 	chmod +x toolchain/solc-adapter.js
 
 # The native Anvil binary from the npm package, without the node wrapper in between.
-$(VENV)/bin/anvil: node_modules/.stamp $(VENV)/.stamp
+$(VENV)/bin/anvil: | node_modules/.stamp $(VENV)/.stamp
 	ln -sf "$$(node -e "console.log(require('path').dirname(require.resolve('@foundry-rs/anvil-linux-amd64/package.json')))" 2>/dev/null || echo $(CURDIR)/node_modules/@foundry-rs/anvil)/bin/anvil" $@
 	$@ --version > /dev/null
 
