@@ -714,7 +714,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
             address holder;
             uint256 amount;
             bool ok;
-            uint256 codeSize;
+            bool slowPath; // refused, or a contract recipient to ask (rare: one branch for both)
             assembly ("memory-safe") {
                 holder := calldataload(add(holders.offset, shl(5, i)))
                 amount := calldataload(add(amounts.offset, shl(5, i)))
@@ -734,17 +734,17 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
                 // holder in [1, 2**160 - 1] and amount in [1, 2**128 - 1] (0 - 1 wraps to 2**256 - 1)
                 ok := and(ok, lt(sub(holder, 1), 0xffffffffffffffffffffffffffffffffffffffff))
                 ok := and(ok, lt(sub(amount, 1), 0xffffffffffffffffffffffffffffffff))
+                slowPath := or(iszero(ok), extcodesize(holder))
                 mstore(0x20, ledgerBase)
                 let ledgerSlot := keccak256(0x00, 0x40)
                 sstore(ledgerSlot, add(sload(ledgerSlot), amount))
                 mstore(0x00, budget)
                 mstore(0x20, amount)
                 log4(0x00, 0x40, transferSingle, caller(), 0, holder)
-                codeSize := extcodesize(holder)
                 total := add(total, amount) // cannot overflow: each amount < 2**128, count <= 2,000
             }
-            if (!ok) _refuseMint(holder, budget, amount, enrolUntil != 0);
-            if (codeSize != 0) {
+            if (slowPath) {
+                if (!ok) _refuseMint(holder, budget, amount, enrolUntil != 0);
                 ERC1155Utils.checkOnERC1155Received(msg.sender, address(0), holder, budget, amount, "");
             }
             unchecked {
