@@ -658,9 +658,9 @@ def role_accept_admin(c: Ctx) -> None:
 
 
 def _dev_signer(c: Ctx, address: str) -> Any:
-    for i in range(keys.DEV_ACCOUNTS):
-        if keys.dev_account(i).address == address:
-            return c.load(f"dev:{i}")
+    index = keys.dev_index(address)
+    if index is not None:
+        return c.load(f"dev:{index}")
     raise UsageError(f"pass --from with the key of the pending admin {address}")
 
 

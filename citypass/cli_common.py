@@ -24,7 +24,7 @@ from citypass import contract as C
 from citypass import keys
 from citypass.chain import Chain, connect
 from citypass.errors import ROLE_IDS, CityPassError, UsageError, euros
-from citypass.money import cents_from_text
+from citypass.money import cents_from_text, plain_euros
 from citypass.tx import Receipt, send, send_many
 
 DAY = 86_400
@@ -71,15 +71,22 @@ class Ctx:
         if self.chain.is_local_dev:
             if role is None:
                 return self.load("dev:0")
-            dep = self.deployment
-            for i in range(keys.DEV_ACCOUNTS):
-                dev = keys.dev_account(i)
-                if C.has_role(dep, role, dev.address):
-                    note(f"signing as dev:{i} ({dev.address}), which holds the {role} role")
-                    return self.load(f"dev:{i}")
+            holder = self.dev_holding([role])
+            if holder is not None:
+                return holder
             raise CityPassError(f"no dev account holds the {role} role on this chain: pass --from KEYSPEC")
         what = f" (an account with the {role} role)" if role else ""
         raise UsageError(f"no signing account: pass --from KEYSPEC{what} or set CITYPASS_FROM")
+
+    def dev_holding(self, roles: list[str]) -> LocalAccount | None:
+        """The first dev account that holds every one of `roles` (said on stderr), or None."""
+        for i in range(keys.DEV_ACCOUNTS):
+            address = keys.dev_account(i).address
+            if all(C.has_role(self.deployment, r, address) for r in roles):
+                held = f"the {roles[0]} role" if len(roles) == 1 else f"the {' and '.join(roles)} role(s)"
+                note(f"signing as dev:{i} ({address}), which holds {held}")
+                return self.load(f"dev:{i}")
+        return None
 
     def send(self, fn: Any, what: str, *, role: str | None = None, account: LocalAccount | None = None) -> Receipt:
         """Sends one call as `account` (default: self.account(role)) and reports it on stderr."""
@@ -174,13 +181,8 @@ def parse_euros(text: str, what: str = "amount", *, allow_zero: bool = False) ->
     return cents
 
 
-def format_euros(cents: int) -> str:
-    return euros(cents)
-
-
-def cents_to_str(cents: int) -> str:
-    """Euros without the sign, for CSV and JSON: 1250 -> '12.50'."""
-    return f"{cents // 100}.{cents % 100:02d}"
+format_euros = euros  # for people: '€12.50'
+cents_to_str = plain_euros  # for CSV and JSON: 1250 -> '12.50'
 
 
 def parse_date(text: str, what: str = "date", *, end_of_day: bool = False) -> int:

@@ -59,11 +59,9 @@ def _dev_account_with(c: Ctx, roles: list[str]) -> Any:
     """--from, or on a local dev chain the first dev account holding all `roles`."""
     if c.from_spec or not c.chain.is_local_dev:
         return c.account(roles[0])
-    for i in range(keys.DEV_ACCOUNTS):
-        address = keys.dev_account(i).address
-        if all(C.has_role(c.deployment, r, address) for r in roles):
-            note(f"signing as dev:{i} ({address}), which holds the {' and '.join(roles)} role(s)")
-            return c.load(f"dev:{i}")
+    holder = c.dev_holding(roles)
+    if holder is not None:
+        return holder
     raise CityPassError(
         f"no dev account holds the {' and '.join(roles)} roles together"
         + (" (enrolling new residents needs both): grant one, e.g. `citypass role grant registrar <issuer address>`"
@@ -76,10 +74,9 @@ def _provider_account(c: Ctx, named: str | None = None) -> Any:
     """The provider's own wallet: --from; on a local dev chain, the dev account the voucher names."""
     if c.from_spec:
         return c.load(c.from_spec)
-    if named and c.chain.is_local_dev:
-        for i in range(keys.DEV_ACCOUNTS):
-            if keys.dev_account(i).address == named:
-                return c.load(f"dev:{i}")
+    index = keys.dev_index(named) if named and c.chain.is_local_dev else None
+    if index is not None:
+        return c.load(f"dev:{index}")
     raise UsageError("pass --from KEYSPEC: the provider's own wallet (keystore name or file) signs and pays gas")
 
 

@@ -38,6 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from citypass import finance, issuance, redemption, wallet
+from citypass.money import plain_euros
 from citypass import report as rep
 from citypass import voucher as V
 from citypass.chain import Chain, connect
@@ -123,8 +124,7 @@ def derived_account(label: str) -> LocalAccount:
     return Account.from_key(keccak(text=f"citypass-demo:{label}"))
 
 
-def euro_csv(cents: int) -> str:
-    return f"{cents // 100}.{cents % 100:02d}"
+euro_csv = plain_euros  # the issuance files' amount column
 
 
 # ---------------------------------------------------------------------------- bookkeeping

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
+from citypass.money import euros  # noqa: F401  (re-exported: used across the package)
 from citypass.reasons import Reason
 
 
@@ -48,12 +49,6 @@ _PANIC = {
 
 def role_name(role_id: bytes) -> str:
     return _ROLE_BY_ID.get(bytes(role_id), "0x" + bytes(role_id).hex())
-
-
-def euros(cents: int) -> str:
-    """12345 -> '€123.45' (amounts on chain are euro cents)."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}€{abs(cents) // 100:,}.{abs(cents) % 100:02d}"
 
 
 def date_text(timestamp: int) -> str:

@@ -58,6 +58,14 @@ def dev_account(index: int) -> LocalAccount:
     return _dev_cache[index]
 
 
+def dev_index(address: str) -> int | None:
+    """N if `address` is Anvil's dev account dev:N, else None."""
+    for i in range(DEV_ACCOUNTS):
+        if dev_account(i).address.lower() == address.lower():
+            return i
+    return None
+
+
 def keys_dir(workdir: Path | str) -> Path:
     return Path(workdir) / KEYS_DIR
 

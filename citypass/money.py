@@ -19,3 +19,15 @@ def cents_from_text(text: str) -> int:
     if cents > MAX_CENTS:
         raise ValueError(f"{text!r} is too large")
     return cents
+
+
+def euros(cents: int) -> str:
+    """For people: 1234567 -> '€12,345.67'."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}€{abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+def plain_euros(cents: int) -> str:
+    """For CSV and JSON: 1234567 -> '12345.67'."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from citypass.errors import CityPassError
+from citypass.money import euros, plain_euros
 from citypass.events import (
     Activity, Issuance, Migration, Reclamation, Redemption, Refund, Settlement, balances,
 )
@@ -36,16 +37,8 @@ class ReconciliationError(CityPassError):
     """The totals do not add up; the message names the budget and the gap in cents."""
 
 
-def eur(cents: int) -> str:
-    """Cents as a plain decimal euro amount for CSV files: 12345 -> '123.45'."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
-
-
-def eur_text(cents: int) -> str:
-    """Cents for people: 1234567 -> '€12,345.67'."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}€{abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+eur = plain_euros  # CSV files: 12345 -> '123.45'
+eur_text = euros  # people: 1234567 -> '€12,345.67'
 
 
 def _short(address: str) -> str:
