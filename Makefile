@@ -60,7 +60,7 @@ demo: setup compile
 	$(PY) -m citypass.demo $(DEMO_ARGS)
 
 bench: setup
-	$(PY) -m benchmarks.gas $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	-$(PY) -c "from citypass import node; node.node_stop('.citypass-demo'); node.node_stop('.citypass')" 2>/dev/null

@@ -493,26 +493,10 @@ def read_state(dep: Any, rows: Sequence[Row], ids: Sequence[bytes]) -> ChainStat
 
 
 def call_many(dep: Any, name: str, arg_lists: Sequence[tuple], chunk: int = 500) -> list[tuple]:
-    """One view function called with many argument tuples, as JSON-RPC batches (a plain
-    call per holder is ~50x slower for a file of thousands); results as tuples. Encodes with
-    eth-abi directly: web3's encode_abi re-validates the whole ABI on every call (~8 ms)."""
-    from eth_abi import decode as abi_decode
-    from eth_utils import function_abi_to_4byte_selector
+    """A view function of the deployment called with many argument tuples (see tx.call_many)."""
+    from citypass.tx import call_many as _call_many
 
-    if not arg_lists:
-        return []
-    fn_abi = dep.contract.get_function_by_name(name).abi
-    selector = function_abi_to_4byte_selector(fn_abi)
-    inputs = [i["type"] for i in fn_abi["inputs"]]
-    outputs = [o["type"] for o in fn_abi["outputs"]]
-    out: list[tuple] = []
-    for start in range(0, len(arg_lists), chunk):
-        part = arg_lists[start : start + chunk]
-        calls = [("eth_call", [{"to": dep.address, "data": "0x" + (selector + abi_encode(inputs, list(a))).hex()}, "latest"])
-                 for a in part]
-        for answer in dep.chain.rpc_batch(calls):
-            out.append(tuple(abi_decode(outputs, bytes.fromhex(answer[2:]))))
-    return out
+    return _call_many(dep.chain, dep.contract, name, arg_lists, chunk)
 
 
 def plan_issuance(
@@ -635,11 +619,9 @@ class Snapshot:
 
 def snapshot(dep: Any, plan: Plan) -> Snapshot:
     holders = [r.holder for r in plan.rows]
-    total = 0
-    for start in range(0, len(holders), 500):
-        part = holders[start : start + 500]
-        total += sum(dep.contract.functions.balanceOfBatch(part, [plan.budget] * len(part)).call())
-    return Snapshot(read_budget(dep, plan.budget).issued, total)
+    parts = [holders[i:i + 500] for i in range(0, len(holders), 500)]
+    answers = call_many(dep, "balanceOfBatch", [(part, [plan.budget] * len(part)) for part in parts], chunk=20)
+    return Snapshot(read_budget(dep, plan.budget).issued, sum(sum(values) for (values,) in answers))
 
 
 @dataclass(frozen=True)

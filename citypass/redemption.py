@@ -19,6 +19,10 @@ from citypass.errors import CityPassError, budget_text, date_text, euros
 from citypass.reasons import Reason
 
 BATCH_CHUNK = 100  # vouchers per redeemBatch transaction (~5M gas)
+# Gas limit of one redemption by a plain (EOA) holder once checkVoucher accepted it: at most
+# ~100k (a provider's first credit of a budget and a new nonce word each open a slot).
+# Unused gas is not charged; a holder that is a contract (ERC-1271) gets an estimate instead.
+REDEEM_GAS_LIMIT = 200_000
 
 
 class VoucherRefused(CityPassError):
@@ -113,6 +117,54 @@ def redeem(dep: Any, provider_account: Any, signed: V.SignedVoucher) -> Redempti
     fn = dep.contract.functions.redeem(signed.voucher.contract_args(), V.compact_signature(signed))
     receipt = send(dep.chain, provider_account, fn)
     return Redemption(signed.voucher, _hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]))
+
+
+def redeem_many(dep: Any, provider_account: Any, signed_list: Sequence[V.SignedVoucher]
+                ) -> list[Redemption | VoucherRefused]:
+    """Redeems many single vouchers from one wallet without waiting between them (several
+    gates or tills on one wallet): all are pre-checked in one batch of checkVoucher calls,
+    the accepted ones are sent as separate `redeem` transactions back to back, and each is
+    confirmed. Returns, in order, a Redemption or the VoucherRefused saying why (a refused
+    voucher is never sent)."""
+    from citypass.tx import call_many, send_many
+
+    chain, provider = dep.chain, provider_account.address
+    results: list[Redemption | VoucherRefused | None] = [None] * len(signed_list)
+    checked: list[tuple[int, V.SignedVoucher]] = []
+    for i, s in enumerate(signed_list):
+        problem = _mismatch(dep, s, provider)
+        if problem:
+            results[i] = VoucherRefused(None, f"voucher refused: {problem}")
+        else:
+            checked.append((i, s))
+    codes = call_many(chain, dep.contract, "checkVoucher",
+                      [(s.voucher.contract_args(), provider, s.signature) for _, s in checked])
+    seen: set[tuple[str, int, int]] = set()
+    accepted: list[tuple[int, V.SignedVoucher]] = []
+    for (i, s), (code,) in zip(checked, codes):
+        key = (s.voucher.holder, s.voucher.budget, s.voucher.nonce)
+        reason = Reason.NonceUsed if key in seen else Reason(int(code))
+        if reason != Reason.Ok:
+            results[i] = VoucherRefused(reason, f"voucher refused: {reason.message}")
+        else:
+            seen.add(key)
+            accepted.append((i, s))
+    holders = sorted({s.voucher.holder for _, s in accepted})
+    has_code = {h for h, c in zip(holders, chain.rpc_batch([("eth_getCode", [h, "latest"]) for h in holders]))
+                if c not in ("0x", None)}
+    for contracts, gas in ((False, REDEEM_GAS_LIMIT), (True, None)):
+        part = [(i, s) for i, s in accepted if (s.voucher.holder in has_code) == contracts]
+        fns = [dep.contract.functions.redeem(s.voucher.contract_args(), V.compact_signature(s)) for _, s in part]
+        for (i, s), receipt in zip(part, send_many(chain, provider_account, fns, gas=gas, check=False)):
+            tx_hash = _hex(receipt["transactionHash"])
+            if int(receipt["status"]) == 1:
+                results[i] = Redemption(s.voucher, tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"]))
+            else:  # accepted by the check, refused when mined: the state changed in between
+                check = explain(dep, s, provider)
+                why = check.message if not check.ok else "the transaction failed although the voucher checks out"
+                results[i] = VoucherRefused(check.reason, f"voucher refused when mined (tx {tx_hash}): {why}")
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

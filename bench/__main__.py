@@ -1,0 +1,147 @@
+"""make bench: gas and throughput of CityPass beside its baselines and targets.
+
+    python -m bench [--tiny] [--out bench/results.json]
+
+Everything runs on one fresh embedded Anvil in a temporary folder: CityPass and the
+baseline contracts (bench/contracts) are deployed and measured in the same run. Writes
+the figures as JSON and prints a Markdown table (see bench/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from citypass import node
+
+from bench import gas, throughput
+from bench.world import make_world
+
+FULL = {"residents": 500, "redemptions": 5_000, "transfers": 5_000, "issue_rows": (1_000, 10_000, 50_000)}
+TINY = {"residents": 20, "redemptions": 50, "transfers": 50, "issue_rows": (20, 40, 100)}
+
+
+def run(sizes: dict[str, Any], workdir: Path, say=print) -> dict[str, Any]:
+    started = time.perf_counter()
+    world = make_world(workdir)
+    say(f"{world.chain.name}, CityPass at {world.dep.address}")
+    say("gas per operation ...")
+    g = gas.measure(world, sizes["residents"])
+    say("throughput: plain transfers (the ceiling) ...")
+    transfers = throughput.transfers_per_second(world, sizes["transfers"])
+    say(f"throughput: {sizes['redemptions']:,} vouchers by 5 providers ...")
+    redeem, redeem_providers_only = throughput.redemptions_per_second(world, sizes["redemptions"], "tp")
+    by_rows = {}
+    for rows in sizes["issue_rows"]:
+        say(f"throughput: `citypass issue` of {rows:,} rows ...")
+        by_rows[str(rows)] = throughput.issue_seconds(world, rows, f"rows{rows}")
+    biggest = str(max(sizes["issue_rows"]))
+    return {
+        "gas": {k: round(v) for k, v in g.items()},  # whole gas units
+        "throughput": {
+            "issue_50k_seconds" if biggest == "50000" else f"issue_{biggest}_seconds": round(by_rows[biggest], 2),
+            "issue_seconds_by_rows": {k: round(v, 2) for k, v in by_rows.items()},
+            "redeem_per_second": round(redeem, 1),
+            "redeem_per_second_presigned": round(redeem_providers_only, 1),
+            "anvil_transfer_per_second": round(transfers, 1),
+        },
+        "meta": {
+            "sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
+            "node": world.chain.client,
+            "python": platform.python_version(), "machine": platform.machine(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    }
+
+
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the figure it was judged on."""
+    g, t = r["gas"], r["throughput"]
+    rows = t["issue_seconds_by_rows"]
+    sizes = sorted(rows, key=int)
+    per_row = {k: rows[k] / int(k) for k in sizes}
+    mid, top = sizes[-2], sizes[-1]
+    out = [
+        ("gas.redeem ≤ 50,000", g["redeem"], g["redeem"] <= 50_000),
+        ("gas.redeem < gas.baseline_erc20_permit_transfer", f"{g['redeem']:,} vs {g['baseline_erc20_permit_transfer']:,}",
+         g["redeem"] < g["baseline_erc20_permit_transfer"]),
+        ("gas.issue_new_resident ≤ 50,000", g["issue_new_resident"], g["issue_new_resident"] <= 50_000),
+        ("gas.issue_existing_resident ≤ 30,000", g["issue_existing_resident"], g["issue_existing_resident"] <= 30_000),
+        ("gas.issue_existing_resident ≤ gas.baseline_erc1155_mint_per_holder + 2,100",
+         f"+{g['issue_existing_resident'] - g['baseline_erc1155_mint_per_holder']:,}",
+         g["issue_existing_resident"] - g["baseline_erc1155_mint_per_holder"] <= 2_100),
+        (f"issuance of {int(top):,} rows ≤ 60 s", f"{rows[top]:.1f} s", rows[top] <= 60),
+        (f"issuance grows linearly: time per row at {int(top):,} rows ≤ 1.25 × at {int(mid):,}",
+         f"{per_row[top] * 1000:.2f} vs {per_row[mid] * 1000:.2f} ms/row", per_row[top] <= 1.25 * per_row[mid]),
+        ("throughput.redeem_per_second ≥ 50% of anvil_transfer_per_second",
+         f"{t['redeem_per_second']:,.0f} vs {t['anvil_transfer_per_second']:,.0f}/s "
+         f"({t['redeem_per_second'] / t['anvil_transfer_per_second']:.0%})",
+         t["redeem_per_second"] >= 0.5 * t["anvil_transfer_per_second"]),
+    ]
+    return [{"target": name, "measured": measured, "holds": bool(ok)} for name, measured, ok in out]
+
+
+GAS_ROWS = [  # (what, CityPass key, baseline key or None)
+    ("redeem one voucher (balances exist)", "redeem", "baseline_erc20_permit_transfer"),
+    ("  same, a holder's own ERC-1155 transfer (pays own gas)", None, "baseline_erc1155_transfer"),
+    ("redeem, per voucher in a batch of 50", "redeem_batch_per_voucher", None),
+    ("redeem, the provider's first payment in a budget", "redeem_providers_first_in_budget", None),
+    ("enrol + credit one more new resident (batch of N)", "issue_new_resident", None),
+    ("  same, without access list", "issue_new_resident_no_access_list", None),
+    ("credit one more enrolled resident (batch of N)", "issue_existing_resident", "baseline_erc1155_mint_per_holder"),
+    ("  same, without access list", "issue_existing_resident_no_access_list",
+     "baseline_erc1155_mint_per_holder_no_access_list"),
+    ("settle (one provider, one budget)", "settle", None),
+    ("reclaim one more holder (batch of N)", "reclaim_per_holder", None),
+]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    g, t = r["gas"], r["throughput"]
+    n = r["meta"]["sizes"]["residents"]
+    lines = [f"| gas (N = {n}) | CityPass | baseline |", "|---|---:|---:|"]
+    for what, ours, base in GAS_ROWS:
+        lines.append(f"| {what} | {f'{g[ours]:,}' if ours else ''} | {f'{g[base]:,}' if base else ''} |")
+    lines += ["", "| throughput | measured |", "|---|---:|"]
+    for rows, seconds in t["issue_seconds_by_rows"].items():
+        lines.append(f"| `citypass issue`, {int(rows):,} new residents | {seconds:.1f} s ({int(rows) / seconds:,.0f} rows/s) |")
+    lines.append(f"| redemptions/s, {r['meta']['sizes']['redemptions']:,} vouchers signed and redeemed by 5 providers "
+                 f"| {t['redeem_per_second']:,.0f} |")
+    lines.append(f"| redemptions/s, the providers' part alone (vouchers signed beforehand) "
+                 f"| {t['redeem_per_second_presigned']:,.0f} |")
+    lines.append(f"| plain ETH transfers/s, same node and path (the ceiling) | {t['anvil_transfer_per_second']:,.0f} |")
+    lines += ["", "| target | measured | holds |", "|---|---|---|"]
+    for x in r["targets"]:
+        measured = f"{x['measured']:,}" if isinstance(x["measured"], (int, float)) else x["measured"]
+        lines.append(f"| {x['target']} | {measured} | {'yes' if x['holds'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (for the test that keeps this from rotting)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
+    args = parser.parse_args(argv)
+    sizes = TINY if args.tiny else FULL
+    with tempfile.TemporaryDirectory(prefix="citypass-bench-") as workdir:
+        try:
+            result = run(sizes, Path(workdir), say=lambda s: print(s, file=sys.stderr, flush=True))
+        finally:
+            node.node_stop(workdir)
+    result["targets"] = targets(result)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(markdown(result))
+    print(f"\nwritten to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

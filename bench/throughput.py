@@ -1,0 +1,117 @@
+"""Throughput: issuance end to end through the CLI, and redemptions per second against the
+ceiling of plain ETH transfers sent the same way on the same node."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+from eth_account.signers.local import LocalAccount
+
+from citypass import chain as chain_mod
+from citypass import redemption, tx
+from citypass import voucher as V
+from citypass.errors import CityPassError
+
+from bench.world import SPORT, World, resident_address, resident_key
+
+AMOUNT_CENTS = 15_000
+
+
+def issue_seconds(world: World, rows: int, tag: str) -> float:
+    """Wall time of `citypass issue` on a CSV of `rows` new residents (enrol + credit), as
+    the finance office runs it: a new process that reads, validates, plans, sends and
+    reconciles. The budget's issued counter is checked afterwards."""
+    budget = world.new_budget(SPORT, f"Bench issuance {tag}")
+    path = world.workdir / f"issue-{tag}.csv"
+    lines = ["holder,amount"] + [f"{resident_address(tag, i)},{AMOUNT_CENTS // 100}.00" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    cmd = [sys.executable, "-m", "citypass", "--rpc", world.chain.rpc_url, "--workdir", str(world.workdir),
+           "--contract", world.dep.address, "--from", "dev:1", "issue", str(path), "--budget", str(budget)]
+    t0 = time.perf_counter()
+    run = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"NO_COLOR": "1"}, check=False)
+    seconds = time.perf_counter() - t0
+    if run.returncode != 0:
+        raise CityPassError(f"`citypass issue` of {rows} rows failed:\n{run.stderr[-2000:]}")
+    issued = world.f.budgetTotals(budget).call()[1]
+    if issued != rows * AMOUNT_CENTS:
+        raise CityPassError(f"issuance of {rows} rows: budget issued {issued}, expected {rows * AMOUNT_CENTS}")
+    return seconds
+
+
+def _connection(world: World) -> Any:
+    """Each till its own connection to the node (an HTTP session is not shared between threads)."""
+    return chain_mod.connect(world.chain.rpc_url)
+
+
+def _parallel(jobs: Sequence[Callable[[], Any]]) -> float:
+    """Runs the jobs side by side (one per sender, as separate tills would) and returns the
+    wall time until the last one has all its receipts."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        for result in [pool.submit(job) for job in jobs]:
+            result.result()
+    return time.perf_counter() - t0
+
+
+def transfers_per_second(world: World, count: int) -> float:
+    """The ceiling: plain ETH transfers from the provider wallets through the same sending
+    path (sign, pipelined submit, wait for every receipt), with the known gas of a transfer."""
+    senders = world.providers
+    share = count // len(senders)
+    sink = resident_address("sink", 0)
+    links = [_connection(world) for _ in senders]
+    jobs = [lambda p=p, link=link: tx.send_many(link, p, [tx.Transfer(sink)] * share, value=1, gas=21_000)
+            for p, link in zip(senders, links)]
+    return share * len(senders) / _parallel(jobs)
+
+
+def fund_holders(world: World, budget: int, holders: Sequence[str], cents: int) -> None:
+    """Enrols and credits `holders` (not timed: this is the set-up for redemption). Batches
+    of 250 stay well under the block gas limit: on Anvil's automine, two pipelined
+    transactions that each reserve a whole block can leave the second one pending."""
+    step = 250
+    fns = [world.f.enrollAndIssue(os.urandom(32), budget, world.valid_until, list(holders[i:i + step]),
+                                  [cents] * len(holders[i:i + step]))
+           for i in range(0, len(holders), step)]
+    tx.send_many(world.chain, world.office, fns)
+
+
+def redemptions_per_second(world: World, count: int, tag: str) -> tuple[float, float]:
+    """`count` vouchers, each signed by its resident and redeemed as a single scan by one of
+    the five providers (their tills side by side), all confirmed. Returns (redemptions/s
+    including the residents' signing, redemptions/s of the providers' part alone)."""
+    budget = world.new_budget(SPORT, f"Bench redemption {tag}")
+    residents = [resident_key(tag, i) for i in range(count)]
+    fund_holders(world, budget, [r.address for r in residents], 1_000)
+    providers = world.providers
+    chain_id, contract = world.chain.chain_id, world.dep.address
+    share = count // len(providers)
+    now = world.chain.now()  # the chain's clock (the gas benchmark moved it past a budget's end)
+    links = [_connection(world) for _ in providers]
+
+    def till(index: int, provider: LocalAccount, signed: list[V.SignedVoucher] | None) -> None:
+        mine = residents[index * share:(index + 1) * share]
+        if signed is None:
+            signed = [V.sign(V.build(r.address, provider.address, budget, 300, nonce=0, now=now), r.key, chain_id, contract)
+                      for r in mine]
+        dep = dataclasses.replace(world.dep, chain=links[index])
+        outcomes = redemption.redeem_many(dep, provider, signed)
+        refused = [o for o in outcomes if not isinstance(o, redemption.Redemption)]
+        if refused:
+            raise CityPassError(f"{len(refused)} of {len(signed)} vouchers were refused; the first: {refused[0]}")
+
+    # Vouchers signed inside the timed part: the whole path.
+    first = [lambda i=i, p=p: till(i, p, None) for i, p in enumerate(providers)]
+    whole = len(providers) * share / _parallel(first)
+    # The same again with fresh nonces, vouchers signed beforehand: the providers' side only.
+    presigned = [[V.sign(V.build(r.address, p.address, budget, 300, nonce=1, now=now), r.key, chain_id, contract)
+                  for r in residents[i * share:(i + 1) * share]] for i, p in enumerate(providers)]
+    second = [lambda i=i, p=p, s=s: till(i, p, s) for (i, p), s in zip(enumerate(providers), presigned)]
+    providers_only = len(providers) * share / _parallel(second)
+    return whole, providers_only
