@@ -140,10 +140,22 @@ def access_list(chain: Chain, sender: str, fn: Any) -> list[dict[str, Any]] | No
     the node cannot make one. Worth it for issuance batches: each resident's address and two
     storage slots are then paid for up front at a lower price (about 300 gas less per
     resident); a single redemption would pay more than it saves."""
+    found = access_list_and_gas(chain, sender, fn)
+    return found[0] if found else None
+
+
+def access_list_and_gas(chain: Chain, sender: str, fn: Any) -> tuple[list[dict[str, Any]], int] | None:
+    """The access list and a gas limit for a call sent with it, from one eth_createAccessList
+    (the node runs the call once or twice; eth_estimateGas searches with a dozen runs, which
+    is most of the node's time for an issuance batch). Only for calls without gas refunds
+    (the node reports gas after refunds). None if the node cannot make access lists or the
+    call would fail (then `send` estimates, and explains the failure)."""
     answer = chain.rpc_batch([("eth_createAccessList", [_call_params(fn, sender), "latest"])], raise_errors=False)[0]
     if isinstance(answer, RpcError) or not isinstance(answer, dict) or "accessList" not in answer:
         return None
-    return answer["accessList"]
+    if answer.get("error") or "gasUsed" not in answer:
+        return None
+    return answer["accessList"], int(int(answer["gasUsed"], 16) * GAS_MARGIN) + GAS_EXTRA
 
 
 def _rlp_access_list(entries: Sequence[dict[str, Any]]) -> list:
