@@ -76,7 +76,29 @@ def _mismatch(dep: Any, signed: V.SignedVoucher, provider: str) -> str | None:
         return f"this voucher is for the CityPass contract at {signed.contract}, not the one at {dep.address}"
     if to_checksum_address(provider) != signed.voucher.provider:
         return f"this voucher is made out to provider {signed.voucher.provider}, not to this wallet {to_checksum_address(provider)}"
-    return None
+    return _signature_problem(dep, signed)
+
+
+def _signature_problem(dep: Any, signed: V.SignedVoucher) -> str | None:
+    """A holder's key signature that does not recover to the holder: the voucher was altered
+    (or signed by another key). Smart-account holders (code at the address) and the 64-byte
+    form are left to the chain's check."""
+    sig, holder = signed.signature, signed.voucher.holder
+    if len(sig) == 65:
+        try:
+            if V.recover_signer(signed) == holder:
+                return None
+        except Exception:  # noqa: BLE001 - not a valid ECDSA signature at all: reported below
+            pass
+    elif len(sig) == 64:
+        return None
+    if dep.chain.w3.eth.get_code(holder):
+        return None
+    if len(sig) != 65:
+        return (f"the signature is {len(sig)} bytes, but the holder {holder} signs with a key (65 bytes): "
+                "the QR code was cut off or altered")
+    return (f"the signature does not match the holder {holder}: the voucher was altered after it was signed, "
+            "or signed with another key")
 
 
 def explain(dep: Any, signed: V.SignedVoucher, provider: str | None = None) -> Explanation:
