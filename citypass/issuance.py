@@ -8,7 +8,8 @@ wrong pass, so nothing is guessed and every bad line is reported before anything
     0xAb8483F64d9C6d1EcF9b849Ae677dD3315835cb2,25
 
 - UTF-8 text (a leading byte-order mark is allowed), lines end in LF or CRLF.
-- Line 1 is exactly `holder,amount`. No comments, no empty lines, no quotes, no spaces.
+- Line 1 is exactly `holder,amount`. No comments, no empty lines, no quotes, no spaces;
+  only empty rows at the end (blank or bare commas, as spreadsheets write them) are ignored.
 - `holder`: an address in its EIP-55 checksummed form. An all-lower/upper-case address is
   refused too (it carries no checksum, so a typo would go unnoticed); the error shows the
   checksummed form to copy from the municipality's own records.
