@@ -199,6 +199,18 @@ def test_foreign_voucher_is_refused_with_its_reason(world, holder, case: Foreign
     assert reason in refused(world, "voucher", "show", payload)
 
 
+def test_json_gives_the_reason_code(world, holder):
+    """For a till app: an altered voucher carries the chain's code (BadSignature), found
+    without asking the chain; a voucher for another chain has no chain code."""
+    import json
+
+    tampered = json.loads(cli(world, "--json", "voucher", "show", _amount_raised(world, holder)).stdout)
+    assert (tampered["ok"], tampered["reason"]) == (False, "BadSignature")
+    assert tampered["message"].startswith(f"{NOT_HOLDER} {holder.address}")
+    other_chain = json.loads(cli(world, "--json", "voucher", "show", _resign(world, holder, chain_id=1)).stdout)
+    assert (other_chain["ok"], other_chain["reason"]) == (False, None) and "chain 1" in other_chain["message"]
+
+
 def test_foreign_table_control_the_untampered_voucher_redeems(world, holder):
     """The positive control: the voucher every row above starts from is redeemed by the same
     command (so the refusals are the rows' doing)."""
