@@ -208,6 +208,15 @@ def _parse_row(number: int, text: str, rows: list[Row], first_line_of: dict[str,
     if ";" in text:
         found = f"found {len(fields)}" if len(fields) != 2 else "found ';' in it"
         return Problem(number, "line", f"expected 2 fields (holder,amount), {found} (separated by ';'? use a comma)")
+    # Duplicates are found by address, whatever its spelling: a second line for the same
+    # resident is the mistake to report, even when it is also written without a checksum.
+    if _HEX_ADDRESS.match(fields[0]):
+        first = first_line_of.setdefault(fields[0].lower(), number)
+        if first != number:
+            checksummed = to_checksum_address(fields[0])
+            spelling = "" if fields[0] == checksummed else " (here not in its EIP-55 checksummed form)"
+            return Problem(number, "holder", f"{checksummed} is already on line {first}{spelling}; "
+                                             "list each resident once (add the amounts up)")
     if len(fields) == 3 and _DECIMAL_COMMA.fullmatch(",".join(fields[1:])):
         amount = ",".join(fields[1:])
         return Problem(number, "amount", f"{amount!r} has a decimal comma: write it with a dot for decimals and "
@@ -219,15 +228,6 @@ def _parse_row(number: int, text: str, rows: list[Row], first_line_of: dict[str,
             return Problem(number, name, f"{value!r} has spaces around it; remove them")
         if not value:
             return Problem(number, name, "is empty")
-    # Duplicates are found by address, whatever its spelling: a second line for the same
-    # resident is the mistake to report, even when it is also written without a checksum.
-    if _HEX_ADDRESS.match(fields[0]):
-        first = first_line_of.setdefault(fields[0].lower(), number)
-        if first != number:
-            checksummed = to_checksum_address(fields[0])
-            spelling = "" if fields[0] == checksummed else " (spelled here without its EIP-55 checksum)"
-            return Problem(number, "holder", f"{checksummed} is already on line {first}{spelling}; "
-                                             "list each resident once (add the amounts up)")
     try:
         holder = _check_holder(fields[0])
     except ValueError as exc:
