@@ -8,7 +8,8 @@ wrong pass, so nothing is guessed and every bad line is reported before anything
     0xAb8483F64d9C6d1EcF9b849Ae677dD3315835cb2,25
 
 - UTF-8 text (a leading byte-order mark is allowed), lines end in LF or CRLF.
-- Line 1 is exactly `holder,amount`. No comments, no empty lines, no quotes, no spaces.
+- Line 1 is exactly `holder,amount`. No comments, no empty lines, no quotes, no spaces;
+  only empty rows at the end (blank or bare commas, as spreadsheets write them) are ignored.
 - `holder`: an address in its EIP-55 checksummed form. An all-lower/upper-case address is
   refused too (it carries no checksum, so a typo would go unnoticed); the error shows the
   checksummed form to copy from the municipality's own records.
@@ -65,7 +66,6 @@ BATCH_LADDER = (2, 3, 5, 10, 25, 50, 100, 200, 400, 800, 1600)
 PASS_NONE, PASS_ACTIVE, PASS_SUSPENDED, PASS_REVOKED, PASS_MIGRATED, PASS_PROVIDER = range(6)
 
 _HEX_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_AMOUNT = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
 
 
 # ---------------------------------------------------------------------------- errors
@@ -106,11 +106,7 @@ class Row:
 
 
 def parse_amount(text: str) -> int:
-    """'12.5' -> 1250 cents; ValueError with the reason otherwise."""
-    if not _AMOUNT.match(text):
-        if "," in text:
-            raise ValueError(f"{text!r} is not an amount: use a dot for decimals (12.50)")
-        raise ValueError(f"{text!r} is not an amount in euros like 12.50 (digits, a dot, at most 2 decimals)")
+    """'12.5' -> 1250 cents; ValueError with the reason otherwise (see money.cents_from_text)."""
     cents = cents_from_text(text)
     if cents <= 0:
         raise ValueError("must be more than 0")
@@ -120,7 +116,7 @@ def parse_amount(text: str) -> int:
 def _check_holder(text: str) -> str:
     """The checksummed address, or ValueError saying how to fix it."""
     if not _HEX_ADDRESS.match(text):
-        raise ValueError(f"{text!r} is not an Ethereum address (0x followed by 40 hex digits)")
+        raise ValueError(_why_not_an_address(text))
     if int(text, 16) == 0:
         raise ValueError("the zero address cannot hold a pass")
     if is_checksum_address(text):  # checked first: a valid checksum may make every letter upper case
@@ -134,18 +130,36 @@ def _check_holder(text: str) -> str:
     raise ValueError(f"{text}: the EIP-55 checksum does not match, so the address has a typo; check it against the source")
 
 
+def _why_not_an_address(text: str) -> str:
+    shown = repr(text) if len(text) <= 60 else f"{text[:60]!r}... ({len(text):,} characters)"
+    odd = next((c for c in text if not c.isascii()), None)
+    if odd is not None:
+        return (f"{shown} is not an Ethereum address: it contains {odd!r} (U+{ord(odd):04X}), which is not a hex "
+                "digit; copy the address again from the source records")
+    if "." in text and not text.lower().startswith("0x"):
+        return (f"{shown} looks like an ENS name: names are not accepted (what they point to can change); "
+                "write the 0x address it stands for")
+    return f"{shown} is not an Ethereum address (0x followed by 40 hex digits)"
+
+
 def parse(path: str | Path) -> tuple[list[Row], list[Problem]]:
     """Every well-formed row and every problem of the file (see the module docstring)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         return [], [Problem(None, "file", f"cannot read it: {exc.strerror or exc}")]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return [], [Problem(None, "file", "is UTF-16 text (spreadsheets call it 'Unicode text'); save it as 'CSV UTF-8'")]
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if not data.strip():
         return [], [Problem(None, "file", f"is empty; line 1 must be the header {HEADER!r}")]
+    if b"\r" in data and b"\n" not in data:
+        return [], [Problem(None, "file", "its lines end in CR only (old Mac style); save it with LF or CRLF line endings")]
     raw_lines = data.split(b"\n")
-    if raw_lines[-1] == b"":  # the newline at the end of the last line
+    # Spreadsheets end a file with a newline, and often with empty rows (written as blank
+    # lines or as bare commas): nothing to issue there, so they are dropped at the end only.
+    while raw_lines and not raw_lines[-1].replace(b",", b"").strip():
         raw_lines.pop()
 
     rows: list[Row] = []
@@ -160,8 +174,7 @@ def parse(path: str | Path) -> tuple[list[Row], list[Problem]]:
             continue
         if number == 1:
             if text != HEADER:
-                hint = " (separate the fields with a comma, not ';')" if ";" in text else ""
-                problems.append(Problem(1, "header", f"expected exactly {HEADER!r}, found {text!r}{hint}"))
+                problems.append(Problem(1, "header", f"expected exactly {HEADER!r}, found {text[:60]!r}{_header_hint(text)}"))
             continue
         problem = _parse_row(number, text, rows, first_line_of)
         if problem is not None:
@@ -173,6 +186,17 @@ def parse(path: str | Path) -> tuple[list[Row], list[Problem]]:
     return rows, problems
 
 
+def _header_hint(first_line: str) -> str:
+    if first_line.lower().startswith("0x"):
+        return f" (the header line is missing: add {HEADER!r} above the first row)"
+    if ";" in first_line:
+        return " (separate the fields with a comma, not ';')"
+    return ""
+
+
+_DECIMAL_COMMA = re.compile(r"[0-9.]+,[0-9]{1,2}")
+
+
 def _parse_row(number: int, text: str, rows: list[Row], first_line_of: dict[str, int]) -> Problem | None:
     if not text.strip():
         return Problem(number, "line", "is empty; remove it")
@@ -181,10 +205,24 @@ def _parse_row(number: int, text: str, rows: list[Row], first_line_of: dict[str,
     if '"' in text or "'" in text:
         return Problem(number, "line", "quotes are not allowed; write holder,amount without quotes")
     fields = text.split(",")
+    if ";" in text:
+        found = f"found {len(fields)}" if len(fields) != 2 else "found ';' in it"
+        return Problem(number, "line", f"expected 2 fields (holder,amount), {found} (separated by ';'? use a comma)")
+    # Duplicates are found by address, whatever its spelling: a second line for the same
+    # resident is the mistake to report, even when it is also written without a checksum.
+    if _HEX_ADDRESS.match(fields[0]):
+        first = first_line_of.setdefault(fields[0].lower(), number)
+        if first != number:
+            checksummed = to_checksum_address(fields[0])
+            spelling = "" if fields[0] == checksummed else " (here not in its EIP-55 checksummed form)"
+            return Problem(number, "holder", f"{checksummed} is already on line {first}{spelling}; "
+                                             "list each resident once (add the amounts up)")
+    if len(fields) == 3 and _DECIMAL_COMMA.fullmatch(",".join(fields[1:])):
+        amount = ",".join(fields[1:])
+        return Problem(number, "amount", f"{amount!r} has a decimal comma: write it with a dot for decimals and "
+                                         "no thousands separator (12.50, 1000.50)")
     if len(fields) != 2:
-        hint = (" (a decimal comma? write amounts like 12.50)" if len(fields) == 3
-                else " (separated by ';'? use a comma)" if ";" in text else "")
-        return Problem(number, "line", f"expected 2 fields (holder,amount), found {len(fields)}{hint}")
+        return Problem(number, "line", f"expected 2 fields (holder,amount), found {len(fields)}")
     for name, value in zip(("holder", "amount"), fields):
         if value != value.strip():
             return Problem(number, name, f"{value!r} has spaces around it; remove them")
@@ -198,9 +236,6 @@ def _parse_row(number: int, text: str, rows: list[Row], first_line_of: dict[str,
         amount = parse_amount(fields[1])
     except ValueError as exc:
         return Problem(number, "amount", str(exc))
-    first = first_line_of.setdefault(holder.lower(), number)
-    if first != number:
-        return Problem(number, "holder", f"{holder} is already on line {first}; list each resident once (add the amounts up)")
     rows.append(Row(number, holder, amount))
     return None
 
@@ -377,6 +412,9 @@ def validate(
     """The plan for issuing `path` to `budget`, or IssuanceFileError listing every problem:
     bad lines, unknown or closed budget, cap, and passes that cannot be credited."""
     rows, problems = parse(path)
+    # Credit sent to the contract itself would be stuck there (it is no pass holder).
+    problems += [Problem(r.line, "holder", f"{r.holder} is the CityPass contract's own address, not a resident's")
+                 for r in rows if r.holder == to_checksum_address(state.contract)]
     size = batch_size or batch_size_for(state.block_gas_limit, state.max_per_batch)
     if size > state.max_per_batch:
         problems.append(Problem(None, "batch size", f"{size} is above the contract's maximum of {state.max_per_batch}"))
@@ -419,6 +457,11 @@ def validate(
             done.append(batch.index)
 
     to_send = sum(s.total for s in sends)
+    if sends and budget.cap:  # a row that alone exceeds what is left is that row's fault
+        left = max(budget.cap - budget.issued, 0)
+        problems += [Problem(r.line, "amount", f"{euros(r.amount)} alone is more than the {euros(left)} left under "
+                                               f"the budget's cap of {euros(budget.cap)}")
+                     for s in sends for r in s.rows if r.amount > left]
     if sends:  # an issuance that is complete stays reportable after the budget closed
         budget_problems = _budget_problems(budget, state, to_send)
         problems += budget_problems

@@ -39,7 +39,8 @@ class Explanation:
 
     signed: V.SignedVoucher
     provider: str  # the wallet that would redeem it
-    reason: Reason | None  # the chain's pre-check; None if a local mismatch stopped it
+    reason: Reason | None  # the chain's pre-check (BadSignature also for an altered voucher
+    # caught locally); None if a chain, contract or provider mismatch stopped it
     message: str
     terms: budget_id.BudgetTerms
 
@@ -71,25 +72,50 @@ class Explanation:
         }
 
 
-def _mismatch(dep: Any, signed: V.SignedVoucher, provider: str) -> str | None:
-    """A voucher for another chain, contract or provider would only say "bad signature" on
-    chain; say what is actually wrong instead."""
+def _mismatch(dep: Any, signed: V.SignedVoucher, provider: str) -> tuple[Reason | None, str] | None:
+    """A voucher for another chain, contract or provider, or altered after signing, would only
+    say "bad signature" on chain; say what is actually wrong instead (with BadSignature as
+    the reason code for the last)."""
     if signed.chain_id != dep.chain.chain_id:
-        return f"this voucher is for chain {signed.chain_id}, but the node is chain {dep.chain.chain_id}"
+        return None, f"this voucher is for chain {signed.chain_id}, but the node is chain {dep.chain.chain_id}"
     if to_checksum_address(signed.contract) != to_checksum_address(dep.address):
-        return f"this voucher is for the CityPass contract at {signed.contract}, not the one at {dep.address}"
+        return None, f"this voucher is for the CityPass contract at {signed.contract}, not the one at {dep.address}"
     if to_checksum_address(provider) != signed.voucher.provider:
-        return f"this voucher is made out to provider {signed.voucher.provider}, not to this wallet {to_checksum_address(provider)}"
-    return None
+        return None, (f"this voucher is made out to provider {signed.voucher.provider}, "
+                      f"not to this wallet {to_checksum_address(provider)}")
+    problem = _signature_problem(dep, signed)
+    return (Reason.BadSignature, problem) if problem else None
+
+
+def _signature_problem(dep: Any, signed: V.SignedVoucher) -> str | None:
+    """A holder's key signature that does not recover to the holder: the voucher was altered
+    (or signed by another key). Smart-account holders (code at the address) and the 64-byte
+    form are left to the chain's check."""
+    sig, holder = signed.signature, signed.voucher.holder
+    if len(sig) == 65:
+        try:
+            if V.recover_signer(signed) == holder:
+                return None
+        except Exception:  # noqa: BLE001 - not a valid ECDSA signature at all: reported below
+            pass
+    elif len(sig) == 64:
+        return None
+    if dep.chain.w3.eth.get_code(holder):
+        return None
+    if len(sig) != 65:
+        return (f"the signature is {len(sig)} bytes, but the holder {holder} signs with a key (65 bytes): "
+                "the QR code was cut off or altered")
+    return (f"the signature does not match the holder {holder}: the voucher was altered after it was signed, "
+            "or signed with another key")
 
 
 def explain(dep: Any, signed: V.SignedVoucher, provider: str | None = None) -> Explanation:
     """Runs the chain's pre-check for `provider` (default: the provider the voucher names)."""
     provider = to_checksum_address(provider or signed.voucher.provider)
     terms = budget_id.decode(signed.voucher.budget)
-    problem = _mismatch(dep, signed, provider)
-    if problem:
-        return Explanation(signed, provider, None, problem, terms)
+    mismatch = _mismatch(dep, signed, provider)
+    if mismatch:
+        return Explanation(signed, provider, *mismatch, terms)
     code = dep.contract.functions.checkVoucher(signed.voucher.contract_args(), provider, signed.signature).call()
     try:
         reason = Reason(int(code))
@@ -172,7 +198,7 @@ class BatchOutcome:
     index: int  # position in the list given
     voucher: V.Voucher
     redeemed: bool
-    reason: Reason | None  # why it was skipped (None: redeemed, or a local mismatch)
+    reason: Reason | None  # why it was skipped (None: redeemed, or another chain, contract or provider)
     message: str
     tx_hash: str | None  # None: not sent (a local mismatch)
 
@@ -188,9 +214,9 @@ def redeem_batch(dep: Any, provider_account: Any, signed_list: Sequence[V.Signed
     outcomes: dict[int, BatchOutcome] = {}
     to_send: list[tuple[int, V.SignedVoucher]] = []
     for i, s in enumerate(signed_list):
-        problem = _mismatch(dep, s, provider)
-        if problem:
-            outcomes[i] = BatchOutcome(i, s.voucher, False, None, problem, None)
+        mismatch = _mismatch(dep, s, provider)
+        if mismatch:
+            outcomes[i] = BatchOutcome(i, s.voucher, False, *mismatch, None)
         else:
             to_send.append((i, s))
     contract = dep.contract
@@ -269,7 +295,8 @@ def refund_state(dep: Any, signed: V.SignedVoucher, provider: str) -> RefundStat
     as provider)."""
     v = signed.voucher
     provider = to_checksum_address(provider)
-    problem = _mismatch(dep, signed, v.provider)  # chain and contract
+    mismatch = _mismatch(dep, signed, v.provider)  # chain, contract and signature
+    problem = mismatch[1] if mismatch else None
     if problem is None and provider != v.provider:
         problem = (f"this voucher was made out to provider {v.provider}: only that provider can refund it, "
                    f"not this wallet {provider}")

@@ -11,6 +11,7 @@ It travels as a QR code whose text is the payload (see `encode_payload`).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -163,30 +164,54 @@ def encode_payload(signed: SignedVoucher) -> str:
     return ":".join(parts).upper()
 
 
+# A holder's own key signs 65 bytes, so a payload is ~340 characters; the rest leaves room
+# for an ERC-1271 smart account's longer signature (a passkey's is ~700 bytes).
+MAX_PAYLOAD_CHARS = 2048
+MAX_NUMBER_DIGITS = len(str(2**256 - 1))
+_VERSION = re.compile(r"CP[0-9]+")
+
+
 def decode_payload(payload: str) -> SignedVoucher:
     """Parses QR text back into a signed voucher; raises VoucherError naming the bad field."""
-    parts = payload.strip().split(":")
-    if not parts or parts[0].upper() != PAYLOAD_PREFIX:
+    payload = payload.strip()
+    if len(payload) > MAX_PAYLOAD_CHARS:
+        raise VoucherError(f"payload: {len(payload):,} characters, more than a voucher can have ({MAX_PAYLOAD_CHARS:,})")
+    parts = payload.split(":")
+    version = parts[0].upper()
+    if version != PAYLOAD_PREFIX:
+        if _VERSION.fullmatch(version) and len(parts) > 1:
+            raise VoucherError(f"payload: a version {version[2:]} voucher ({version}:...); this program reads "
+                               f"version {PAYLOAD_PREFIX[2:]} ({PAYLOAD_PREFIX}:...): update citypass, or ask for a new QR code")
         raise VoucherError(f"payload: not a CityPass voucher (expected it to start with '{PAYLOAD_PREFIX}:')")
     if len(parts) != len(_FIELDS) + 1:
-        raise VoucherError(f"payload: expected {len(_FIELDS) + 1} ':'-separated fields, found {len(parts)}")
+        cut = " (cut off?)" if len(parts) < len(_FIELDS) + 1 else ""
+        raise VoucherError(f"payload: expected {len(_FIELDS) + 1} ':'-separated fields "
+                           f"({PAYLOAD_PREFIX}:{':'.join(_FIELDS)}), found {len(parts)}{cut}")
     raw = dict(zip(_FIELDS, parts[1:]))
     values: dict[str, Any] = {}
     for name in ("chain_id", "budget", "amount", "co_payment", "nonce", "deadline"):
-        if not (raw[name].isascii() and raw[name].isdigit()):
-            raise VoucherError(f"{name}: not a whole number: {raw[name]!r}")
-        values[name] = int(raw[name])
+        text = raw[name]
+        if not (text.isascii() and text.isdigit()):
+            raise VoucherError(f"{name}: not a whole number: {text[:80]!r}")
+        if len(text.lstrip("0")) > MAX_NUMBER_DIGITS:  # before int(): Python refuses over 4,300 digits
+            raise VoucherError(f"{name}: {len(text)} digits, more than a uint256 can hold")
+        values[name] = int(text)
     for name in ("contract", "holder", "provider"):
         text = raw[name]
         if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
-            raise VoucherError(f"{name}: not a 40-hex-digit address: {text!r}")
+            raise VoucherError(f"{name}: not a 40-hex-digit address: {text[:80]!r}")
         values[name] = to_checksum_address("0x" + text)
-    try:
-        signature = bytes.fromhex(raw["signature"])
-    except ValueError as exc:
-        raise VoucherError(f"signature: not hex: {raw['signature']!r}") from exc
-    if not signature:
+    if int(values["holder"], 16) == 0:
+        raise VoucherError("holder: the zero address cannot sign a voucher")
+    text = raw["signature"]
+    if not text:
         raise VoucherError("signature: empty")
+    if len(text) % 2:
+        raise VoucherError(f"signature: an odd number of hex digits ({len(text)}): the payload was cut off or altered")
+    try:
+        signature = bytes.fromhex(text)
+    except ValueError as exc:
+        raise VoucherError(f"signature: not hex: {text[:80]!r}") from exc
     voucher = Voucher(
         values["holder"], values["provider"], values["budget"], values["amount"],
         values["co_payment"], values["nonce"], values["deadline"],

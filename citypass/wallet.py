@@ -13,6 +13,7 @@ and till scanners read at arm's length.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from citypass.errors import CityPassError
 HOT_NONCES = 128
 QR_SCALE = 6
 QR_BORDER = 4  # the quiet zone the QR standard asks for
+MAX_QR_IMAGE_PIXELS = 50_000_000  # a 50-megapixel phone photo; decoding more only costs time
 MAX_COLD_WORDS = 1024  # 262,272 vouchers per budget before a wallet gives up
 
 
@@ -90,12 +92,19 @@ def read_qr(path: str | Path) -> str:
 
     try:
         with Image.open(path) as image:
-            found = zxingcpp.read_barcodes(image.convert("L"))
+            if image.width * image.height > MAX_QR_IMAGE_PIXELS:
+                raise CityPassError(f"{path}: the image is {image.width:,}x{image.height:,} pixels, too large for a "
+                                    f"voucher's QR code (at most {MAX_QR_IMAGE_PIXELS:,}); crop it to the code")
+            gray = image.convert("L")
     except FileNotFoundError:
         raise CityPassError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise CityPassError(f"{path}: not an image file ({exc.__class__.__name__})") from None
-    codes = [c for c in found if c.format == zxingcpp.BarcodeFormat.QRCode and c.valid]
+    except UnidentifiedImageError:
+        raise CityPassError(f"{path}: not an image file (PNG, JPEG, ...)") from None
+    except Image.DecompressionBombError:  # a few KB of PNG can claim gigabytes of pixels
+        raise CityPassError(f"{path}: the image claims more pixels than any QR code photo has") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for a damaged file
+        raise CityPassError(f"{path}: cannot read the image, it is damaged or cut off ({exc})") from None
+    codes = [c for c in zxingcpp.read_barcodes(gray) if c.format == zxingcpp.BarcodeFormat.QRCode and c.valid]
     if not codes:
         raise CityPassError(f"{path}: no readable QR code in the image")
     if len(codes) > 1:
@@ -106,9 +115,10 @@ def read_qr(path: str | Path) -> str:
 def load_voucher(text_or_png: str) -> V.SignedVoucher:
     """A signed voucher from its payload text, or from a PNG of its QR code."""
     text = text_or_png.strip()
-    if not text.upper().startswith(V.PAYLOAD_PREFIX + ":"):
-        if Path(text).suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp") or Path(text).is_file():
-            text = read_qr(text)
+    source = ""
+    if not re.match(r"CP[0-9]+:", text.upper()):  # another version is named by decode_payload
+        if _looks_like_a_file(text):
+            source, text = f"{text}: its QR code is ", read_qr(text)
         else:
             raise CityPassError(
                 f"{text[:40]!r} is neither a voucher payload (it starts with '{V.PAYLOAD_PREFIX}:') nor an image file"
@@ -116,4 +126,13 @@ def load_voucher(text_or_png: str) -> V.SignedVoucher:
     try:
         return V.decode_payload(text)
     except V.VoucherError as exc:
-        raise CityPassError(f"not a valid voucher: {exc}") from None
+        raise CityPassError(f"{source}not a valid voucher: {exc}") from None
+
+
+def _looks_like_a_file(text: str) -> bool:
+    if Path(text).suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"):
+        return True
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long for a file, or with a NUL in it
+        return False
