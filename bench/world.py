@@ -12,7 +12,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
 from citypass import chain as chain_mod
-from citypass import contract, keys, tx
+from citypass import contract, keys, node, tx
 from citypass.chain import Chain
 
 SPORT, CULTURE, EDUCATION = 0, 1, 2
@@ -56,6 +56,7 @@ class World:
 
 
 def make_world(workdir: Path) -> World:
+    node.node_start(workdir, persist=False)  # a fresh throwaway Anvil: no state dumps
     chain = chain_mod.connect(workdir=workdir)
     admin, office, provider_manager, treasurer = (keys.dev_account(i) for i in range(4))
     providers = [keys.dev_account(i) for i in range(5, 10)]

@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from eth_abi import encode as abi_encode
-from eth_utils import is_checksum_address, keccak, to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
+from citypass.address import eip55
 from citypass.errors import CityPassError, date_text, euros
 from citypass.money import cents_from_text
 
@@ -119,13 +120,14 @@ def _check_holder(text: str) -> str:
         raise ValueError(_why_not_an_address(text))
     if int(text, 16) == 0:
         raise ValueError("the zero address cannot hold a pass")
-    if is_checksum_address(text):  # checked first: a valid checksum may make every letter upper case
+    checksummed = eip55(text)
+    if text == checksummed:  # checked first: a valid checksum may make every letter upper case
         return text
     body = text[2:]
     if body == body.lower() or body == body.upper():
         raise ValueError(
             f"{text} has no EIP-55 checksum (all one case), so a typo would go unnoticed; "
-            f"write it checksummed, as the source records give it: {to_checksum_address(text)}"
+            f"write it checksummed, as the source records give it: {checksummed}"
         )
     raise ValueError(f"{text}: the EIP-55 checksum does not match, so the address has a typo; check it against the source")
 
@@ -213,7 +215,7 @@ def _parse_row(number: int, text: str, rows: list[Row], first_line_of: dict[str,
     if _HEX_ADDRESS.match(fields[0]):
         first = first_line_of.setdefault(fields[0].lower(), number)
         if first != number:
-            checksummed = to_checksum_address(fields[0])
+            checksummed = eip55(fields[0])
             spelling = "" if fields[0] == checksummed else " (here not in its EIP-55 checksummed form)"
             return Problem(number, "holder", f"{checksummed} is already on line {first}{spelling}; "
                                              "list each resident once (add the amounts up)")
@@ -408,13 +410,16 @@ def validate(
     pass_valid_until: int | None = None,
     tranche: str = "",
     batch_size: int | None = None,
+    parsed: tuple[list[Row], list[Problem]] | None = None,
 ) -> Plan:
     """The plan for issuing `path` to `budget`, or IssuanceFileError listing every problem:
-    bad lines, unknown or closed budget, cap, and passes that cannot be credited."""
-    rows, problems = parse(path)
+    bad lines, unknown or closed budget, cap, and passes that cannot be credited.
+    `parsed`: what parse(path) gave, when the caller read the file already."""
+    rows, problems = parsed if parsed is not None else parse(path)
     # Credit sent to the contract itself would be stuck there (it is no pass holder).
+    contract = to_checksum_address(state.contract)
     problems += [Problem(r.line, "holder", f"{r.holder} is the CityPass contract's own address, not a resident's")
-                 for r in rows if r.holder == to_checksum_address(state.contract)]
+                 for r in rows if r.holder == contract]
     size = batch_size or batch_size_for(state.block_gas_limit, state.max_per_batch)
     if size > state.max_per_batch:
         problems.append(Problem(None, "batch size", f"{size} is above the contract's maximum of {state.max_per_batch}"))
@@ -547,7 +552,8 @@ def plan_issuance(
     batch_size: int | None = None,
 ) -> Plan:
     """Reads the file and the chain and returns the plan (or IssuanceFileError with every problem)."""
-    rows, _ = parse(path)
+    parsed = parse(path)
+    rows = parsed[0]
     state = read_state(dep, rows, [])
     if batch_size is not None and batch_size not in BATCH_LADDER:
         raise CityPassError(f"--batch-size must be one of {', '.join(map(str, BATCH_LADDER))}, not {batch_size}")
@@ -559,7 +565,7 @@ def plan_issuance(
     used_ids = frozenset(i for i, u in zip(ids, used) if u[0])
     state = ChainState(**{**state.__dict__, "used_ids": used_ids, "credited_by": credited_by(dep, used_ids)})
     return validate(path, read_budget(dep, budget), state, pass_valid_until=pass_valid_until, tranche=tranche,
-                    batch_size=size)
+                    batch_size=size, parsed=parsed)
 
 
 def credited_by(dep: Any, batch_ids: frozenset[bytes] | set[bytes]) -> dict[bytes, frozenset[str]]:

@@ -1,0 +1,56 @@
+"""The hand-written fast paths give exactly what the libraries they replace give: EIP-55
+checksums (eth_utils), ABI encoding of simple arguments (eth-abi)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from eth_abi import encode
+from eth_utils import to_checksum_address
+
+from citypass.address import eip55, is_valid_spelling
+from citypass.tx import _encode_simple
+
+rng = random.Random(20261128)
+
+
+def _address() -> str:
+    return "0x" + rng.randbytes(20).hex()
+
+
+def test_eip55_matches_eth_utils():
+    for _ in range(2_000):
+        a = _address()
+        assert eip55(a) == to_checksum_address(a)
+        assert eip55("0x" + a[2:].upper()) == to_checksum_address(a)
+
+
+@pytest.mark.parametrize("text", ["0x12", "12" * 20, "0x" + "g" * 40, "0x" + "1" * 41, ""])
+def test_eip55_refuses_what_is_not_an_address(text):
+    with pytest.raises(ValueError):
+        eip55(text)
+
+
+def test_a_mixed_case_typo_is_not_a_valid_spelling():
+    good = eip55("0x" + "ab" * 20)
+    typo = good[:2] + good[2:].swapcase()
+    assert is_valid_spelling(good) and is_valid_spelling(good.lower())
+    assert not is_valid_spelling(typo)
+    assert _encode_simple(("address",), (typo,)) is None  # eth-abi then refuses it with its reason
+
+
+def test_simple_abi_encoding_matches_eth_abi():
+    types = ("bytes32", "uint256", "uint40", "address[]", "uint256[]", "bool", "address")
+    for n in (0, 1, 7, 200):
+        args = (rng.randbytes(32), rng.getrandbits(256), rng.getrandbits(40), [eip55(_address()) for _ in range(n)],
+                [rng.getrandbits(128) for _ in range(n)], bool(n % 2), _address())
+        assert _encode_simple(types, args) == encode(list(types), list(args))
+
+
+@pytest.mark.parametrize("types,args", [
+    (("uint8",), (256,)), (("uint256",), (-1,)), (("uint256",), (True,)), (("bytes32",), (b"\x01" * 31,)),
+    (("(address,uint256)",), (("0x" + "11" * 20, 1),)), (("string",), ("x",)), (("address[]",), (["0x12"],)),
+])
+def test_anything_else_is_left_to_eth_abi(types, args):
+    assert _encode_simple(types, args) is None
