@@ -106,7 +106,7 @@ def load_report(process: subprocess.Popen, report: Path, tool: str) -> dict:
     data = json.loads(report.read_text()) if report.exists() else {}
     if not data.get("success"):
         sys.exit(f"lint: {tool} failed (exit {process.returncode}):\n{output}{data.get('error') or ''}")
-    data["output"] = output
+    data["output"], data["returncode"] = output, process.returncode
     return data
 
 
@@ -125,10 +125,12 @@ def check_slither(data: dict, verbose: bool) -> list[str]:
     stale = {line.split("Slither:", 1)[-1].replace(f"{WORK}/", "") for line in data["output"].splitlines()
              if "Unused slither-disable" in line and "/node_modules/" not in line}
     problems += sorted(stale)
+    if data["returncode"] != 0 and not problems:  # --fail-medium's verdict, should the JSON miss it
+        problems.append(f"slither exited {data['returncode']} (--fail-medium)")
+    failing = sum(n for (impact, _), n in by_detector.items() if impact in FAILING_IMPACTS)
     accepted = ", ".join(f"{check} {n}" for (impact, check), n in sorted(by_detector.items(), key=lambda kv: kv[0][1])
                          if impact not in FAILING_IMPACTS)
-    print(f"slither: {sum(n for (i, _), n in by_detector.items() if i in FAILING_IMPACTS)} high/medium; "
-          f"low/informational (triaged in README): {accepted or 'none'}")
+    print(f"slither: {failing} high/medium; low/informational (triaged in README): {accepted or 'none'}")
     if verbose:
         for finding in findings:
             print(f"  [{finding['impact']} {finding['check']}] {first_line(finding)}")
