@@ -52,8 +52,27 @@ compile: setup
 artifacts: compile
 	$(PY) -m citypass.contract --sync-artifacts
 
-test: setup
+test: setup lint
 	$(VENV)/bin/brownie test --network anvil $(PYTEST_ARGS)
+
+# Static analysis: Slither on contracts/ and its ERC-1155 conformance check of CityPass
+# (toolchain/lint.py says what fails), in its own venv (see its requirements file for why).
+# lint.py compiles only when the contracts changed.
+SLITHER_VENV := .venv-slither
+.PHONY: lint clean-slither
+
+$(SLITHER_VENV)/.stamp: toolchain/requirements-slither.txt
+	test -x $(SLITHER_VENV)/bin/python || python3 -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/pip install -q --upgrade pip==24.3.1
+	$(SLITHER_VENV)/bin/pip install -q -r toolchain/requirements-slither.txt
+	touch $@
+
+lint: setup $(SLITHER_VENV)/.stamp
+	$(SLITHER_VENV)/bin/python toolchain/lint.py $(LINT_ARGS)
+
+distclean: clean-slither
+clean-slither:
+	rm -rf $(SLITHER_VENV)
 
 # The whole lifecycle on a fresh embedded chain; writes report/.
 demo: setup compile

@@ -146,7 +146,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     event Refunded(address indexed holder, address indexed provider, uint256 indexed budget, uint256 amount, uint256 redemptionNonce);
     event Reclaimed(uint256 indexed budget, uint256 holders, uint256 total);
     event Settled(address indexed provider, uint256 indexed budget, bytes32 indexed paymentReference, uint256 amount);
-    event PauseChanged(bool paused, address account);
+    event PauseChanged(bool paused, address indexed account);
 
     // ------------------------------------------------------------------ errors
     error CreditMoveRefused(Reason reason, address from, address to, uint256 budget);
@@ -355,13 +355,20 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         migratedTo[from] = to;
         emit PassMigrated(from, to);
         uint256 count = _budgets.length;
+        uint256[] memory moved = new uint256[](count);
         for (uint256 i; i < count; ++i) {
             uint256 budget = _budgets[i];
             uint256 balance = balanceOf(from, budget);
             if (balance == 0) continue;
+            moved[i] = balance;
             _update(from, to, budget, balance);
             emit TransferSingle(msg.sender, from, to, budget, balance);
-            _checkReceiver(from, to, budget, balance);
+        }
+        // Receiver checks only once every balance has moved: a smart account's hook never
+        // sees (or re-enters) a half-migrated pass.
+        if (to.code.length == 0) return;
+        for (uint256 i; i < count; ++i) {
+            if (moved[i] != 0) ERC1155Utils.checkOnERC1155Received(msg.sender, from, to, _budgets[i], moved[i], "");
         }
     }
 
@@ -491,8 +498,8 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         // refused too, rather than recording an empty reclaim.
         if (paused) revert SystemPaused();
         if (block.timestamp <= budget.validUntil()) revert BudgetNotEnded(budget, budget.validUntil());
-        uint256 total;
-        uint256 count;
+        uint256 total = 0;
+        uint256 count = 0;
         for (uint256 i; i < holders.length; ++i) {
             address holder = holders[i];
             uint256 balance = balanceOf(holder, budget);
@@ -640,7 +647,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     /// @dev Uses the voucher's nonce and moves the credit; false (nothing done) if the nonce
     /// was used. A hot nonce is set in the same ledger write as the debit (see HOT_NONCES).
     function _redeem(Voucher calldata v) private returns (bool) {
-        uint128 nonceBit;
+        uint128 nonceBit = 0; // a cold nonce sets no flag in the ledger word
         if (v.nonce < HOT_NONCES) {
             nonceBit = uint128(uint256(1) << v.nonce); // v.nonce < 128
         } else if (!_useColdNonce(v.holder, v.budget, v.nonce)) {
@@ -656,13 +663,16 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
 
     /// @dev ECDSA first (cheap, and needs no code lookup); ERC-1271 for smart accounts.
     function _isValidSignature(address holder, bytes32 digest, bytes calldata signature) private view returns (bool) {
-        address recovered;
-        ECDSA.RecoverError recoverError;
+        address recovered = address(0);
+        // Neither 65 nor 64 bytes: not an ECDSA signature, only ERC-1271 can accept it.
+        ECDSA.RecoverError recoverError = ECDSA.RecoverError.InvalidSignatureLength;
         if (signature.length == 65) {
+            // slither-disable-next-line unused-return -- the third value only details an error for reverts
             (recovered, recoverError,) = ECDSA.tryRecover(
                 digest, uint8(signature[64]), bytes32(signature[0:32]), bytes32(signature[32:64])
             );
         } else if (signature.length == 64) {
+            // slither-disable-next-line unused-return -- the third value only details an error for reverts
             (recovered, recoverError,) = ECDSA.tryRecover(digest, bytes32(signature[0:32]), bytes32(signature[32:64]));
         }
         if (recoverError == ECDSA.RecoverError.NoError && recovered == holder && holder != address(0)) return true;

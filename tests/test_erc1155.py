@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from brownie import NonReceiverMock, SmartAccountMock
+from brownie import MigrationWitnessMock, NonReceiverMock, SmartAccountMock
 from eth_account import Account
 from eth_utils import keccak
 
@@ -112,6 +112,15 @@ def test_migration_checks_the_new_address(cp, roles, sport, alice, smart, non_re
     assert_reverts_with(lambda: cp.migratePass(alice, non_receiver, {"from": roles.registrar}), INVALID_RECEIVER, non_receiver)
     cp.migratePass(alice, smart, {"from": roles.registrar})
     assert cp.balanceOf(smart, sport) == 10_000
+
+
+def test_migration_moves_every_balance_before_asking_the_receiver(cp, roles, sport, culture, alice):
+    """Checks-effects-interactions: no receiver hook sees (or re-enters) a half-migrated pass."""
+    witness = MigrationWitnessMock.deploy([sport, culture], {"from": roles.admin})
+    cp.migratePass(alice, witness, {"from": roles.registrar})
+    assert witness.calls() == 2  # one receiver check per budget moved
+    assert witness.leftWithSender() == 0
+    assert [cp.balanceOf(witness, budget) for budget in (sport, culture)] == [10_000, 10_000]
 
 
 @pytest.mark.parametrize("path", ["single", "batch"])

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {ERC1155Holder} from "@openzeppelin/contracts/token/ERC1155/utils/ERC1155Holder.sol";
+import {IERC1155} from "@openzeppelin/contracts/token/ERC1155/IERC1155.sol";
 
 /// @dev Test double for a resident's smart account: accepts a signature made by its owner key
 /// (ERC-1271) and accepts ERC-1155 credit.
@@ -22,3 +23,27 @@ contract SmartAccountMock is IERC1271, ERC1155Holder {
 
 /// @dev Test double for a contract that cannot take ERC-1155 tokens.
 contract NonReceiverMock {}
+
+/// @dev Test double for a smart account that, whenever credit arrives, adds up what the sender
+/// still holds of the watched budgets: a migration must have moved everything before it asks.
+contract MigrationWitnessMock is ERC1155Holder {
+    uint256[] private _watched;
+    uint256 public leftWithSender;
+    uint256 public calls;
+
+    constructor(uint256[] memory watched) {
+        _watched = watched;
+    }
+
+    function onERC1155Received(address operator, address from, uint256 id, uint256 value, bytes memory data)
+        public
+        override
+        returns (bytes4)
+    {
+        for (uint256 i; i < _watched.length; ++i) {
+            leftWithSender += IERC1155(msg.sender).balanceOf(from, _watched[i]);
+        }
+        ++calls;
+        return super.onERC1155Received(operator, from, id, value, data);
+    }
+}
