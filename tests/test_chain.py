@@ -242,18 +242,22 @@ def test_legacy_gas_price_for_nodes_without_1559(chain, dep, monkeypatch):
     tx.send(chain, keys.dev_account(6), dep.contract.functions.unpause())
 
 
-def test_send_many_pipelines_and_is_fast(chain, dep):
+def test_send_many_pipelines(chain, dep):
+    """All 300 are handed to the node before any receipt is awaited, with consecutive nonces
+    (the speed this gives is measured by `make bench`, not asserted here)."""
     holders = [fresh_holder(f"many-{i}") for i in range(300)]
     until = chain.now() + 365 * DAY
+    registrar = keys.dev_account(3)
+    first_nonce = chain.w3.eth.get_transaction_count(registrar.address)
     sent = []
-    start = time.perf_counter()
-    receipts = tx.send_many(chain, keys.dev_account(3), [dep.contract.functions.enrollPasses([h], until) for h in holders],
-                            on_sent=lambda i, h: sent.append(i))
-    elapsed = time.perf_counter() - start
-    assert sent == list(range(300))
+    receipts = tx.send_many(chain, registrar, [dep.contract.functions.enrollPasses([h], until) for h in holders],
+                            on_sent=lambda i, h: sent.append((i, h)))
+    assert [i for i, _ in sent] == list(range(300))
     assert all(r.status == 1 for r in receipts)
+    assert ["0x" + bytes(r.transactionHash).hex() for r in receipts] == [h for _, h in sent]
+    nonces = [int(chain.rpc("eth_getTransactionByHash", [h])["nonce"], 16) for _, h in sent]
+    assert nonces == list(range(first_nonce, first_nonce + 300))
     assert [contract.pass_info(dep, h).status for h in holders[::50]] == ["active"] * 6
-    assert 300 / elapsed > 100, f"only {300 / elapsed:.0f} tx/s"
 
 
 def test_send_many_validates_all_before_sending_any(chain, dep):
