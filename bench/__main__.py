@@ -24,6 +24,7 @@ from bench import gas, throughput
 from bench.world import make_world
 
 FULL = {"residents": 500, "redemptions": 5_000, "transfers": 5_000, "issue_rows": (1_000, 10_000, 50_000)}
+BIG_BLOCKS = 300_000_000  # gas limit of the comparison run: room for batches of 1,600 residents
 TINY = {"residents": 20, "redemptions": 50, "transfers": 50, "issue_rows": (20, 40, 100)}
 
 
@@ -37,16 +38,24 @@ def run(sizes: dict[str, Any], workdir: Path, say=print) -> dict[str, Any]:
     transfers = throughput.transfers_per_second(world, sizes["transfers"])
     say(f"throughput: {sizes['redemptions']:,} vouchers by 5 providers ...")
     redeem, redeem_providers_only = throughput.redemptions_per_second(world, sizes["redemptions"], "tp")
-    by_rows = {}
+    by_rows: dict[str, throughput.IssueRun] = {}
     for rows in sizes["issue_rows"]:
-        say(f"throughput: `citypass issue` of {rows:,} rows ...")
-        by_rows[str(rows)] = throughput.issue_seconds(world, rows, f"rows{rows}")
+        say(f"throughput: `citypass issue` of {rows:,} rows (fresh chain) ...")
+        by_rows[str(rows)] = throughput.issue_run(rows, f"rows{rows}")
     biggest = str(max(sizes["issue_rows"]))
+    say(f"throughput: `citypass issue` of {int(biggest):,} rows, {BIG_BLOCKS:,} gas blocks, batches of 1,600 ...")
+    big_blocks = throughput.issue_run(int(biggest), "big-blocks", gas_limit=BIG_BLOCKS, batch_size=1_600)
     return {
         "gas": {k: round(v) for k, v in g.items()},  # whole gas units
         "throughput": {
-            "issue_50k_seconds" if biggest == "50000" else f"issue_{biggest}_seconds": round(by_rows[biggest], 2),
-            "issue_seconds_by_rows": {k: round(v, 2) for k, v in by_rows.items()},
+            "issue_50k_seconds" if biggest == "50000" else f"issue_{biggest}_seconds": round(by_rows[biggest].seconds, 2),
+            "issue_seconds_by_rows": {k: round(v.seconds, 2) for k, v in by_rows.items()},
+            "issue_node_cpu_seconds_by_rows": {k: round(v.node_cpu, 2) for k, v in by_rows.items()},
+            "issue_client_cpu_seconds_by_rows": {k: round(v.client_cpu, 2) for k, v in by_rows.items()},
+            "issue_blocks_by_rows": {k: v.blocks for k, v in by_rows.items()},
+            "issue_big_blocks": {"rows": int(biggest), "gas_limit": BIG_BLOCKS, "batch_size": 1_600,
+                                 "seconds": round(big_blocks.seconds, 2), "node_cpu_seconds": round(big_blocks.node_cpu, 2),
+                                 "client_cpu_seconds": round(big_blocks.client_cpu, 2), "blocks": big_blocks.blocks},
             "redeem_per_second": round(redeem, 1),
             "redeem_per_second_presigned": round(redeem_providers_only, 1),
             "anvil_transfer_per_second": round(transfers, 1),
@@ -111,7 +120,14 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {what} | {f'{g[ours]:,}' if ours else ''} | {f'{g[base]:,}' if base else ''} |")
     lines += ["", "| throughput | measured |", "|---|---:|"]
     for rows, seconds in t["issue_seconds_by_rows"].items():
-        lines.append(f"| `citypass issue`, {int(rows):,} new residents | {seconds:.1f} s ({int(rows) / seconds:,.0f} rows/s) |")
+        lines.append(f"| `citypass issue`, {int(rows):,} new residents, fresh chain | {seconds:.1f} s "
+                     f"({int(rows) / seconds:,.0f} rows/s; node CPU {t['issue_node_cpu_seconds_by_rows'][rows]:.1f} s, "
+                     f"client CPU {t['issue_client_cpu_seconds_by_rows'][rows]:.1f} s, "
+                     f"{t['issue_blocks_by_rows'][rows]} blocks) |")
+    b = t["issue_big_blocks"]
+    lines.append(f"| same, {b['rows']:,} rows, {b['gas_limit'] // 10**6}M-gas blocks, `--batch-size {b['batch_size']}` "
+                 f"| {b['seconds']:.1f} s (node CPU {b['node_cpu_seconds']:.1f} s, client CPU "
+                 f"{b['client_cpu_seconds']:.1f} s, {b['blocks']} blocks) |")
     lines.append(f"| redemptions/s, {r['meta']['sizes']['redemptions']:,} vouchers signed and redeemed by 5 providers "
                  f"| {t['redeem_per_second']:,.0f} |")
     lines.append(f"| redemptions/s, the providers' part alone (vouchers signed beforehand) "

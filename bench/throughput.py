@@ -5,43 +5,81 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from eth_account.signers.local import LocalAccount
 
 from citypass import chain as chain_mod
+from citypass import node
 from citypass import redemption, tx
 from citypass import voucher as V
 from citypass.errors import CityPassError
 
-from bench.world import SPORT, World, resident_address, resident_key
+from bench.world import SPORT, World, make_world, resident_address, resident_key
 
 AMOUNT_CENTS = 15_000
 
 
-def issue_seconds(world: World, rows: int, tag: str) -> float:
-    """Wall time of `citypass issue` on a CSV of `rows` new residents (enrol + credit), as
-    the finance office runs it: a new process that reads, validates, plans, sends and
-    reconciles. The budget's issued counter is checked afterwards."""
-    budget = world.new_budget(SPORT, f"Bench issuance {tag}")
-    path = world.workdir / f"issue-{tag}.csv"
-    lines = ["holder,amount"] + [f"{resident_address(tag, i)},{AMOUNT_CENTS // 100}.00" for i in range(rows)]
-    path.write_text("\n".join(lines) + "\n")
-    cmd = [sys.executable, "-m", "citypass", "--rpc", world.chain.rpc_url, "--workdir", str(world.workdir),
-           "--contract", world.dep.address, "--from", "dev:1", "issue", str(path), "--budget", str(budget)]
-    t0 = time.perf_counter()
-    run = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"NO_COLOR": "1"}, check=False)
-    seconds = time.perf_counter() - t0
-    if run.returncode != 0:
-        raise CityPassError(f"`citypass issue` of {rows} rows failed:\n{run.stderr[-2000:]}")
-    issued = world.f.budgetTotals(budget).call()[1]
-    if issued != rows * AMOUNT_CENTS:
-        raise CityPassError(f"issuance of {rows} rows: budget issued {issued}, expected {rows * AMOUNT_CENTS}")
-    return seconds
+@dataclass
+class IssueRun:
+    seconds: float  # wall time of the command
+    node_cpu: float  # CPU seconds the node used meanwhile
+    client_cpu: float  # CPU seconds of the `citypass issue` process
+    transactions: int
+    blocks: int
+
+
+def issue_run(rows: int, tag: str, *, gas_limit: int = node.GAS_LIMIT, batch_size: int | None = None) -> IssueRun:
+    """`citypass issue` on a CSV of `rows` new residents (enrol + credit), as the finance
+    office runs it: a new process that reads, validates, plans, sends and reconciles. Each
+    run gets a fresh chain, so sizes compare fairly (Anvil's work per block grows with its
+    state). The budget's issued counter is checked afterwards."""
+    with tempfile.TemporaryDirectory(prefix="citypass-bench-issue-") as folder:
+        workdir = Path(folder)
+        try:
+            world = make_world(workdir, gas_limit=gas_limit)
+            budget = world.new_budget(SPORT, f"Bench issuance {tag}")
+            path = workdir / f"issue-{tag}.csv"
+            lines = ["holder,amount"] + [f"{resident_address(tag, i)},{AMOUNT_CENTS // 100}.00" for i in range(rows)]
+            path.write_text("\n".join(lines) + "\n")
+            cmd = [sys.executable, "-m", "citypass", "--rpc", world.chain.rpc_url, "--workdir", str(workdir),
+                   "--contract", world.dep.address, "--from", "dev:1", "issue", str(path), "--budget", str(budget)]
+            if batch_size:
+                cmd += ["--batch-size", str(batch_size)]
+            pid = node.node_status(workdir).pid
+            block0, node0, child0 = world.chain.w3.eth.block_number, _cpu_seconds(pid), _children_cpu()
+            t0 = time.perf_counter()
+            run = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"NO_COLOR": "1"}, check=False)
+            seconds = time.perf_counter() - t0
+            if run.returncode != 0:
+                raise CityPassError(f"`citypass issue` of {rows} rows failed:\n{run.stderr[-2000:]}")
+            result = IssueRun(seconds, _cpu_seconds(pid) - node0, _children_cpu() - child0,
+                              len(world.dep.events("BatchIssued")), world.chain.w3.eth.block_number - block0)
+            issued = world.f.budgetTotals(budget).call()[1]
+            if issued != rows * AMOUNT_CENTS:
+                raise CityPassError(f"issuance of {rows} rows: budget issued {issued}, expected {rows * AMOUNT_CENTS}")
+            return result
+        finally:
+            node.node_stop(workdir)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): what the node itself spent."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _connection(world: World) -> Any:

@@ -55,8 +55,8 @@ class World:
         return self.dep.contract.events.BudgetCreated().process_receipt(receipt)[0]["args"]["budget"]
 
 
-def make_world(workdir: Path) -> World:
-    node.node_start(workdir, persist=False)  # a fresh throwaway Anvil: no state dumps
+def make_world(workdir: Path, gas_limit: int = node.GAS_LIMIT) -> World:
+    node.node_start(workdir, persist=False, gas_limit=gas_limit)  # a fresh throwaway Anvil: no state dumps
     chain = chain_mod.connect(workdir=workdir)
     admin, office, provider_manager, treasurer = (keys.dev_account(i) for i in range(4))
     providers = [keys.dev_account(i) for i in range(5, 10)]

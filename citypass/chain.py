@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ LOCAL_DEV_CHAIN_IDS = {31337, 1337}  # Anvil/Hardhat, Ganache
 LOCAL_DEV_CLIENTS = ("anvil", "ganache", "hardhat")
 DEFAULT_CONFIRMATIONS = 2  # blocks on top of a transaction's block on a real network
 RPC_TIMEOUT = 60
+MAX_REQUEST_BYTES = 2_000_000  # per HTTP request; Anvil refuses a 2.6 MB batch
 
 
 @dataclass
@@ -62,8 +64,15 @@ class Chain:
         if not calls:
             return []
         payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+        bodies = [json.dumps(item, separators=(",", ":")) for item in payload]
+        if len(calls) > 1 and sum(map(len, bodies)) > MAX_REQUEST_BYTES:
+            # Nodes refuse big requests ("Invalid request" from Anvil): split, keep the order.
+            half = len(calls) // 2
+            return (self.rpc_batch(calls[:half], raise_errors=raise_errors)
+                    + self.rpc_batch(calls[half:], raise_errors=raise_errors))
         try:
-            r = self.session.post(self.rpc_url, json=payload, timeout=RPC_TIMEOUT)
+            r = self.session.post(self.rpc_url, data="[" + ",".join(bodies) + "]", timeout=RPC_TIMEOUT,
+                                  headers={"Content-Type": "application/json"})
             r.raise_for_status()
             answers = r.json()
         except requests.RequestException as exc:

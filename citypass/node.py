@@ -130,7 +130,7 @@ def node_status(workdir: Path | str = ".citypass") -> NodeInfo | None:
 
 
 def node_start(workdir: Path | str = ".citypass", *, port: int | None = None,
-               persist: bool = True) -> tuple[NodeInfo, bool]:
+               persist: bool = True, gas_limit: int = GAS_LIMIT) -> tuple[NodeInfo, bool]:
     """Starts the embedded node unless it runs already. Returns (info, started_now).
     persist=False: a throwaway chain without state dumps (benchmarks: each dump rewrites the
     whole state and stalls the node, which grows with the state)."""
@@ -145,7 +145,7 @@ def node_start(workdir: Path | str = ".citypass", *, port: int | None = None,
         cmd = [
             binary, "--host", "127.0.0.1", "--port", str(port),
             *(["--state", str(state), "--state-interval", str(STATE_INTERVAL)] if persist else []),
-            "--gas-limit", str(GAS_LIMIT), "--accounts", "10",
+            "--gas-limit", str(gas_limit), "--accounts", "10",
             "--quiet",  # errors still reach the log; a line per block would grow it by ~25 kB per tx
         ]
         with open(log, "ab") as out:
