@@ -59,7 +59,7 @@ from citypass import budget_id, events, report
 from citypass.reasons import Reason
 from tests.revert_helpers import latest_time, mine_at, sign_for
 
-FUZZ_EXAMPLES = int(os.environ.get("CITYPASS_FUZZ_EXAMPLES", "40"))
+FUZZ_EXAMPLES = int(os.environ.get("CITYPASS_FUZZ_EXAMPLES", "30"))
 FUZZ_STEPS = int(os.environ.get("CITYPASS_FUZZ_STEPS", "25"))
 FUZZ_MIN_STEPS = int(os.environ.get("CITYPASS_FUZZ_MIN_STEPS", "0"))
 
@@ -239,7 +239,7 @@ def logged(rule_function):
 stats: Counter = Counter()  # what the runs actually did; reset by the test
 
 
-def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, museum, residents, deployment, tmp_path):
+def test_random_sequences_keep_the_invariants(cp, roles, sport, culture, pool, museum, residents, deployment):
     stats.clear()
     started = time.monotonic()
     first_failure: list[str] = []
