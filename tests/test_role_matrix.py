@@ -119,9 +119,9 @@ def state_changing_functions(abi: list[dict]) -> set[str]:
 
 def test_every_state_changing_function_is_in_the_matrix(cp):
     functions = state_changing_functions(cp.abi)
-    assert functions == state_changing_functions(load_artifact()["abi"])  # the shipped ABI too
     unlisted = functions - set(GATED) - set(OPEN)
     assert not unlisted, f"state-changing functions with no role-matrix entry (add to GATED or OPEN): {sorted(unlisted)}"
+    assert functions == state_changing_functions(load_artifact()["abi"])  # the shipped ABI too
     stale = (set(GATED) | set(OPEN)) - functions
     assert not stale, f"matrix entries for functions the contract no longer has: {sorted(stale)}"
     assert not set(GATED) & set(OPEN)
