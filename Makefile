@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export SOLCX_BINARY_PATH := $(SOLCX_DIR)
 export MPLBACKEND := Agg
 
-.PHONY: setup compile artifacts test demo bench clean distclean
+.PHONY: setup compile artifacts test fuzz demo bench clean distclean
 
 setup: $(VENV)/.stamp node_modules/.stamp $(SOLC) $(VENV)/bin/anvil $(VENV)/.citypass.stamp
 
@@ -73,6 +73,16 @@ lint: setup $(SLITHER_VENV)/.stamp
 distclean: clean-slither
 clean-slither:
 	rm -rf $(SLITHER_VENV)
+
+# The long stateful fuzz: tests/test_stateful.py with >= 10,000 random steps in total (it fails
+# if fewer ran), every invariant checked after each; `make test` runs a short version of it.
+FUZZ_EXAMPLES ?= 300
+FUZZ_STEPS ?= 50
+FUZZ_NETWORK ?= anvil
+fuzz: setup
+	set -o pipefail; CITYPASS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CITYPASS_FUZZ_STEPS=$(FUZZ_STEPS) CITYPASS_FUZZ_MIN_STEPS=10000 \
+		$(VENV)/bin/brownie test tests/test_stateful.py --network $(FUZZ_NETWORK) -s $(PYTEST_ARGS) \
+		| grep --line-buffered -v -E 'Transaction sent|Gas price|confirmed|^\s*$$'
 
 # The whole lifecycle on a fresh embedded chain; writes report/.
 demo: setup compile
