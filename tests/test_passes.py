@@ -8,6 +8,8 @@ from eth_utils import keccak
 
 from tests.revert_helpers import assert_reverts_with, latest_time, missing_role, next_block_at
 
+pytestmark = pytest.mark.ganache  # in the Ganache run of `make test` (tests/test_ganache_coverage.py)
+
 DAY = 86_400
 NONE, ACTIVE, SUSPENDED, REVOKED, MIGRATED, PROVIDER = range(6)
 ZERO = "0x" + "00" * 20
@@ -43,6 +45,7 @@ def test_enroll_empty_batch_is_a_no_op(cp, roles):
     assert "PassEnrolled" not in tx.events
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_enroll_valid_until_now_ok_and_past_reverts(cp, roles):
     a, b = new_addresses(2, "validity")
     now = latest_time() + 10
@@ -93,6 +96,7 @@ def test_renew(cp, roles, alice, status):
     assert cp.passOf(alice) == (status, until)
 
 
+@pytest.mark.anvil_only("needs the next block within 1 s of the last; Ganache's clock runs on after a snapshot revert")
 def test_renew_may_shorten(cp, roles, alice):
     until = latest_time() + 1
     cp.renewPasses([alice], until, {"from": roles.registrar})
