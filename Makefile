@@ -54,6 +54,7 @@ artifacts: compile
 
 test: setup
 	$(VENV)/bin/brownie test --network anvil $(PYTEST_ARGS)
+	$(VENV)/bin/brownie test --network ganache-cli -m "ganache and not anvil_only"
 
 # The whole lifecycle on a fresh embedded chain; writes report/.
 demo: setup compile
