@@ -138,7 +138,7 @@ def sign(cp):
 # ---------------------------------------------------------------- Ganache (`-m ganache`)
 def pytest_configure(config):
     config.addinivalue_line("markers", "ganache: in the subset `make test` also runs on Ganache (tests/test_ganache_coverage.py)")
-    config.addinivalue_line("markers", "anvil_only(reason): relies on Anvil; left out of the Ganache run")
+    config.addinivalue_line("markers", "anvil_only(reason): left out of the Ganache pass of `make test`; the reason says why")
 
 
 GANACHE_BALANCE = hex(1_000 * 10**18)

@@ -79,6 +79,7 @@ def test_enroll_provider_address(cp, roles, pool):
     assert_reverts_with(lambda: cp.enrollPasses([pool], latest_time() + DAY, {"from": roles.registrar}), "AddressIsProvider(address)", pool)
 
 
+@pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("who", NON_REGISTRARS)
 def test_enroll_needs_registrar(cp, roles, who):
     caller = getattr(roles, who)
@@ -118,6 +119,7 @@ def test_renew_past_date(cp, roles, alice):
     assert_reverts_with(lambda: cp.renewPasses([alice], past, {"from": roles.registrar}), "InvalidValidity(uint40)", past)
 
 
+@pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("who", NON_REGISTRARS)
 def test_renew_needs_registrar(cp, roles, alice, who):
     caller = getattr(roles, who)
@@ -165,6 +167,7 @@ def test_revoke_needs_active_or_suspended(cp, roles, alice, outsider, pool, stat
     assert_reverts_with(lambda: cp.revokePass(target, {"from": roles.registrar}), NOT_ACTIVE, target, status)
 
 
+@pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("fn", ["suspendPass", "reinstatePass", "revokePass"])
 @pytest.mark.parametrize("who", NON_REGISTRARS)
 def test_status_changes_need_registrar(cp, roles, alice, fn, who):
@@ -225,6 +228,7 @@ def test_migrate_to_existing_pass_provider_or_zero(cp, roles, alice, bob, pool):
     assert_reverts_with(lambda: cp.migratePass(alice, ZERO, {"from": roles.registrar}), "ZeroAddress()")
 
 
+@pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("who", NON_REGISTRARS)
 def test_migrate_needs_registrar(cp, roles, alice, outsider, who):
     caller = getattr(roles, who)
