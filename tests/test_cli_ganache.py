@@ -10,7 +10,7 @@ import datetime as dt
 from citypass import contract, keys, tx
 from citypass import voucher as V
 from citypass.chain import connect
-from tests.test_cli_admin import DEV, PASSWORD, POOL, data, fast_keystores, ganache, isolation, resident, run  # noqa: F401
+from tests.test_cli_admin import DEV, PASSWORD, POOL, data, fast_keystores, ganache, isolation, run  # noqa: F401
 from tests.ops_helpers import synthetic_account
 
 
