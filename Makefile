@@ -54,6 +54,7 @@ artifacts: compile
 
 test: setup lint
 	$(VENV)/bin/brownie test --network anvil $(PYTEST_ARGS)
+	$(VENV)/bin/brownie test --network ganache-cli -m "ganache and not anvil_only"
 
 # Static analysis: Slither on contracts/ and its ERC-1155 conformance check of CityPass
 # (toolchain/lint.py says what fails), in its own venv (see its requirements file for why).

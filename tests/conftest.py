@@ -7,7 +7,7 @@ import gc
 from types import SimpleNamespace
 
 import pytest
-from brownie import CityPass, accounts, chain
+from brownie import CityPass, accounts, chain, network, web3
 from eth_account import Account
 from eth_utils import keccak
 
@@ -133,3 +133,41 @@ def sign(cp):
         return v.contract_args(), (V.compact_signature(signed) if compact else signed.signature)
 
     return _sign
+
+
+# ---------------------------------------------------------------- Ganache (`-m ganache`)
+def pytest_configure(config):
+    config.addinivalue_line("markers", "ganache: in the subset `make test` also runs on Ganache (tests/test_ganache_coverage.py)")
+    config.addinivalue_line("markers", "anvil_only(reason): left out of the Ganache pass of `make test`; the reason says why")
+
+
+GANACHE_BALANCE = hex(1_000 * 10**18)
+
+
+def on_ganache() -> bool:
+    return web3.is_connected() and web3.client_version.lower().startswith("ganache")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ganache_fees(request):
+    """Ganache 7 has a base fee that cannot be set to 0, so Brownie's development gas price 0
+    would wait in its pool for ever: pay the base fee (EIP-1559, 1 wei tip), and give the keys
+    tests add (residents, new phones) the ETH that Anvil's fee-free chain never asked of them."""
+    if not on_ganache():
+        yield
+        return
+    request.getfixturevalue("module_isolation")  # fund after the module's chain reset
+    network.priority_fee("1 wei")
+    fund = lambda account: web3.provider.make_request("evm_setAccountBalance", [account.address, GANACHE_BALANCE])  # noqa: E731
+    for resident in request.getfixturevalue("residents"):
+        fund(resident)
+    add = accounts.add
+
+    def add_funded(private_key=None):
+        account = add(private_key)
+        fund(account)
+        return account
+
+    accounts.add = add_funded
+    yield
+    del accounts.add

@@ -9,6 +9,8 @@ from eth_utils import keccak
 
 from tests.revert_helpers import assert_reverts_with, latest_time, sign_for
 
+pytestmark = pytest.mark.ganache  # in the Ganache run of `make test` (tests/test_ganache_coverage.py)
+
 DAY = 86_400
 ZERO = "0x" + "00" * 20
 INVALID_RECEIVER = "ERC1155InvalidReceiver(address)"

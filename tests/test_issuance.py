@@ -10,6 +10,8 @@ from citypass.reasons import Reason
 from tests.revert_helpers import (assert_conserved, assert_reverts_with, latest_time, missing_role,
                                   next_block_at, refused)
 
+pytestmark = pytest.mark.ganache  # in the Ganache run of `make test` (tests/test_ganache_coverage.py)
+
 DAY = 86_400
 ZERO = "0x" + "00" * 20
 ACTIVE = 1
@@ -126,6 +128,7 @@ def test_issue_before_budget_start_is_allowed(cp, roles, alice):
     assert cp.balanceOf(alice, future) == 100
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_issue_window_end_boundary(cp, roles, alice):
     now = latest_time()
     short = cp.createBudget(0, now - DAY, now + 100, 1_000, "short", {"from": roles.budget}).return_value
@@ -145,6 +148,7 @@ def test_issue_while_paused(cp, roles, alice, small):
     cp.issue(batch("p"), small, [alice], [1], {"from": roles.issuer})
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 @pytest.mark.parametrize("kind", ["no pass", "zero", "provider", "suspended", "revoked", "migrated", "expired"])
 def test_issue_only_to_active_passes(cp, roles, alice, outsider, pool, small, kind):
     target, reason = alice, None
@@ -172,6 +176,7 @@ def test_issue_only_to_active_passes(cp, roles, alice, outsider, pool, small, ki
     refused(lambda: cp.issue(batch(kind), small, [target], [1], {"from": roles.issuer}), reason, ZERO, target, small)
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_issue_to_pass_on_its_last_day(cp, roles, alice, small):
     until = latest_time() + 10
     cp.renewPasses([alice], until, {"from": roles.registrar})
@@ -179,6 +184,7 @@ def test_issue_to_pass_on_its_last_day(cp, roles, alice, small):
     cp.issue(batch("last day"), small, [alice], [1], {"from": roles.issuer})
 
 
+@pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("who", ["admin", "budget", "providers", "registrar", "treasurer", "pauser", "stranger"])
 def test_issue_needs_issuer(cp, roles, alice, small, who):
     caller = getattr(roles, who)
@@ -236,6 +242,7 @@ def test_enroll_and_issue_batch_checks(cp, roles, enroller, small):
     assert_reverts_with(lambda: cp.enrollAndIssue(batch("c"), small, until, new, [1, 1], {"from": enroller}), "SystemPaused()")
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_enroll_and_issue_batch_size_window_and_reuse(cp, roles, enroller, small, sport):
     until = latest_time() + DAY
     n = 2_001

@@ -14,6 +14,8 @@ from citypass.reasons import Reason
 from tests.revert_helpers import (assert_conserved, assert_reverts_with, latest_time, mine_at, missing_role,
                                   next_block_at, refused, sign_for)
 
+pytestmark = pytest.mark.ganache  # in the Ganache run of `make test` (tests/test_ganache_coverage.py)
+
 DAY = 86_400
 ZERO = "0x" + "00" * 20
 CREDIT = 10_000
@@ -30,6 +32,7 @@ def everyone(residents, pool, museum):
 
 
 # ---------------------------------------------------------------- pass expiry
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_pass_expiry_boundary(cp, roles, sport, pool, alice, sign):
     until = latest_time() + 50
     cp.renewPasses([alice], until, {"from": roles.registrar})
@@ -64,6 +67,7 @@ def test_suspended_pass_neither_spends_nor_receives_until_reinstated(cp, roles, 
     assert_conserved(cp, sport, everyone)
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_revoked_pass_is_dead_and_its_credit_is_reclaimed_after_the_end(cp, roles, sport, pool, alice, sign, everyone, deployment):
     cp.revokePass(alice, {"from": roles.registrar})
     v, s = sign(alice, pool, sport, 100)
@@ -109,6 +113,7 @@ def test_migration_during_pause_is_refused_when_credit_must_move(cp, roles, alic
     cp.migratePass(alice, new_phone, {"from": roles.registrar})
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_migration_includes_ended_budgets(cp, roles, alice, new_phone):
     now = latest_time()
     b = cp.createBudget(0, now - DAY, now + 10, 1_000, "short", {"from": roles.budget}).return_value
@@ -151,6 +156,7 @@ def test_refund_accepts_the_compact_signature_and_counts_it_once(cp, sport, pool
                         "RefundExceedsRedemption(bytes32,uint256,uint256)", voucher_digest(cp, v, pool), 100, 101)
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_refund_after_the_voucher_deadline(cp, sport, pool, alice, sign):
     """A voucher's deadline limits its redemption, not the refund that may come days later."""
     v, s = sign(alice, pool, sport, 100, deadline=latest_time() + 60)
@@ -236,6 +242,7 @@ def test_refund_of_a_second_voucher_with_a_used_nonce_is_caught_by_the_audit(cp,
 
 
 # ---------------------------------------------------------------- reclaim
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_reclaim_only_after_the_end_and_only_holders(cp, roles, sport, pool, alice, bob, residents, sign, everyone, deployment):
     cp.redeem(*sign(alice, pool, sport, 1_000), {"from": pool})
     holders = [r.address for r in residents]  # includes the outsider (nothing to reclaim)
@@ -259,6 +266,7 @@ def test_reclaim_only_after_the_end_and_only_holders(cp, roles, sport, pool, ali
     assert_conserved(cp, sport, everyone)
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_reclaim_in_parts(cp, roles, sport, residents, deployment, everyone):
     next_block_at(deployment.end + 1)
     cp.reclaim(sport, [residents[0]], {"from": roles.budget})
@@ -267,6 +275,7 @@ def test_reclaim_in_parts(cp, roles, sport, residents, deployment, everyone):
     assert_conserved(cp, sport, everyone)
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_reclaim_migrated_pass_at_its_new_address(cp, roles, sport, alice, new_phone, deployment):
     cp.migratePass(alice, new_phone, {"from": roles.registrar})
     next_block_at(deployment.end + 1)
@@ -281,6 +290,7 @@ def test_reclaim_unknown_budget_and_roles(cp, roles, sport, alice):
         missing_role(lambda: cp.reclaim(sport, [alice], {"from": caller}), caller, cp.BUDGET_MANAGER_ROLE())
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_reclaim_with_nothing_to_burn_is_still_refused_early(cp, roles, sport, deployment):
     """An empty reclaim before the end or while paused is refused, not recorded."""
     assert_reverts_with(lambda: cp.reclaim(sport, [], {"from": roles.budget}), "BudgetNotEnded(uint256,uint40)",
@@ -290,6 +300,7 @@ def test_reclaim_with_nothing_to_burn_is_still_refused_early(cp, roles, sport, d
     assert_reverts_with(lambda: cp.reclaim(sport, [], {"from": roles.budget}), "SystemPaused()")
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_reclaim_during_pause(cp, roles, sport, alice, deployment):
     next_block_at(deployment.end + 1)
     cp.pause({"from": roles.pauser})
@@ -360,6 +371,7 @@ def test_stopped_provider_is_still_settled(cp, roles, sport, pool, alice, sign, 
     assert cp.balanceOf(pool, sport) == 0
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_settle_after_the_budget_ended(cp, roles, sport, pool, alice, sign, deployment):
     cp.redeem(*sign(alice, pool, sport, 100), {"from": pool})
     next_block_at(deployment.end + 100)
@@ -384,6 +396,7 @@ def test_pause_and_unpause(cp, roles, pool, museum):
     assert_reverts_with(lambda: cp.unpause({"from": roles.pauser}), "PauseUnchanged(bool)", False)
 
 
+@pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("fn", ["pause", "unpause"])
 def test_pause_needs_pauser(cp, roles, fn, pool, alice):
     if fn == "unpause":
@@ -392,6 +405,7 @@ def test_pause_needs_pauser(cp, roles, fn, pool, alice):
         missing_role(lambda: getattr(cp, fn)({"from": caller}), caller, cp.PAUSER_ROLE())
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_pause_blocks_everything_that_moves_credit(cp, roles, sport, culture, pool, museum, alice, bob, sign, deployment):
     paid = sign(alice, pool, sport, 500, nonce=0)
     cp.redeem(*paid, {"from": pool})

@@ -8,6 +8,8 @@ from eth_utils import keccak
 
 from tests.revert_helpers import assert_reverts_with, latest_time, missing_role, next_block_at
 
+pytestmark = pytest.mark.ganache  # in the Ganache run of `make test` (tests/test_ganache_coverage.py)
+
 DAY = 86_400
 NONE, ACTIVE, SUSPENDED, REVOKED, MIGRATED, PROVIDER = range(6)
 ZERO = "0x" + "00" * 20
@@ -43,6 +45,7 @@ def test_enroll_empty_batch_is_a_no_op(cp, roles):
     assert "PassEnrolled" not in tx.events
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_enroll_valid_until_now_ok_and_past_reverts(cp, roles):
     a, b = new_addresses(2, "validity")
     now = latest_time() + 10
@@ -76,6 +79,7 @@ def test_enroll_provider_address(cp, roles, pool):
     assert_reverts_with(lambda: cp.enrollPasses([pool], latest_time() + DAY, {"from": roles.registrar}), "AddressIsProvider(address)", pool)
 
 
+@pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("who", NON_REGISTRARS)
 def test_enroll_needs_registrar(cp, roles, who):
     caller = getattr(roles, who)
@@ -93,6 +97,7 @@ def test_renew(cp, roles, alice, status):
     assert cp.passOf(alice) == (status, until)
 
 
+@pytest.mark.anvil_only("needs the next block within 1 s of the last; Ganache's clock runs on after a snapshot revert")
 def test_renew_may_shorten(cp, roles, alice):
     until = latest_time() + 1
     cp.renewPasses([alice], until, {"from": roles.registrar})
@@ -114,6 +119,7 @@ def test_renew_past_date(cp, roles, alice):
     assert_reverts_with(lambda: cp.renewPasses([alice], past, {"from": roles.registrar}), "InvalidValidity(uint40)", past)
 
 
+@pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("who", NON_REGISTRARS)
 def test_renew_needs_registrar(cp, roles, alice, who):
     caller = getattr(roles, who)
@@ -161,6 +167,7 @@ def test_revoke_needs_active_or_suspended(cp, roles, alice, outsider, pool, stat
     assert_reverts_with(lambda: cp.revokePass(target, {"from": roles.registrar}), NOT_ACTIVE, target, status)
 
 
+@pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("fn", ["suspendPass", "reinstatePass", "revokePass"])
 @pytest.mark.parametrize("who", NON_REGISTRARS)
 def test_status_changes_need_registrar(cp, roles, alice, fn, who):
@@ -221,6 +228,7 @@ def test_migrate_to_existing_pass_provider_or_zero(cp, roles, alice, bob, pool):
     assert_reverts_with(lambda: cp.migratePass(alice, ZERO, {"from": roles.registrar}), "ZeroAddress()")
 
 
+@pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("who", NON_REGISTRARS)
 def test_migrate_needs_registrar(cp, roles, alice, outsider, who):
     caller = getattr(roles, who)

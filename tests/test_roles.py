@@ -10,6 +10,8 @@ from eth_utils import keccak
 
 from tests.revert_helpers import assert_reverts_with, latest_time, mine_at, missing_role
 
+pytestmark = pytest.mark.ganache  # in the Ganache run of `make test` (tests/test_ganache_coverage.py)
+
 DAY = 86_400
 ADMIN_DELAY = 3 * DAY
 ZERO = "0x" + "00" * 20
@@ -131,6 +133,7 @@ def test_operator_may_renounce_own_role(cp, roles):
                         "AccessControlBadConfirmation()")
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_admin_transfer_is_two_step_with_delay(cp, roles):
     new_admin = roles.stranger
     tx = cp.beginDefaultAdminTransfer(new_admin, {"from": roles.admin})
@@ -148,6 +151,7 @@ def test_admin_transfer_is_two_step_with_delay(cp, roles):
     missing_role(lambda: cp.grantRole(cp.ISSUER_ROLE(), roles.admin, {"from": roles.admin}), roles.admin, cp.DEFAULT_ADMIN_ROLE())
 
 
+@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_admin_transfer_can_be_cancelled(cp, roles):
     cp.beginDefaultAdminTransfer(roles.stranger, {"from": roles.admin})
     cp.cancelDefaultAdminTransfer({"from": roles.admin})
