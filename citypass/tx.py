@@ -33,7 +33,7 @@ GAS_EXTRA = 10_000
 DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei, if the node cannot suggest one
 RPC_CHUNK = 250  # calls per JSON-RPC batch request
 RECEIPT_TIMEOUT = 300.0
-LOCAL_STALL_SECONDS = 0.05  # no new receipt for this long on a local dev chain: see _nudge_local_miner
+LOCAL_STALL_SECONDS = 0.2  # no new receipt nor block for this long on a local dev chain: see _nudge_local_miner
 
 Receipt = AttributeDict
 
@@ -270,13 +270,16 @@ def _wait_receipts(chain: Chain, hashes: Sequence[str], timeout: float) -> list[
     found: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     pause = 0.02 if chain.is_local_dev else 1.0
-    last_progress, last_count = time.monotonic(), -1
+    last_progress, last_count, last_block = time.monotonic(), -1, None
     while len(found) < len(hashes):
         if len(found) != last_count:
             last_progress, last_count = time.monotonic(), len(found)
         elif chain.is_local_dev and time.monotonic() - last_progress > LOCAL_STALL_SECONDS:
-            _nudge_local_miner(chain)
-            last_progress = time.monotonic()
+            # Stalled only if no block came either: a heavy block may simply take a while.
+            block = chain.rpc("eth_blockNumber")
+            if block == last_block:
+                _nudge_local_miner(chain)
+            last_progress, last_block = time.monotonic(), block
         missing = [h for h in hashes if h not in found]
         for start in range(0, len(missing), RPC_CHUNK):
             chunk = missing[start:start + RPC_CHUNK]
