@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export SOLCX_BINARY_PATH := $(SOLCX_DIR)
 export MPLBACKEND := Agg
 
-.PHONY: setup compile artifacts test demo bench clean distclean
+.PHONY: setup compile artifacts test faults-long demo bench clean distclean
 
 setup: $(VENV)/.stamp node_modules/.stamp $(SOLC) $(VENV)/bin/anvil $(VENV)/.citypass.stamp
 
@@ -54,6 +54,10 @@ artifacts: compile
 
 test: setup
 	$(VENV)/bin/brownie test --network anvil $(PYTEST_ARGS)
+
+# tests/test_faults.py at full size: 5,000-row issuances killed at 12 points, node restarts.
+faults-long: setup
+	CITYPASS_LONG=1 $(VENV)/bin/brownie test tests/test_faults.py --network anvil -s $(PYTEST_ARGS)
 
 # The whole lifecycle on a fresh embedded chain; writes report/.
 demo: setup compile
