@@ -11,6 +11,8 @@ import os
 import random
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,10 @@ def seed() -> int:
     return int(text) if text else random.SystemRandom().randrange(1_000_000)
 
 
-def _env(fault: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("CITYPASS_RPC", "CITYPASS_FROM", "CITYPASS_FAULT")}
+def _env(fault: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CITYPASS_RPC", "CITYPASS_FROM", "CITYPASS_FAULT", "CITYPASS_CONTRACT")}
+    env.update(extra or {})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     if fault:
         env["CITYPASS_FAULT"] = fault
@@ -43,15 +47,42 @@ def citypass_args(w: World, *args: str) -> list[str]:
     return [sys.executable, "-m", "citypass", "--workdir", str(w.workdir), *args]
 
 
-def run_citypass(w: World, *args: str, fault: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_citypass(w: World, *args: str, fault: str | None = None, timeout: float = 600,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`citypass ARGS` as its own process; CITYPASS_FAULT=`fault` if given."""
-    return subprocess.run(citypass_args(w, *args), capture_output=True, text=True, env=_env(fault), cwd=ROOT,
+    return subprocess.run(citypass_args(w, *args), capture_output=True, text=True, env=_env(fault, env), cwd=ROOT,
                           timeout=timeout)
 
 
 def start_citypass(w: World, *args: str, fault: str | None = None) -> subprocess.Popen:
     return subprocess.Popen(citypass_args(w, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env(fault), cwd=ROOT)
+
+
+def rerun_while_mining_stopped(w: World, args: tuple[str, ...], mine: Any, timeout: float = 600) -> tuple[int, str, str]:
+    """Starts `citypass ARGS` while the node mines nothing; once the command has picked its
+    signer (the line just before it checks for transactions still in flight), calls `mine()`
+    a moment later. Returns (exit code, stdout, stderr)."""
+    proc = start_citypass(w, *args)
+    lines: list[str] = []
+    signer_chosen = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("signing as "):
+                signer_chosen.set()
+        signer_chosen.set()  # ended without choosing one: nothing to wait for
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    signer_chosen.wait(timeout)
+    time.sleep(0.5)  # the command is polling for its in-flight transaction now
+    mine()
+    out = proc.stdout.read()
+    proc.wait(timeout)
+    reader.join(timeout)
+    return proc.returncode, out, "".join(lines)
 
 
 def start_python(*args: str) -> subprocess.Popen:
