@@ -230,7 +230,8 @@ def _unstick(chain: Chain, account: LocalAccount, waiting: Sequence[_Pending]) -
     if a nonce was taken by another transaction (then this call was not done: the caller
     decides, nothing is re-sent under a new nonce)."""
     mined_nonce = int(chain.rpc("eth_getTransactionCount", [account.address, "latest"]), 16)
-    known = chain.rpc_batch([("eth_getTransactionByHash", [p.hashes[-1]]) for p in waiting])
+    known = [t for start in range(0, len(waiting), RPC_CHUNK) for t in chain.rpc_batch(
+        [("eth_getTransactionByHash", [p.hashes[-1]]) for p in waiting[start:start + RPC_CHUNK]])]
     fee = fees(chain)
     for p, tx in zip(waiting, known):
         if tx is not None and tx.get("blockHash"):
@@ -342,13 +343,13 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
     for call_params, access in zip(calls, access_lists or []):
         if access:
             call_params["accessList"] = list(access)
+    wait_idle(chain, sender, timeout)  # estimates and the nonce must see what is still in flight
     limits = [gas] * len(calls) if gas is not None else _estimate(chain, calls, sender)
     fee = fees(chain)
     balance = chain.w3.eth.get_balance(sender)
     needed = sum(limits) * _max_fee(fee) + value * len(calls)
     if balance < needed:
         raise _no_funds(chain, sender, needed)
-    wait_idle(chain, sender, timeout)
     nonce = int(chain.rpc("eth_getTransactionCount", [sender, "pending"]), 16)
     sent = [_Pending(c, g, nonce + i, fee, [_sign(account, chain, c, g, nonce + i, fee)], [])
             for i, (c, g) in enumerate(zip(calls, limits))]
