@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export SOLCX_BINARY_PATH := $(SOLCX_DIR)
 export MPLBACKEND := Agg
 
-.PHONY: setup compile artifacts test fuzz demo bench clean distclean
+.PHONY: setup compile artifacts test fuzz faults-long demo bench clean distclean
 
 setup: $(VENV)/.stamp node_modules/.stamp $(SOLC) $(VENV)/bin/anvil $(VENV)/.citypass.stamp
 
@@ -76,7 +76,7 @@ clean-slither:
 	rm -rf $(SLITHER_VENV)
 
 # The long stateful fuzz: tests/test_stateful.py with >= 10,000 random steps in total (it fails
-# if fewer ran), every invariant checked after each; `make test` runs a short version of it.
+# if fewer ran), every invariant checked after each, then faults-long; `make test` runs short versions.
 FUZZ_EXAMPLES ?= 300
 FUZZ_STEPS ?= 50
 FUZZ_NETWORK ?= anvil
@@ -84,6 +84,11 @@ fuzz: setup
 	set -o pipefail; CITYPASS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CITYPASS_FUZZ_STEPS=$(FUZZ_STEPS) CITYPASS_FUZZ_MIN_STEPS=10000 \
 		$(VENV)/bin/brownie test tests/test_stateful.py --network $(FUZZ_NETWORK) -s $(PYTEST_ARGS) \
 		| grep --line-buffered -v -E 'Transaction sent|Gas price|confirmed|^\s*$$'
+	$(MAKE) faults-long
+
+# tests/test_faults.py at full size: 5,000-row issuances killed at 12 points, node restarts.
+faults-long: setup
+	CITYPASS_LONG=1 $(VENV)/bin/brownie test tests/test_faults.py --network anvil -s $(PYTEST_ARGS)
 
 # The whole lifecycle on a fresh embedded chain; writes report/.
 demo: setup compile

@@ -13,7 +13,7 @@ import click
 
 from citypass import budget_id
 from citypass import contract as C
-from citypass import finance, issuance, keys, redemption, wallet
+from citypass import finance, issuance, keys, redemption, tx, wallet
 from citypass import voucher as V
 from citypass.cli_common import (
     ADDRESS, DATE, EUROS, EUROS_OR_ZERO, Ctx, cents_to_str, end_of_day, err_console, format_date, format_euros,
@@ -133,6 +133,10 @@ def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: 
              f"{format_euros(plan.to_send_total)} of budget #{b.serial}")
     roles = ["ISSUER", "REGISTRAR"] if plan.new_residents else ["ISSUER"]
     account = _dev_account_with(c, roles) if plan.sends else None
+    if account is not None and tx.wait_idle(dep.chain, account.address):
+        note("a transaction of an earlier, interrupted run was still in flight: it is mined now, planning again")
+        plan = issuance.plan_issuance(dep, file, b.id, pass_valid_until=plan.pass_valid_until, tranche=tranche,
+                                      batch_size=plan.batch_size)
     before = issuance.snapshot(dep, plan)
     results: list[issuance.SendResult] = []
     if plan.sends:

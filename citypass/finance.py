@@ -117,11 +117,12 @@ def settle(dep: Any, account: Any, provider: str, reference: str, budgets: Seque
     all), under `reference`: burns that credit; the reference can never be used again."""
     from citypass.contract import require_role
     from citypass.redemption import balance
-    from citypass.tx import send
+    from citypass.tx import send, wait_idle
 
     provider = to_checksum_address(provider)
     f = dep.contract.functions
     ref = reference_hash(reference)
+    wait_idle(dep.chain, account.address)  # a settlement an earlier, killed run left in flight counts
     if f.referenceSettled(ref).call():
         raise CityPassError(f"payment reference {normalize_reference(reference)!r} was already used{_earlier(dep, ref)}; nothing was sent")
     if int(f.providerOf(provider).call()[0]) == 0:

@@ -631,9 +631,11 @@ def execute(
     on_sent: Callable[[SendResult], None] | None = None,
 ) -> list[SendResult]:
     """Sends the plan's transactions in order. Each id is checked just before sending, so
-    two runs at once still issue each batch once (the chain refuses a used id anyway)."""
+    two runs at once still issue each batch once (the chain refuses a used id anyway); a
+    transaction an earlier, killed run left in flight is waited for first, so the checks see it."""
     from citypass.contract import require_role
-    from citypass.tx import access_list_and_gas, send as tx_send
+    from citypass.faults import fault_point
+    from citypass.tx import access_list_and_gas, send as tx_send, wait_idle
 
     if plan.sends:
         require_role(dep, "ISSUER", account.address)
@@ -642,7 +644,10 @@ def execute(
     do_send = sender or (lambda fn: _send_with_access_list(dep.chain, account, fn, tx_send, access_list_and_gas))
     f = dep.contract.functions
     results = []
+    if plan.sends:
+        wait_idle(dep.chain, account.address)
     for s in plan.sends:
+        fault_point("between-batches")
         holders, amounts = [r.holder for r in s.rows], [r.amount for r in s.rows]
         if f.batchIssued(s.batch_id).call():
             result = SendResult(s, None, 0)

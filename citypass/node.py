@@ -4,7 +4,9 @@ Successive `citypass` commands must see the same chain, so the first one starts 
 the background (its own session, so it outlives the command) and records pid and port in
 `<workdir>/node.json`; later commands attach to it. Anvil dumps its state to
 `<workdir>/anvil-state.json` every few seconds and on a clean stop, and loads it on start,
-so even a killed node loses at most the last seconds.
+so even a killed node loses at most the last seconds. Those can hold transactions a command
+already saw mined: after such a restart, re-run the command (issuance and settlement are
+idempotent: tests/test_faults.py kills the node mid-issuance and checks the re-run).
 """
 
 from __future__ import annotations

@@ -5,6 +5,13 @@ and raised as CityPassError before anything is signed or sent. Keys never leave 
 process (signed here with eth-keys/eth-account; the node only sees raw transactions). `send_many` pipelines
 many calls from one account (the demo's thousands of redemptions): estimate all, sign all,
 send all in JSON-RPC batches, then collect the receipts.
+
+A transaction is never signed again under a new nonce: before sending, an account's
+transactions still in flight (an earlier run killed after broadcasting) are waited for, so
+the caller's "was it done already?" checks see them; a sent transaction that is not mined
+within STUCK_AFTER is looked up: dropped by the node -> the same signed bytes are broadcast
+again; still waiting because its fee is below the base fee -> replaced at the same nonce
+with a higher fee; its nonce taken by another transaction -> reported, not re-sent.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from web3._utils.method_formatters import receipt_formatter
 from citypass.address import eip55_cached, is_valid_spelling
 from citypass.chain import Chain, RpcError
 from citypass.errors import CityPassError, type_of, explain_revert
+from citypass.faults import fault_point
 
 GAS_MARGIN = 1.2  # estimates can be a little short when storage warms up differently
 GAS_EXTRA = 10_000
@@ -34,6 +42,8 @@ DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei, if the node cannot suggest one
 RPC_CHUNK = 250  # calls per JSON-RPC batch request
 RECEIPT_TIMEOUT = 300.0
 LOCAL_STALL_SECONDS = 0.2  # no new receipt nor block for this long on a local dev chain: see _nudge_local_miner
+STUCK_AFTER = 30.0  # seconds without a receipt before a sent transaction is looked up
+FEE_BUMP = 1.125  # a replacement pays at least 12.5% more (what geth's and Anvil's pools ask)
 
 Receipt = AttributeDict
 
@@ -265,13 +275,29 @@ def _format_log(log: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _wait_receipts(chain: Chain, hashes: Sequence[str], timeout: float) -> list[dict[str, Any]]:
-    """Raw receipts of `hashes`, polling in batches until all are mined."""
-    found: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
+@dataclass
+class _Pending:
+    """One sent transaction: what it calls, and every signed version of it (all with the
+    same nonce: a replacement only raises the fee)."""
+
+    call: dict[str, Any]
+    gas: int
+    nonce: int
+    fee: dict[str, int]
+    raws: list[bytes]
+    hashes: list[str]
+
+
+def _wait_receipts(chain: Chain, account: LocalAccount, sent: Sequence[_Pending], timeout: float) -> list[dict[str, Any]]:
+    """Raw receipts of `sent`, polling in batches until all are mined; a transaction not
+    mined within STUCK_AFTER is looked after (`_unstick`) once per STUCK_AFTER, and a local
+    dev chain whose miner stalled is nudged (`_nudge_local_miner`)."""
+    found: dict[int, dict[str, Any]] = {}
+    start = time.monotonic()
+    deadline, next_look = start + timeout, start + STUCK_AFTER
     pause = 0.02 if chain.is_local_dev else 1.0
-    last_progress, last_count, last_block = time.monotonic(), -1, None
-    while len(found) < len(hashes):
+    last_progress, last_count, last_block = start, -1, None
+    while len(found) < len(sent):
         if len(found) != last_count:
             last_progress, last_count = time.monotonic(), len(found)
         elif chain.is_local_dev and time.monotonic() - last_progress > LOCAL_STALL_SECONDS:
@@ -280,20 +306,100 @@ def _wait_receipts(chain: Chain, hashes: Sequence[str], timeout: float) -> list[
             if block == last_block:
                 _nudge_local_miner(chain)
             last_progress, last_block = time.monotonic(), block
-        missing = [h for h in hashes if h not in found]
-        for start in range(0, len(missing), RPC_CHUNK):
-            chunk = missing[start:start + RPC_CHUNK]
-            for h, r in zip(chunk, chain.rpc_batch([("eth_getTransactionReceipt", [h]) for h in chunk])):
+        missing = [i for i in range(len(sent)) if i not in found]
+        asks = [(i, h) for i in missing for h in sent[i].hashes]
+        for begin in range(0, len(asks), RPC_CHUNK):
+            chunk = asks[begin:begin + RPC_CHUNK]
+            for (i, _), r in zip(chunk, chain.rpc_batch([("eth_getTransactionReceipt", [h]) for _, h in chunk])):
                 if r is not None:
-                    found[h] = r
-        if len(found) < len(hashes):
-            if time.monotonic() > deadline:
+                    found[i] = r
+        if len(found) < len(sent):
+            now = time.monotonic()
+            if now > deadline:
+                first = sent[min(i for i in range(len(sent)) if i not in found)]
                 raise CityPassError(
-                    f"{len(hashes) - len(found)} transaction(s) not mined after {timeout:.0f} s "
-                    f"(first: {missing[0]}); they may still be mined later: check before re-sending"
+                    f"{len(sent) - len(found)} transaction(s) not mined after {timeout:.0f} s "
+                    f"(first: {first.hashes[-1]}, nonce {first.nonce}); they may still be mined later: "
+                    "check before re-sending"
                 )
+            if now >= next_look:
+                _unstick(chain, account, [sent[i] for i in range(len(sent)) if i not in found])
+                next_look = now + STUCK_AFTER
             time.sleep(pause)
-    return [found[h] for h in hashes]
+    return [found[i] for i in range(len(sent))]
+
+
+def _unstick(chain: Chain, account: LocalAccount, waiting: Sequence[_Pending]) -> None:
+    """Looks up transactions that are taking long: re-broadcasts what the node dropped (the
+    same signed bytes), replaces at the same nonce what waits below the base fee, and raises
+    if a nonce was taken by another transaction (then this call was not done: the caller
+    decides, nothing is re-sent under a new nonce)."""
+    mined_nonce = int(chain.rpc("eth_getTransactionCount", [account.address, "latest"]), 16)
+    known = [t for start in range(0, len(waiting), RPC_CHUNK) for t in chain.rpc_batch(
+        [("eth_getTransactionByHash", [p.hashes[-1]]) for p in waiting[start:start + RPC_CHUNK]])]
+    fee = fees(chain)
+    for p, tx in zip(waiting, known):
+        if tx is not None and tx.get("blockHash"):
+            continue  # mined since the receipt was asked
+        if p.nonce < mined_nonce and not any(chain.rpc("eth_getTransactionReceipt", [h]) for h in p.hashes):
+            raise CityPassError(
+                f"transaction {p.hashes[-1]} (nonce {p.nonce} of {account.address}) was not mined: another "
+                f"transaction from that account took nonce {p.nonce}. It was not re-sent; check whether its "
+                "change is still needed (a re-run checks that) before sending it again"
+            )
+        if _below_base_fee(p.fee, fee):  # waits (or was dropped) for a base fee that may never come back
+            _replace(chain, account, p, fee)
+        elif tx is None:  # dropped from the node's pool: the same bytes again, same nonce, same hash
+            _broadcast(chain, p.raws[-1], already_ok=True)
+
+
+def _below_base_fee(paid: dict[str, int], now: dict[str, int]) -> bool:
+    if "maxFeePerGas" in now:
+        return paid.get("maxFeePerGas", paid.get("gasPrice", 0)) < (now["maxFeePerGas"] - now["maxPriorityFeePerGas"]) // 2
+    return paid.get("gasPrice", 0) < now["gasPrice"]
+
+
+def _bumped(old: dict[str, int], now: dict[str, int]) -> dict[str, int]:
+    return {k: max(now.get(k, 0), int(v * FEE_BUMP) + 1) for k, v in old.items()}
+
+
+def _replace(chain: Chain, account: LocalAccount, p: _Pending, fee: dict[str, int]) -> None:
+    """The same call at the same nonce with a fee that fits the base fee now."""
+    p.fee = _bumped(p.fee, fee)
+    raw = _sign(account, chain, p.call, p.gas, p.nonce, p.fee)
+    p.hashes.append(_broadcast(chain, raw, already_ok=False))
+    p.raws.append(raw)
+
+
+def _broadcast(chain: Chain, raw: bytes, *, already_ok: bool) -> str:
+    answer = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + raw.hex()])], raise_errors=False)[0]
+    if isinstance(answer, RpcError):
+        if already_ok and "already" in answer.message.lower():
+            return "0x" + keccak(raw).hex()
+        raise CityPassError(f"the node refused to take back a waiting transaction: {answer.message}")
+    return answer
+
+
+def wait_idle(chain: Chain, address: str, timeout: float = RECEIPT_TIMEOUT) -> bool:
+    """Waits until no transaction of `address` is in flight (pending nonce = mined nonce);
+    True if there was one. Called before "was this done already?" checks: a run killed after
+    broadcasting leaves its transaction in the pool, and the next run must see it mined,
+    not send it again."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05 if chain.is_local_dev else 1.0
+    waited = False
+    while True:
+        mined, pending = (int(n, 16) for n in chain.rpc_batch(
+            [("eth_getTransactionCount", [address, "latest"]), ("eth_getTransactionCount", [address, "pending"])]))
+        if pending <= mined:
+            return waited
+        waited = True
+        if time.monotonic() > deadline:
+            raise CityPassError(
+                f"account {address} has {pending - mined} transaction(s) waiting to be mined (nonces {mined}..{pending - 1}) "
+                f"for over {timeout:.0f} s; nothing was sent: wait for them (or replace them) and run again"
+            )
+        time.sleep(pause)
 
 
 def _nudge_local_miner(chain: Chain) -> None:
@@ -352,6 +458,7 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
     for call_params, access in zip(calls, access_lists or []):
         if access:
             call_params["accessList"] = list(access)
+    wait_idle(chain, sender, timeout)  # estimates and the nonce must see what is still in flight
     limits = [gas] * len(calls) if gas is not None else _estimate(chain, calls, sender)
     fee = fees(chain)
     balance = chain.w3.eth.get_balance(sender)
@@ -359,23 +466,28 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
     if balance < needed:
         raise _no_funds(chain, sender, needed)
     nonce = int(chain.rpc("eth_getTransactionCount", [sender, "pending"]), 16)
-    raws = [_sign(account, chain, c, g, nonce + i, fee) for i, (c, g) in enumerate(zip(calls, limits))]
+    sent = [_Pending(c, g, nonce + i, fee, [_sign(account, chain, c, g, nonce + i, fee)], [])
+            for i, (c, g) in enumerate(zip(calls, limits))]
 
-    hashes: list[str] = []
-    for start in range(0, len(raws), RPC_CHUNK):
-        chunk = raws[start:start + RPC_CHUNK]
-        answers = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + r.hex()]) for r in chunk], raise_errors=False)
-        for i, answer in enumerate(answers):
+    fault_point("before-send")
+    for start in range(0, len(sent), RPC_CHUNK):
+        chunk = sent[start:start + RPC_CHUNK]
+        answers = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + p.raws[0].hex()]) for p in chunk],
+                                  raise_errors=False)
+        for i, (p, answer) in enumerate(zip(chunk, answers)):
             if isinstance(answer, RpcError):
                 err = _refusal(answer, chain, sender, "the transaction")
-                if hashes:  # some are out already: say so, the caller must not blindly resend
-                    err = CityPassError(f"{err} (after {len(hashes)} of {len(raws)} transactions were sent)")
+                if start + i:  # some are out already: say so, the caller must not blindly resend
+                    err = CityPassError(f"{err} (after {start + i} of {len(sent)} transactions were sent)")
                 raise err
-            hashes.append(answer)
+            p.hashes.append(answer)
             if on_sent is not None:
                 on_sent(start + i, answer)
+        fault_point("after-broadcast")
 
-    raw_receipts = _wait_receipts(chain, hashes, timeout)
+    fault_point("before-receipt")
+    raw_receipts = _wait_receipts(chain, account, sent, timeout)
+    fault_point("after-receipt")
     wanted = chain.default_confirmations if confirmations is None else confirmations
     if wanted > 0:
         _wait_confirmations(chain, max(int(r["blockNumber"], 16) for r in raw_receipts), wanted, timeout)
@@ -383,8 +495,8 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
         failed = [i for i, r in enumerate(raw_receipts) if int(r["status"], 16) != 1]
         if failed:
             err = _failure(chain, calls[failed[0]], raw_receipts[failed[0]])
-            if len(raws) > 1:
-                err = CityPassError(f"{len(failed)} of {len(raws)} transactions failed; the first: {err}")
+            if len(sent) > 1:
+                err = CityPassError(f"{len(failed)} of {len(sent)} transactions failed; the first: {err}")
             raise err
     return [_format_receipt(r) for r in raw_receipts]
 
