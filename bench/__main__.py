@@ -129,6 +129,11 @@ def markdown(r: dict[str, Any]) -> str:
     lines.append(f"| redemptions/s, the providers' part alone (vouchers signed beforehand) "
                  f"| {t['redeem_per_second_presigned']:,.0f} |")
     lines.append(f"| plain ETH transfers/s, same node and path (the ceiling) | {t['anvil_transfer_per_second']:,.0f} |")
+    for what, key, n in (("redemptions", "redeem", r["meta"]["sizes"]["redemptions"]),
+                         ("transfers", "transfer", r["meta"]["sizes"]["transfers"])):
+        lines.append(f"| {what}: CPU per transaction, node / this client; blocks "
+                     f"| {t[key + '_node_cpu_seconds'] / n * 1000:.1f} / {t[key + '_client_cpu_seconds'] / n * 1000:.1f} ms; "
+                     f"{t[key + '_blocks']:,.0f} |")
     lines += ["", "| target | measured | holds |", "|---|---|---|"]
     for x in r["targets"]:
         measured = f"{x['measured']:,}" if isinstance(x["measured"], (int, float)) else x["measured"]

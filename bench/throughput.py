@@ -97,8 +97,13 @@ def transfers_per_second(world: World, count: int) -> float:
     senders = world.providers
     share = count // len(senders)
     sink = resident_address("sink", 0)
-    jobs = [lambda p=p: tx.send_many(world.chain, p, [tx.Transfer(sink)] * share, value=1, gas=21_000)
-            for p in senders]
+    window = redemption.SEND_WINDOW  # the same windows as redeem_many sends in
+
+    def job(p: LocalAccount) -> None:
+        for start in range(0, share, window):
+            tx.send_many(world.chain, p, [tx.Transfer(sink)] * min(window, share - start), value=1, gas=21_000)
+
+    jobs = [lambda p=p: job(p) for p in senders]
     return share * len(senders) / _timed(jobs)
 
 
@@ -125,12 +130,16 @@ def redemption_figures(world: World, count: int, transfers: int, tag: str) -> di
     budget = world.new_budget(SPORT, f"Bench redemption {tag}")
     residents = [resident_key(tag, i) for i in range(count)]
     fund_holders(world, budget, [r.address for r in residents], 1_000)
+    pid = node.node_status(world.workdir).pid
+    node0, self0, block0 = _cpu_seconds(pid), time.process_time(), world.chain.w3.eth.block_number
     out = {"anvil_transfer_per_second": transfers_per_second(world, transfers)}
+    out["transfer_node_cpu_seconds"] = _cpu_seconds(pid) - node0
+    out["transfer_client_cpu_seconds"] = time.process_time() - self0
+    out["transfer_blocks"] = world.chain.w3.eth.block_number - block0
     providers = world.providers
     chain_id, contract = world.chain.chain_id, world.dep.address
     share = count // len(providers)
     now = world.chain.now()  # the chain's clock (the gas benchmark moved it past a budget's end)
-    pid = node.node_status(world.workdir).pid
 
     def till(index: int, provider: LocalAccount, signed: list[V.SignedVoucher] | None) -> None:
         mine = residents[index * share:(index + 1) * share]
@@ -142,11 +151,12 @@ def redemption_figures(world: World, count: int, transfers: int, tag: str) -> di
         if refused:
             raise CityPassError(f"{len(refused)} of {len(signed)} vouchers were refused; the first: {refused[0]}")
 
-    node0, self0 = _cpu_seconds(pid), time.process_time()
+    node0, self0, block0 = _cpu_seconds(pid), time.process_time(), world.chain.w3.eth.block_number
     out["redeem_per_second"] = len(providers) * share / _timed([lambda i=i, p=p: till(i, p, None)
                                                                 for i, p in enumerate(providers)])
     out["redeem_node_cpu_seconds"] = _cpu_seconds(pid) - node0
     out["redeem_client_cpu_seconds"] = time.process_time() - self0
+    out["redeem_blocks"] = world.chain.w3.eth.block_number - block0
     # The same again with fresh nonces, vouchers signed beforehand: the providers' side only.
     presigned = [[V.sign(V.build(r.address, p.address, budget, 300, nonce=1, now=now), r.key, chain_id, contract)
                   for r in residents[i * share:(i + 1) * share]] for i, p in enumerate(providers)]

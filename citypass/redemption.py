@@ -23,6 +23,9 @@ BATCH_CHUNK = 100  # vouchers per redeemBatch transaction (~5M gas)
 # ~100k (a provider's first credit of a budget and a new nonce word each open a slot).
 # Unused gas is not charged; a holder that is a contract (ERC-1271) gets an estimate instead.
 REDEEM_GAS_LIMIT = 200_000
+# Transactions in flight at once: Anvil 1.7.1 stopped answering with thousands pipelined
+# into its pool (seen at 2,000), while windows of a few hundred keep it busy and healthy.
+SEND_WINDOW = 250
 
 
 class VoucherRefused(CityPassError):
@@ -181,7 +184,9 @@ def redeem_many(dep: Any, provider_account: Any, signed_list: Sequence[V.SignedV
     for contracts, gas in ((False, REDEEM_GAS_LIMIT), (True, None)):
         part = [(i, s) for i, s in accepted if (s.voucher.holder in has_code) == contracts]
         fns = [dep.contract.functions.redeem(s.voucher.contract_args(), V.compact_signature(s)) for _, s in part]
-        for (i, s), receipt in zip(part, send_many(chain, provider_account, fns, gas=gas, check=False)):
+        receipts = [r for w in range(0, len(fns), SEND_WINDOW)
+                    for r in send_many(chain, provider_account, fns[w:w + SEND_WINDOW], gas=gas, check=False)]
+        for (i, s), receipt in zip(part, receipts):
             tx_hash = _hex(receipt["transactionHash"])
             if int(receipt["status"]) == 1:
                 results[i] = Redemption(s.voucher, tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"]))

@@ -289,7 +289,7 @@ class _Pending:
 
 
 def _wait_receipts(chain: Chain, account: LocalAccount, sent: Sequence[_Pending], timeout: float) -> list[dict[str, Any]]:
-    """Raw receipts of `sent`, polling in batches until all are mined; a transaction not
+    """Raw receipts of `sent` (one account's), polling until all are mined; a transaction not
     mined within STUCK_AFTER is looked after (`_unstick`) once per STUCK_AFTER, and a local
     dev chain whose miner stalled is nudged (`_nudge_local_miner`)."""
     found: dict[int, dict[str, Any]] = {}
@@ -306,8 +306,12 @@ def _wait_receipts(chain: Chain, account: LocalAccount, sent: Sequence[_Pending]
             if block == last_block:
                 _nudge_local_miner(chain)
             last_progress, last_block = time.monotonic(), block
-        missing = [i for i in range(len(sent)) if i not in found]
-        asks = [(i, h) for i in missing for h in sent[i].hashes]
+        # One account's transactions are mined in nonce order: ask for the receipts of those
+        # below its mined nonce only, not for every waiting one on every poll (with hundreds
+        # in flight that polling kept both this process and the node busy).
+        mined_nonce = int(chain.rpc("eth_getTransactionCount", [account.address, "latest"]), 16)
+        ready = [i for i in range(len(sent)) if i not in found and sent[i].nonce < mined_nonce]
+        asks = [(i, h) for i in ready for h in sent[i].hashes]
         for begin in range(0, len(asks), RPC_CHUNK):
             chunk = asks[begin:begin + RPC_CHUNK]
             for (i, _), r in zip(chunk, chain.rpc_batch([("eth_getTransactionReceipt", [h]) for _, h in chunk])):
