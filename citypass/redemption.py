@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from eth_utils import to_checksum_address
 
 from citypass import budget_id
+from citypass.address import eip55_cached
 from citypass import voucher as V
 from citypass.errors import CityPassError, budget_text, date_text, euros
 from citypass.reasons import Reason
@@ -81,11 +82,11 @@ def _mismatch(dep: Any, signed: V.SignedVoucher, provider: str) -> tuple[Reason 
     the reason code for the last)."""
     if signed.chain_id != dep.chain.chain_id:
         return None, f"this voucher is for chain {signed.chain_id}, but the node is chain {dep.chain.chain_id}"
-    if to_checksum_address(signed.contract) != to_checksum_address(dep.address):
+    if eip55_cached(signed.contract) != eip55_cached(dep.address):
         return None, f"this voucher is for the CityPass contract at {signed.contract}, not the one at {dep.address}"
-    if to_checksum_address(provider) != signed.voucher.provider:
+    if eip55_cached(provider) != signed.voucher.provider:
         return None, (f"this voucher is made out to provider {signed.voucher.provider}, "
-                      f"not to this wallet {to_checksum_address(provider)}")
+                      f"not to this wallet {eip55_cached(provider)}")
     problem = _signature_problem(dep, signed)
     return (Reason.BadSignature, problem) if problem else None
 

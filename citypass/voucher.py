@@ -14,11 +14,13 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
-from eth_utils import to_checksum_address
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
 
 DOMAIN_NAME = "CityPass"
 DOMAIN_VERSION = "1"
@@ -122,17 +124,43 @@ def typed_data(voucher: Voucher, chain_id: int, contract: str) -> dict[str, Any]
 
 
 def digest(voucher: Voucher, chain_id: int, contract: str) -> bytes:
-    """The 32-byte EIP-712 digest the holder signs (and the contract recomputes)."""
+    """The 32-byte EIP-712 digest the holder signs (and the contract recomputes), hashed
+    directly: eth-account's generic encode_typed_data takes ~0.7 ms, and a provider checks
+    every voucher it redeems. tests/test_vouchers.py compares the two on random vouchers."""
+    v = voucher
+    struct = keccak(_VOUCHER_TYPEHASH + abi_encode(
+        ["address", "address", "uint256", "uint256", "uint256", "uint256", "uint256"],
+        [v.holder, v.provider, v.budget, v.amount, v.co_payment, v.nonce, v.deadline]))
+    return keccak(b"\x19\x01" + _domain_separator(chain_id, to_checksum_address(contract)) + struct)
+
+
+def digest_generic(voucher: Voucher, chain_id: int, contract: str) -> bytes:
+    """The same digest through eth-account's EIP-712 encoder (the reference for tests)."""
     return _hash_eip191_message(encode_typed_data(full_message=typed_data(voucher, chain_id, contract)))
+
+
+def _type_string(name: str, fields: list[dict[str, str]]) -> bytes:
+    return f"{name}({','.join(f['type'] + ' ' + f['name'] for f in fields)})".encode()
+
+
+_VOUCHER_TYPEHASH = keccak(_type_string("Voucher", VOUCHER_FIELDS))
+
+
+@lru_cache(maxsize=64)
+def _domain_separator(chain_id: int, contract: str) -> bytes:
+    return keccak(keccak(_type_string("EIP712Domain", EIP712_DOMAIN_FIELDS)) + abi_encode(
+        ["bytes32", "bytes32", "uint256", "address"],
+        [keccak(text=DOMAIN_NAME), keccak(text=DOMAIN_VERSION), chain_id, contract]))
 
 
 def sign(voucher: Voucher, private_key: Any, chain_id: int, contract: str) -> SignedVoucher:
     """Signs with an EOA key (bytes, hex string or eth-account LocalAccount)."""
-    signable = encode_typed_data(full_message=typed_data(voucher, chain_id, contract))
-    signed = Account.sign_message(signable, getattr(private_key, "key", private_key))  # LocalAccount -> its key
+    key = getattr(private_key, "key", private_key)  # LocalAccount -> its key
+    signed = Account.unsafe_sign_hash(digest(voucher, chain_id, contract), key)  # "unsafe": we made the hash
     return SignedVoucher(voucher, bytes(signed.signature), chain_id, to_checksum_address(contract))
 
 
+@lru_cache(maxsize=4096)  # a provider's checks and the on-chain form both need it
 def recover_signer(signed: SignedVoucher) -> str:
     """The address whose key made an ECDSA voucher signature (smart accounts: use the chain)."""
     return Account._recover_hash(digest(signed.voucher, signed.chain_id, signed.contract), signature=signed.signature)

@@ -9,6 +9,7 @@ import pytest
 from eth_abi import encode
 from eth_utils import to_checksum_address
 
+from citypass import voucher as V
 from citypass.address import eip55, is_valid_spelling
 from citypass.tx import _encode_simple
 
@@ -54,3 +55,11 @@ def test_simple_abi_encoding_matches_eth_abi():
 ])
 def test_anything_else_is_left_to_eth_abi(types, args):
     assert _encode_simple(types, args) is None
+
+
+def test_voucher_digest_matches_eth_accounts_eip712_encoder():
+    for _ in range(200):
+        v = V.Voucher(eip55(_address()), eip55(_address()), rng.getrandbits(256), rng.getrandbits(64),
+                      rng.getrandbits(64), rng.getrandbits(256), rng.getrandbits(40))
+        chain_id, contract = rng.choice([1, 1337, 31337, rng.getrandbits(64)]), eip55(_address())
+        assert V.digest(v, chain_id, contract) == V.digest_generic(v, chain_id, contract)
