@@ -635,13 +635,13 @@ def execute(
     transaction an earlier, killed run left in flight is waited for first, so the checks see it."""
     from citypass.contract import require_role
     from citypass.faults import fault_point
-    from citypass.tx import access_list_and_gas, send as tx_send, wait_idle
+    from citypass.tx import wait_idle
 
     if plan.sends:
         require_role(dep, "ISSUER", account.address)
         if any(s.kind == "enrol" for s in plan.sends):
             require_role(dep, "REGISTRAR", account.address)
-    do_send = sender or (lambda fn: _send_with_access_list(dep.chain, account, fn, tx_send, access_list_and_gas))
+    do_send = sender or (lambda fn: _send_with_access_list(dep.chain, account, fn))
     f = dep.contract.functions
     results = []
     if plan.sends:
@@ -662,9 +662,11 @@ def execute(
     return results
 
 
-def _send_with_access_list(chain: Any, account: Any, fn: Any, tx_send: Callable, access_list_and_gas: Callable) -> Any:
+def _send_with_access_list(chain: Any, account: Any, fn: Any) -> Any:
     """An access list makes each resident ~300 gas cheaper (see tx.access_list), and the same
     node call gives the gas limit: an issuance batch only mints, so it has no refunds."""
+    from citypass.tx import access_list_and_gas, send as tx_send
+
     found = access_list_and_gas(chain, account.address, fn)
     if found is None:  # the node makes no access lists, or the call would fail: send explains
         return tx_send(chain, account, fn)

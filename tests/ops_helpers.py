@@ -53,6 +53,12 @@ class World:
     def revert(self, snap: str) -> None:
         assert self.chain.rpc("evm_revert", [snap]) is True
 
+    def rolled_back(self) -> Iterator["World"]:
+        """For a per-test fixture: the world as the test leaves it is undone afterwards."""
+        snap = self.snapshot()
+        yield self
+        self.revert(snap)
+
 
 def make_world(workdir: Path) -> Iterator[World]:
     """Starts the embedded node in `workdir`, deploys with separate role keys, creates two

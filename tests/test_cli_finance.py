@@ -31,9 +31,7 @@ def residents(world: World):
 
 @pytest.fixture
 def w(world, residents):
-    snap = world.snapshot()
-    yield world
-    world.revert(snap)
+    yield from world.rolled_back()
 
 
 def pay(w: World, resident, cents: int, budget: int | None = None, provider=None) -> V.SignedVoucher:

@@ -34,9 +34,7 @@ def residents(world: World):
 
 @pytest.fixture
 def w(world, residents):
-    snap = world.snapshot()
-    yield world
-    world.revert(snap)
+    yield from world.rolled_back()
 
 
 def cli(w: World, *args: str):

@@ -260,9 +260,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture
 def w(world):
-    snap = world.snapshot()
-    yield world
-    world.revert(snap)
+    yield from world.rolled_back()
 
 
 def _residents_file(tmp_path: Path, n: int, tag: str, cents_of=lambda i: 1_000 + i) -> Path:

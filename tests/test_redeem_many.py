@@ -27,9 +27,7 @@ def residents(world: World):
 
 @pytest.fixture
 def w(world, residents):
-    snap = world.snapshot()
-    yield world
-    world.revert(snap)
+    yield from world.rolled_back()
 
 
 def _voucher(w: World, person, amount: int, nonce: int, provider=None) -> V.SignedVoucher:
