@@ -16,8 +16,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,64 +24,17 @@ from eth_utils import is_checksum_address, to_checksum_address
 from web3.contract import Contract
 
 from citypass import budget_id
+from citypass.artifact import ARTIFACT_ENV, ARTIFACT_KEYS, artifact_path, load_artifact, sync_artifacts  # noqa: F401
 from citypass.chain import Chain
 from citypass.errors import (
     PASS_STATUS, PROVIDER_STATUS, ROLE_IDS, CityPassError, UsageError, role_name,
 )
 
-ARTIFACT_ENV = "CITYPASS_ARTIFACT"  # override the packaged artifact (tests, custom builds)
 ADDRESSBOOK = "addressbook.json"
 DEFAULT_ADMIN_DELAY = 3 * 86_400  # two-step admin transfer waits three days
 DEFAULT_METADATA_URI = "https://citypass.example/budget/{id}.json"
-ARTIFACT_KEYS = ("contractName", "abi", "bytecode", "deployedBytecode", "compiler")
 LOG_CHUNK = 50_000  # blocks per eth_getLogs request (public nodes limit ranges)
 ROLE_PARAMS = ("admin", "budget_manager", "provider_manager", "registrar", "issuer", "treasurer", "pauser")
-
-
-# ------------------------------------------------------------------ artifacts
-def artifact_path() -> Path:
-    override = os.environ.get(ARTIFACT_ENV)
-    if override:
-        return Path(override)
-    return Path(str(resources.files("citypass") / "artifacts" / "CityPass.json"))
-
-
-@lru_cache(maxsize=4)
-def _load(path: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise CityPassError(
-            f"no compiled CityPass artifacts at {path}: run `make compile` "
-            "(or `brownie compile` then `python -m citypass.contract --sync-artifacts`)"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise CityPassError(f"the CityPass artifacts at {path} are unreadable: {exc}") from None
-    if not isinstance(data, dict) or not data.get("abi") or not data.get("bytecode"):
-        raise CityPassError(f"the CityPass artifacts at {path} have no ABI or bytecode: recompile")
-    return data
-
-
-def load_artifact() -> dict[str, Any]:
-    """{'abi', 'bytecode', 'deployedBytecode', 'compiler', ...} of CityPass (package data)."""
-    return _load(str(artifact_path()))
-
-
-def sync_artifacts(build: Path | str = "build/contracts/CityPass.json", target: Path | str | None = None) -> Path:
-    """Copies ABI, bytecode and compiler settings from a Brownie build into the package."""
-    source = Path(build)
-    try:
-        data = json.loads(source.read_text())
-    except FileNotFoundError:
-        raise CityPassError(f"{source} not found: run `brownie compile` first") from None
-    out = {k: data[k] for k in ARTIFACT_KEYS if k in data}
-    if not out.get("bytecode"):
-        raise CityPassError(f"{source} has no bytecode")
-    dest = Path(target) if target else Path(__file__).parent / "artifacts" / "CityPass.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
-    _load.cache_clear()
-    return dest
 
 
 # ------------------------------------------------------------------ addresses

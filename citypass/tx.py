@@ -33,7 +33,8 @@ from web3._utils.method_formatters import receipt_formatter
 
 from citypass.address import eip55_cached, is_valid_spelling
 from citypass.chain import Chain, RpcError
-from citypass.errors import CityPassError, type_of, explain_revert
+from citypass.errors import CityPassError
+from citypass.reverts import explain_revert, type_of
 from citypass.faults import fault_point
 
 GAS_MARGIN = 1.2  # estimates can be a little short when storage warms up differently

@@ -12,7 +12,7 @@ holding the ISSUER and REGISTRAR roles).
 
 from brownie import web3
 
-from citypass.cli_ops import run_cli
+from citypass.cli import run_cli
 
 
 def main(file: str, budget: str) -> None:

@@ -10,7 +10,7 @@ keystore name or file); on a local dev chain the dev account the voucher names i
 
 from brownie import web3
 
-from citypass.cli_ops import run_cli
+from citypass.cli import run_cli
 
 
 def main(voucher: str) -> None:

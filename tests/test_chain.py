@@ -19,7 +19,8 @@ from eth_utils import keccak
 
 from citypass import chain as C
 from citypass import contract, keys, node, tx
-from citypass.errors import ROLE_IDS, CityPassError, UsageError, _MESSAGES, explain_revert, type_of
+from citypass.errors import ROLE_IDS, CityPassError, UsageError
+from citypass.reverts import _MESSAGES, explain_revert, type_of
 from citypass.reasons import Reason
 
 DAY = 86_400

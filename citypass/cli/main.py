@@ -1,5 +1,5 @@
 """The `citypass` command: municipality and admin commands (issuance, vouchers and finance
-are registered from citypass/cli_ops.py). Thin: the logic lives in the library modules.
+are registered from citypass/cli/ops.py). Thin: the logic lives in the library modules.
 
     citypass [--rpc URL] [--workdir DIR] [--from KEY] [--json] NOUN VERB ...
 
@@ -8,7 +8,6 @@ Exit codes: 0 ok, 1 failure (a refusal by the chain, a missing file, ...), 2 usa
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import requests
 
 from citypass import __version__, keys, node
 from citypass import contract as C
-from citypass.cli_common import (
+from citypass.cli import ops
+from citypass.cli.common import (
     ADDRESS, DATE, ROLE, Ctx, category_label, cents_to_str, end_of_day, format_date,
     format_euros, note, output, parse_categories, parse_euros, pass_ctx, role_label,
 )
@@ -715,9 +715,19 @@ def report_cmd(c: Ctx, out_dir: str) -> None:
 
 
 # ------------------------------------------------------------------ issuance, vouchers, finance
-from citypass import cli_ops  # noqa: E402  (the operations half of the CLI)
+ops.register(main)
 
-cli_ops.register(main)
+
+def run_cli(rpc: str, args: list[str]) -> None:
+    """Runs a `citypass` command against `rpc` from Python (the Brownie scripts), with the
+    same output and errors as on the command line; SystemExit with its code on failure."""
+    try:
+        code = main.main(["--rpc", rpc, *args], prog_name="citypass", standalone_mode=False)
+    except click.ClickException as exc:  # a usage error: click's own message, no traceback
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,6 @@
 """`citypass` commands for operations: issuance from CSV, resident vouchers, provider
 redemption, finance. Thin: parse arguments, call the library, print. Registered on the main
-group by citypass/cli.py (`register(main)`).
+group by citypass/cli/main.py (`register(main)`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from citypass import budget_id
 from citypass import contract as C
 from citypass import finance, issuance, keys, redemption, tx, wallet
 from citypass import voucher as V
-from citypass.cli_common import (
+from citypass.cli.common import (
     ADDRESS, DATE, EUROS, EUROS_OR_ZERO, Ctx, cents_to_str, end_of_day, err_console, format_date, format_euros,
     note, output, pass_ctx,
 )
@@ -359,17 +359,3 @@ def audit_cmd(c: Ctx, out: Path | None) -> None:
     """Export every CityPass event as CSV (block, time, tx, log index, event, arguments)."""
     count = finance.audit(c.deployment, out)
     note(f"{count} events" + (f" written to {out}" if out else ""))
-
-
-def run_cli(rpc: str, args: list[str]) -> None:
-    """Runs a `citypass` command against `rpc` from Python (the Brownie scripts), with the
-    same output and errors as on the command line; SystemExit with its code on failure."""
-    from citypass.cli import main
-
-    try:
-        code = main.main(["--rpc", rpc, *args], prog_name="citypass", standalone_mode=False)
-    except click.ClickException as exc:  # a usage error: click's own message, no traceback
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    if code:
-        raise SystemExit(code)
