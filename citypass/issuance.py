@@ -16,53 +16,62 @@ wrong pass, so nothing is guessed and every bad line is reported before anything
 - `amount`: euros, a dot for decimals, at most 2 decimals, more than 0 (`25`, `12.5`, `12.50`).
 - Each holder at most once per file; at most MAX_ROWS rows.
 
-Batches: the rows, sorted by holder address (so the order of the file does not matter: a
-re-export of the same list in another order is the same issuance), are cut into batches of a
-fixed size (from the block gas limit, see `batch_size_for`; only the sizes of BATCH_LADDER).
-Batch i has the base id
+Exactly once per (budget, tranche, holder), whatever the file's edits, row order or batch
+size. Every batch id of a budget's tranche starts with the same 8-byte tag,
 
-    keccak256(abi.encode("CityPass issuance v1", chainId, contract, budget, tranche, i, holders, amounts))
+    tag = keccak256(abi.encode("CityPass issuance v2", chainId, contract, budget, tranche))[:8]
+    id  = tag ++ keccak256(abi.encode(tag, kind, holders, amounts))[:24]
 
-and is sent as transactions with ids keccak256(baseId ++ "credit") (`issue`, for holders who
-already have an active pass), keccak256(baseId ++ "enrol") (`enrollAndIssue`, for new
-residents) and, only after interrupted runs, keccak256(baseId ++ "credit-k"). The chain
-refuses a used id; a run reads, from the mint events of the batch's used ids, who was
-credited already and sends only the rest. So a re-run, or a run after a crash, credits
-nobody twice. The same rows for the same budget are the same issuance; a second tranche to
-the same residents needs a `tranche` label.
+so a run finds the tranche's earlier batches among the budget's BatchIssued events and reads,
+in those transactions, what each holder was minted (`read_received`; no local file is
+trusted, so a run from another machine or work directory plans the same). Then:
+
+- a holder who already received the line's amount gets nothing (a re-run sends nothing);
+- a holder who received a different amount refuses the whole run, each such line listed
+  with what the holder already received; nothing is sent. With `top_up` a holder who
+  received less gets only the difference. Less is never taken back by issuing: that is the
+  contract's correction (`correct(holder, budget, amount, reference)`, ISSUER, contract v2);
+- holders removed from the file keep what they have; holders added are credited.
+
+What is left is sent in holder order, `batch_size` rows per batch, as an `issue` transaction
+(kind "credit", holders with an active pass) and/or an `enrollAndIssue` ("enrol", new
+residents). The chain accepts each id once, so the same transaction content is never issued
+twice, even by two runs of the same file at once. A deliberate second round to the same
+residents is a new `tranche` label. Two clerks running *differently* edited files of the same
+tranche at the same moment is out of scope (each plans from the chain before the other's
+batches land); the README says so.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
 from citypass.address import eip55
 from citypass.errors import CityPassError, date_text, euros
-from citypass.money import cents_from_text
+from citypass.money import cents_from_text, plain_euros
 
 HEADER = "holder,amount"
 MAX_ROWS = 100_000
 MAX_PROBLEMS_SHOWN = 50
-ID_DOMAIN = "CityPass issuance v1"
+ID_DOMAIN = "CityPass issuance v2"
+TAG_BYTES = 8  # a batch id starts with its (budget, tranche) tag, see tranche_tag
 
 # Gas per row, measured on the contract (tests/test_csv_issuance.py checks they still hold):
 # a new resident costs a pass slot, a ledger slot and two events; a credit only the ledger.
 ENROL_ROW_GAS = 56_000
 CREDIT_ROW_GAS = 34_000
 BATCH_BASE_GAS = 60_000  # transaction, batch id, budget totals, BatchIssued
-FOLLOWUP_IDS = 3  # follow-up credit transactions a batch may need after interrupted runs
 BLOCK_SHARE = 0.4  # a batch takes at most this share of a block, so it is mined promptly
-# Batch sizes are taken from this ladder, so a small drift of the block gas limit does not
-# change the batches (and so the ids) of a file between two runs.
+# Default batch sizes are taken from this ladder (round numbers that fit the block). Any size
+# works for a re-run: what each holder received is read per holder, not per batch.
 BATCH_LADDER = (2, 3, 5, 10, 25, 50, 100, 200, 400, 800, 1600)
-# Only ladder sizes are accepted (also with --batch-size): a file's batch ids depend on the
-# size, so a re-run must be able to find an earlier run of any size by probing the ladder.
 
 PASS_NONE, PASS_ACTIVE, PASS_SUSPENDED, PASS_REVOKED, PASS_MIGRATED, PASS_PROVIDER = range(6)
 
@@ -252,57 +261,52 @@ def batch_size_for(block_gas_limit: int, max_per_batch: int) -> int:
     return fitting[-1]
 
 
-def base_batch_id(chain_id: int, contract: str, budget: int, tranche: str, index: int, rows: Sequence[Row]) -> bytes:
-    return keccak(
-        abi_encode(
-            ["string", "uint256", "address", "uint256", "string", "uint256", "address[]", "uint256[]"],
-            [ID_DOMAIN, chain_id, to_checksum_address(contract), budget, tranche, index,
-             [r.holder for r in rows], [r.amount for r in rows]],
-        )
-    )
+def tranche_tag(chain_id: int, contract: str, budget: int, tranche: str) -> bytes:
+    """The first TAG_BYTES bytes of every batch id of (budget, tranche) on this contract: how a
+    run finds, among the budget's BatchIssued events, what this tranche already credited."""
+    return keccak(abi_encode(["string", "uint256", "address", "uint256", "string"],
+                             [ID_DOMAIN, chain_id, to_checksum_address(contract), budget, tranche]))[:TAG_BYTES]
 
 
-def sub_batch_id(base: bytes, kind: str) -> bytes:
-    return keccak(base + kind.encode())
+def batch_id(tag: bytes, kind: str, rows: Sequence[Row]) -> bytes:
+    """tag ++ the first 24 bytes of keccak256(abi.encode(tag, kind, holders, amounts)): the
+    same transaction content gets the same id, which the chain accepts once."""
+    digest = keccak(abi_encode(["bytes8", "string", "address[]", "uint256[]"],
+                               [tag, kind, [r.holder for r in rows], [r.amount for r in rows]]))
+    return tag + digest[: 32 - TAG_BYTES]
 
 
 @dataclass(frozen=True)
-class Batch:
-    index: int
-    base_id: bytes
+class Send:
+    """One transaction of the plan: `issue` (kind "credit") or `enrollAndIssue` ("enrol").
+    Its rows carry what is sent: the file's amount, or for a top-up only the difference."""
+
+    batch: int
+    kind: str
+    batch_id: bytes
     rows: tuple[Row, ...]
-
-    @property
-    def credit_id(self) -> bytes:
-        return sub_batch_id(self.base_id, "credit")
-
-    @property
-    def enrol_id(self) -> bytes:
-        return sub_batch_id(self.base_id, "enrol")
-
-    @property
-    def followup_ids(self) -> tuple[bytes, ...]:
-        """Ids for crediting holders a re-run finds active but not yet credited by this
-        batch (e.g. enrolled elsewhere after a run stopped between its two transactions)."""
-        return tuple(sub_batch_id(self.base_id, f"credit-{k}") for k in range(1, FOLLOWUP_IDS + 1))
-
-    @property
-    def ids(self) -> tuple[bytes, ...]:
-        return (self.credit_id, self.enrol_id, *self.followup_ids)
 
     @property
     def total(self) -> int:
         return sum(r.amount for r in self.rows)
 
+    @property
+    def gas_estimate(self) -> int:
+        per_row = ENROL_ROW_GAS if self.kind == "enrol" else CREDIT_ROW_GAS
+        return BATCH_BASE_GAS + per_row * len(self.rows)
 
-def cut_batches(rows: Sequence[Row], size: int, *, chain_id: int, contract: str, budget: int, tranche: str = "") -> list[Batch]:
-    """The file's rows sorted by holder, `size` per batch, with their content-derived ids."""
-    rows = sorted(rows, key=lambda r: r.holder.lower())
-    batches = []
-    for index, start in enumerate(range(0, len(rows), size)):
-        part = tuple(rows[start : start + size])
-        batches.append(Batch(index, base_batch_id(chain_id, contract, budget, tranche, index, part), part))
-    return batches
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows still to send, `batch_size` at a time, in holder order; one or two Sends."""
+
+    index: int
+    rows: tuple[Row, ...]
+    sends: tuple[Send, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(r.amount for r in self.rows)
 
 
 # ---------------------------------------------------------------------------- chain facts
@@ -327,8 +331,8 @@ class PassState:
 
 @dataclass(frozen=True)
 class ChainState:
-    """The chain as the plan sees it: ids, clock, limits, passes of the file's holders and
-    which of its batch ids were used."""
+    """The chain as the plan sees it: ids, clock, limits, passes of the file's holders, what
+    this budget's tranche already credited (from the chain's own events) and who holds roles."""
 
     chain_id: int
     contract: str
@@ -336,33 +340,16 @@ class ChainState:
     block_gas_limit: int
     max_per_batch: int
     passes: Mapping[str, PassState]
-    used_ids: frozenset[bytes]
-    migrated_to: Mapping[str, str] = field(default_factory=dict)
-    # Holders credited by each used batch id (from that transaction's mint events); a re-run
-    # credits exactly the rows not in them.
-    credited_by: Mapping[bytes, frozenset[str]] = field(default_factory=dict)
+    used_ids: frozenset[bytes] = frozenset()  # of the ids this plan would send
+    migrated_to: Mapping[str, str] = field(default_factory=dict)  # a file holder's migrated pass -> current address
+    # Cents each address received from this budget in this tranche (mint events of the
+    # tranche's batches; credit that moved with a migrated pass counts for its new address).
+    received: Mapping[str, int] = field(default_factory=dict)
+    tranche_batches: int = 0  # batch transactions of this tranche found on chain
+    role_of: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # municipal roles by holder
 
 
 # ---------------------------------------------------------------------------- the plan
-@dataclass(frozen=True)
-class Send:
-    """One transaction of the plan: `issue` (kind "credit") or `enrollAndIssue` ("enrol")."""
-
-    batch: int
-    kind: str
-    batch_id: bytes
-    rows: tuple[Row, ...]
-
-    @property
-    def total(self) -> int:
-        return sum(r.amount for r in self.rows)
-
-    @property
-    def gas_estimate(self) -> int:
-        per_row = ENROL_ROW_GAS if self.kind == "enrol" else CREDIT_ROW_GAS
-        return BATCH_BASE_GAS + per_row * len(self.rows)
-
-
 @dataclass(frozen=True)
 class Plan:
     path: str
@@ -370,12 +357,21 @@ class Plan:
     tranche: str
     batch_size: int
     pass_valid_until: int  # validity of passes enrolled by this file
-    rows: tuple[Row, ...]
-    batches: tuple[Batch, ...]
-    sends: tuple[Send, ...]  # what is still to be sent, in order
-    done_batches: tuple[int, ...]  # batch indexes already issued in full
+    rows: tuple[Row, ...]  # the file
+    batches: tuple[Batch, ...]  # what is still to be sent
+    sends: tuple[Send, ...]  # the same, as transactions, in order
     budget_cap: int
     budget_issued: int
+    tag: bytes = b""
+    already: tuple[Row, ...] = ()  # holders who already received exactly their amount in this tranche
+    top_ups: tuple[tuple[Row, int], ...] = ()  # (file row, already received): only the difference is sent
+    absent: tuple[tuple[str, int], ...] = ()  # credited earlier in this tranche, not in this file (unchanged)
+    earlier_batches: int = 0  # batch transactions of this tranche found on chain
+
+    @property
+    def done_batches(self) -> tuple[int, ...]:
+        """Indexes of the tranche's batch transactions already on chain (nothing is re-sent for them)."""
+        return tuple(range(self.earlier_batches))
 
     @property
     def total(self) -> int:
@@ -399,7 +395,11 @@ class Plan:
 
     @property
     def all_ids(self) -> list[bytes]:
-        return [i for b in self.batches for i in b.ids]
+        return [s.batch_id for s in self.sends]
+
+
+def _in_tranche(tranche: str) -> str:
+    return f" in tranche {tranche!r}" if tranche else ""
 
 
 def validate(
@@ -411,11 +411,18 @@ def validate(
     tranche: str = "",
     batch_size: int | None = None,
     parsed: tuple[list[Row], list[Problem]] | None = None,
+    top_up: bool = False,
+    allow_role_holders: bool = False,
 ) -> Plan:
     """The plan for issuing `path` to `budget`, or IssuanceFileError listing every problem:
-    bad lines, unknown or closed budget, cap, and passes that cannot be credited.
-    `parsed`: what parse(path) gave, when the caller read the file already."""
+    bad lines, unknown or closed budget, cap, passes that cannot be credited, role holders,
+    and holders whose credit in this tranche differs from the file.
+
+    Exactly once per (budget, tranche, holder): a holder who already received the line's
+    amount gets nothing; one who received a different amount refuses the whole run (with
+    `top_up`, one who received less gets the difference). `parsed`: what parse(path) gave."""
     rows, problems = parsed if parsed is not None else parse(path)
+    problems = list(problems)
     # Credit sent to the contract itself would be stuck there (it is no pass holder).
     contract = to_checksum_address(state.contract)
     problems += [Problem(r.line, "holder", f"{r.holder} is the CityPass contract's own address, not a resident's")
@@ -423,19 +430,52 @@ def validate(
     size = batch_size or batch_size_for(state.block_gas_limit, state.max_per_batch)
     if size > state.max_per_batch:
         problems.append(Problem(None, "batch size", f"{size} is above the contract's maximum of {state.max_per_batch}"))
-    batches = cut_batches(rows, size, chain_id=state.chain_id, contract=state.contract, budget=budget.id, tranche=tranche)
+    tag = tranche_tag(state.chain_id, state.contract, budget.id, tranche)
     valid_until = budget.valid_until if pass_valid_until is None else pass_valid_until
+    where = f"from this budget{_in_tranche(tranche)}"
 
-    sends: list[Send] = []
-    done: list[int] = []
-    for batch in batches:
-        used = [i for i in batch.ids if i in state.used_ids]
-        credited = frozenset().union(*(state.credited_by.get(i, frozenset()) for i in used))
+    already: list[Row] = []
+    top_ups: list[tuple[Row, int]] = []
+    to_send: list[Row] = []
+    in_file: set[str] = set()
+    for row in rows:
+        current = state.migrated_to.get(row.holder, row.holder)
+        in_file.add(current)
+        got = state.received.get(current, 0)
+        if got == row.amount:
+            already.append(row)
+            continue
+        if got > row.amount:
+            problems.append(Problem(row.line, "amount", (
+                f"{row.holder} already received {euros(got)} {where}, more than the {euros(row.amount)} on this "
+                f"line; issuing never takes credit back: write {plain_euros(got)} on the line (or remove it), and "
+                "take back what was issued in error with the contract's correction (`correct`, ISSUER role)")))
+            continue
+        if got and not top_up:
+            problems.append(Problem(row.line, "amount", (
+                f"{row.holder} already received {euros(got)} {where}, not the {euros(row.amount)} on this line; "
+                f"to credit only the difference ({euros(row.amount - got)}) run again with --top-up; for a second "
+                "round of credit, use a new --tranche")))
+            continue
+        if got:
+            top_ups.append((row, got))
+        roles = state.role_of.get(row.holder)
+        if roles and not allow_role_holders:
+            problems.append(Problem(row.line, "holder", (
+                f"{row.holder} holds the municipal {' and '.join(roles)} role{'s' if len(roles) > 1 else ''}: one "
+                "person with a role and a pass defeats the four-eyes principle; remove the line, or pass "
+                "--allow-role-holders if this is intended")))
+            continue
+        to_send.append(Row(row.line, row.holder, row.amount - got))
+    absent = tuple(sorted((h, c) for h, c in state.received.items() if c and h not in in_file))
+
+    to_send.sort(key=lambda r: r.holder.lower())
+    batches: list[Batch] = []
+    for index, start in enumerate(range(0, len(to_send), size)):
+        part = to_send[start : start + size]
         credit_rows: list[Row] = []
         enrol_rows: list[Row] = []
-        for row in batch.rows:
-            if row.holder in credited:
-                continue  # this batch credited it in an earlier run
+        for row in part:
             p = state.passes.get(row.holder, PassState(PASS_NONE, 0))
             if p.status == PASS_NONE:
                 enrol_rows.append(row)
@@ -445,39 +485,41 @@ def validate(
                     problems.append(problem)
                 else:
                     credit_rows.append(row)
-        if credit_rows:
-            free = [i for i in (batch.credit_id, *batch.followup_ids) if i not in state.used_ids]
-            if not free:
-                problems.append(Problem(None, "batch", f"batch {batch.index} was interrupted more than "
-                                        f"{FOLLOWUP_IDS} times; issue its remaining rows as a new --tranche"))
-            else:
-                sends.append(Send(batch.index, "credit", free[0], tuple(credit_rows)))
-        if enrol_rows:
-            if batch.enrol_id in state.used_ids:
-                problems += [Problem(r.line, "holder", f"{r.holder} has no pass, but this batch's enrolment was "
-                                     "already sent without it") for r in enrol_rows]
-            else:
-                sends.append(Send(batch.index, "enrol", batch.enrol_id, tuple(enrol_rows)))
-        if not credit_rows and not enrol_rows:
-            done.append(batch.index)
+        sends = []
+        for kind, kind_rows in (("credit", credit_rows), ("enrol", enrol_rows)):
+            if not kind_rows:
+                continue
+            send = Send(index, kind, batch_id(tag, kind, kind_rows), tuple(kind_rows))
+            if send.batch_id in state.used_ids:
+                # The same transaction went through before, yet the chain shows no credit from
+                # this tranche for these holders: the contract skipped them (IssueSkipped).
+                problems += [Problem(r.line, "holder", (
+                    f"a batch with exactly these rows (id 0x{send.batch_id.hex()}) was issued before, but "
+                    f"{r.holder} received nothing from it (the contract skipped it); check the resident's "
+                    "account, then issue the line under a new --tranche")) for r in kind_rows]
+                continue
+            sends.append(send)
+        batches.append(Batch(index, tuple(part), tuple(sends)))
 
-    to_send = sum(s.total for s in sends)
-    if sends and budget.cap:  # a row that alone exceeds what is left is that row's fault
+    all_sends = [s for b in batches for s in b.sends]
+    to_send_total = sum(s.total for s in all_sends)
+    if all_sends and budget.cap:  # a row that alone exceeds what is left is that row's fault
         left = max(budget.cap - budget.issued, 0)
         problems += [Problem(r.line, "amount", f"{euros(r.amount)} alone is more than the {euros(left)} left under "
                                                f"the budget's cap of {euros(budget.cap)}")
-                     for s in sends for r in s.rows if r.amount > left]
-    if sends:  # an issuance that is complete stays reportable after the budget closed
-        budget_problems = _budget_problems(budget, state, to_send)
+                     for s in all_sends for r in s.rows if r.amount > left]
+    if all_sends:  # an issuance that is complete stays reportable after the budget closed
+        budget_problems = _budget_problems(budget, state, to_send_total)
         problems += budget_problems
-        if any(s.kind == "enrol" for s in sends) and valid_until < state.now and not budget_problems:
+        if any(s.kind == "enrol" for s in all_sends) and valid_until < state.now and not budget_problems:
             problems.append(Problem(None, "pass validity", f"new passes would be valid until {date_text(valid_until)}, which is in the past"))
     if problems:
         raise IssuanceFileError(path, sorted(problems, key=lambda p: (p.line or 0)))
     return Plan(
         path=str(path), budget=budget.id, tranche=tranche, batch_size=size, pass_valid_until=valid_until,
-        rows=tuple(rows), batches=tuple(batches), sends=tuple(sends), done_batches=tuple(done),
-        budget_cap=budget.cap, budget_issued=budget.issued,
+        rows=tuple(rows), batches=tuple(batches), sends=tuple(all_sends), budget_cap=budget.cap,
+        budget_issued=budget.issued, tag=tag, already=tuple(already), top_ups=tuple(top_ups), absent=absent,
+        earlier_batches=state.tranche_batches,
     )
 
 
@@ -514,20 +556,115 @@ def _budget_problems(budget: BudgetState, state: ChainState, to_send: int) -> li
 
 
 # ---------------------------------------------------------------------------- on the chain
+_BATCH_ISSUED = "0x" + keccak(text="BatchIssued(bytes32,uint256,uint256,uint256)").hex()
+_TRANSFER_SINGLE = "0x" + keccak(text="TransferSingle(address,address,address,uint256,uint256)").hex()
+_TRANSFER_BATCH = "0x" + keccak(text="TransferBatch(address,address,address,uint256[],uint256[])").hex()
+_ISSUE_SKIPPED = "0x" + keccak(text="IssueSkipped(bytes32,address,uint256)").hex()
+_ZERO_TOPIC = "0x" + "00" * 32
+RECEIPTS_PER_CALL = 50
+
+
+@dataclass(frozen=True)
+class Received:
+    """What the batches of one (budget, tranche) credited, read from the chain's own events."""
+
+    by_holder: Mapping[str, int]  # current address (after migrations) -> cents
+    batches: Mapping[bytes, Mapping[str, int]]  # batch id -> recipient -> cents minted by it
+    skipped: Mapping[str, int]  # IssueSkipped (contract v2): holder -> cents the contract could not credit
+
+
 def read_budget(dep: Any, budget: int) -> BudgetState:
-    cap, issued, _settled, _reclaimed = dep.contract.functions.budgetTotals(budget).call()
+    cap, issued = dep.contract.functions.budgetTotals(budget).call()[:2]
     return BudgetState(budget, int(cap), int(issued))
 
 
-def read_state(dep: Any, rows: Sequence[Row], ids: Sequence[bytes]) -> ChainState:
-    """Passes of the file's holders and the use of its batch ids, in JSON-RPC batches."""
+def migrations(dep: Any) -> dict[str, str]:
+    """Every migrated pass -> the address it lives at now (from PassMigrated events)."""
+    step = {to_checksum_address(ev.args["from"]): to_checksum_address(ev.args.to) for ev in dep.events("PassMigrated")}
+    out = {}
+    for start in step:
+        current, hops = step[start], 0
+        while current in step and hops < len(step):
+            current, hops = step[current], hops + 1
+        out[start] = current
+    return out
+
+
+def read_received(dep: Any, budget: int, tag: bytes, moved: Mapping[str, str] | None = None) -> Received:
+    """The mints of every batch of `budget` whose id starts with `tag`: the budget's
+    BatchIssued events, then in each of their transactions the mints (TransferSingle or
+    TransferBatch from address 0 of this budget) logged before that BatchIssued. A resident
+    the contract skipped has no mint, so it simply received nothing."""
+    moved = migrations(dep) if moved is None else moved
+    wanted = {bytes(ev.args.batchId): "0x" + bytes(ev.transactionHash).hex()
+              for ev in dep.events("BatchIssued", argument_filters={"budget": budget})
+              if bytes(ev.args.batchId)[:TAG_BYTES] == tag}
+    hashes = sorted(set(wanted.values()))
+    receipts = []
+    for start in range(0, len(hashes), RECEIPTS_PER_CALL):
+        receipts += dep.chain.rpc_batch([("eth_getTransactionReceipt", [h]) for h in hashes[start:start + RECEIPTS_PER_CALL]])
+    contract = dep.address.lower()
+    batches: dict[bytes, dict[str, int]] = {}
+    skipped: dict[str, int] = {}
+    for receipt in receipts:
+        pending: dict[str, int] = {}
+        for log in receipt["logs"]:
+            topics = log["topics"]
+            if log["address"].lower() != contract or not topics:
+                continue
+            if topics[0] == _TRANSFER_SINGLE and topics[2] == _ZERO_TOPIC:
+                token, value = abi_decode(["uint256", "uint256"], bytes.fromhex(log["data"][2:]))
+                minted = [(token, value)]
+            elif topics[0] == _TRANSFER_BATCH and topics[2] == _ZERO_TOPIC:
+                tokens, values = abi_decode(["uint256[]", "uint256[]"], bytes.fromhex(log["data"][2:]))
+                minted = list(zip(tokens, values))
+            elif topics[0] == _ISSUE_SKIPPED and bytes.fromhex(topics[1][2:]) in wanted:
+                holder = to_checksum_address("0x" + topics[2][-40:])
+                skipped[holder] = skipped.get(holder, 0) + abi_decode(["uint256"], bytes.fromhex(log["data"][2:]))[0]
+                continue
+            elif topics[0] == _BATCH_ISSUED:
+                bid = bytes.fromhex(topics[1][2:])
+                if bid in wanted:
+                    batches[bid] = pending
+                pending = {}
+                continue
+            else:
+                continue
+            to = to_checksum_address("0x" + topics[3][-40:])
+            for token, value in minted:
+                if token == budget:
+                    pending[to] = pending.get(to, 0) + int(value)
+    missing = set(wanted) - set(batches)
+    if missing:
+        raise CityPassError(f"the chain logged issuance batch 0x{next(iter(missing)).hex()}, but its transaction "
+                            "receipt was not found (a node that prunes receipts?): nothing was sent")
+    by_holder: dict[str, int] = {}
+    for minted_by in batches.values():
+        for holder, cents in minted_by.items():
+            current = moved.get(holder, holder)
+            by_holder[current] = by_holder.get(current, 0) + cents
+    return Received(by_holder, batches, skipped)
+
+
+def role_holders(dep: Any) -> dict[str, tuple[str, ...]]:
+    """Every address holding a municipal role -> its roles (the admin included)."""
+    from citypass.contract import role_members
+
+    out: dict[str, list[str]] = {}
+    for role, members in role_members(dep).items():
+        for address in members:
+            out.setdefault(to_checksum_address(address), []).append(role)
+    return {a: tuple(r) for a, r in out.items()}
+
+
+def read_state(dep: Any, rows: Sequence[Row], budget: int, tranche: str = "") -> ChainState:
+    """Passes of the file's holders, what this tranche credited and the role holders."""
     chain = dep.chain
     holders = [r.holder for r in rows]
     passes = call_many(dep, "passOf", [(h,) for h in holders])
-    used = call_many(dep, "batchIssued", [(i,) for i in ids])
-    moved = [h for h, (status, _) in zip(holders, passes) if status == PASS_MIGRATED]
-    targets = call_many(dep, "migratedTo", [(h,) for h in moved])
     block = chain.w3.eth.get_block("latest")
+    moved = migrations(dep)
+    received = read_received(dep, budget, tranche_tag(chain.chain_id, dep.address, budget, tranche), moved)
     return ChainState(
         chain_id=chain.chain_id,
         contract=dep.address,
@@ -535,8 +672,10 @@ def read_state(dep: Any, rows: Sequence[Row], ids: Sequence[bytes]) -> ChainStat
         block_gas_limit=int(block["gasLimit"]),
         max_per_batch=int(dep.contract.functions.MAX_PASSES_PER_BATCH().call()),
         passes={h: PassState(int(s), int(v)) for h, (s, v) in zip(holders, passes)},
-        used_ids=frozenset(i for i, u in zip(ids, used) if u[0]),
-        migrated_to={h: to_checksum_address(t[0]) for h, t in zip(moved, targets)},
+        migrated_to={h: moved.get(h, h) for h, (s, _) in zip(holders, passes) if s == PASS_MIGRATED},
+        received=received.by_holder,
+        tranche_batches=len(received.batches),
+        role_of=role_holders(dep),
     )
 
 
@@ -549,71 +688,23 @@ def call_many(dep: Any, name: str, arg_lists: Sequence[tuple], chunk: int = 500)
 
 def plan_issuance(
     dep: Any, path: str | Path, budget: int, *, pass_valid_until: int | None = None, tranche: str = "",
-    batch_size: int | None = None,
+    batch_size: int | None = None, top_up: bool = False, allow_role_holders: bool = False,
 ) -> Plan:
-    """Reads the file and the chain and returns the plan (or IssuanceFileError with every problem)."""
+    """Reads the file and the chain and returns the plan (or IssuanceFileError with every problem).
+    No local state is read: a re-run from another machine plans the same."""
     parsed = parse(path)
-    rows = parsed[0]
-    state = read_state(dep, rows, [])
-    if batch_size is not None and batch_size not in BATCH_LADDER:
-        raise CityPassError(f"--batch-size must be one of {', '.join(map(str, BATCH_LADDER))}, not {batch_size}")
-    size = batch_size or batch_size_for(state.block_gas_limit, state.max_per_batch)
-    _check_other_sizes(dep, rows, size, state, budget, tranche)
-    batches = cut_batches(rows, size, chain_id=state.chain_id, contract=dep.address, budget=budget, tranche=tranche)
-    ids = [i for b in batches for i in b.ids]
-    used = call_many(dep, "batchIssued", [(i,) for i in ids])
-    used_ids = frozenset(i for i, u in zip(ids, used) if u[0])
-    state = ChainState(**{**state.__dict__, "used_ids": used_ids, "credited_by": credited_by(dep, used_ids)})
-    return validate(path, read_budget(dep, budget), state, pass_valid_until=pass_valid_until, tranche=tranche,
-                    batch_size=size, parsed=parsed)
-
-
-def credited_by(dep: Any, batch_ids: frozenset[bytes] | set[bytes]) -> dict[bytes, frozenset[str]]:
-    """For each used batch id, the holders its transaction credited: the recipients of the
-    mint events in the transaction whose BatchIssued carries that id."""
-    if not batch_ids:
-        return {}
-    chain, contract = dep.chain, dep.contract
-    topic = "0x" + keccak(text="BatchIssued(bytes32,uint256,uint256,uint256)").hex()
-    mint = "0x" + keccak(text="TransferSingle(address,address,address,uint256,uint256)").hex()
-    zero = "0x" + "00" * 32
-    logs = chain.rpc("eth_getLogs", [{
-        "address": dep.address, "fromBlock": hex(getattr(dep, "block", 0) or 0), "toBlock": "latest",
-        "topics": [topic, ["0x" + i.hex() for i in batch_ids]],
-    }])
-    txs = {log["transactionHash"]: bytes.fromhex(log["topics"][1][2:]) for log in logs}
-    receipts = chain.rpc_batch([("eth_getTransactionReceipt", [h]) for h in txs])
-    out: dict[bytes, frozenset[str]] = {}
-    for (tx_hash, batch_id), receipt in zip(txs.items(), receipts):
-        out[batch_id] = frozenset(
-            to_checksum_address("0x" + log["topics"][3][-40:]) for log in receipt["logs"]
-            if log["address"].lower() == dep.address.lower() and log["topics"][0] == mint and log["topics"][2] == zero
-        )
-    missing = set(batch_ids) - set(out)
-    if missing:
-        raise CityPassError(f"the chain says issuance batch 0x{next(iter(missing)).hex()} was used, but its "
-                            "BatchIssued event was not found (a node that prunes logs?): nothing was sent")
-    return out
-
-
-def _check_other_sizes(dep: Any, rows: Sequence[Row], size: int, state: ChainState, budget: int, tranche: str) -> None:
-    """A file first issued with another batch size (the block gas limit changed since) has
-    other ids: refuse rather than issue it again. Runs send batch 0 first, so its ids tell."""
-    # A size that gives the same first batch (a file shorter than both) gives the same ids.
-    others = [n for n in BATCH_LADDER if n <= state.max_per_batch and min(n, len(rows)) != min(size, len(rows))]
-    probes = []
-    ordered = sorted(rows, key=lambda r: r.holder.lower())  # the order cut_batches uses
-    for n in others:
-        first = cut_batches(ordered[:n], n, chain_id=state.chain_id, contract=dep.address, budget=budget, tranche=tranche)
-        if first:
-            probes += [(n, i) for i in first[0].ids]
-    used = call_many(dep, "batchIssued", [(i,) for _, i in probes])
-    for (n, _), (u,) in zip(probes, used):
-        if u:
-            raise CityPassError(
-                f"this file was already (partly) issued in batches of {n} rows, not {size}: "
-                f"run again with --batch-size {n} so nothing is issued twice"
-            )
+    if batch_size is not None and not 1 <= batch_size:
+        raise CityPassError(f"--batch-size must be at least 1, not {batch_size}")
+    state = read_state(dep, parsed[0], budget, tranche)
+    options = dict(pass_valid_until=pass_valid_until, tranche=tranche, batch_size=batch_size, parsed=parsed,
+                   top_up=top_up, allow_role_holders=allow_role_holders)
+    info = read_budget(dep, budget)
+    plan = validate(path, info, state, **options)
+    used = call_many(dep, "batchIssued", [(i,) for i in plan.all_ids])
+    used_ids = frozenset(i for i, (u,) in zip(plan.all_ids, used) if u)
+    if used_ids:  # validate says which holders the contract skipped
+        plan = validate(path, info, replace(state, used_ids=used_ids), **options)
+    return plan
 
 
 @dataclass(frozen=True)
@@ -692,9 +783,9 @@ def snapshot(dep: Any, plan: Plan) -> Snapshot:
 class Reconciliation:
     file_rows: int
     file_total: int
-    chain_rows: int  # from the BatchIssued events of this file's ids
-    chain_total: int
-    chain_batches: int
+    chain_rows: int  # the file's holders holding exactly their amount from this tranche (mint events)
+    chain_total: int  # what the tranche's batches credited the file's holders
+    chain_batches: int  # batch transactions of this tranche on chain
     sent_rows: int  # in this run
     sent_total: int
     before: Snapshot
@@ -704,7 +795,7 @@ class Reconciliation:
     @property
     def checks(self) -> list[tuple[str, bool]]:
         return [
-            ("file = BatchIssued events of its batch ids",
+            ("every holder in the file received exactly its amount in this tranche",
              (self.file_rows, self.file_total) == (self.chain_rows, self.chain_total)),
             ("budget issued counter grew by what this run sent", self.after.issued - self.before.issued == self.sent_total),
             ("the file's holders' balances grew by what this run sent",
@@ -718,8 +809,8 @@ class Reconciliation:
     def lines(self) -> list[str]:
         out = [
             f"file:             {self.file_rows} rows, {self.file_rows} residents, {euros(self.file_total)}",
-            f"on chain:         {self.chain_rows} residents, {euros(self.chain_total)} in {self.chain_batches} "
-            "transactions (BatchIssued of this file's batch ids)",
+            f"on chain:         {self.chain_rows} residents, {euros(self.chain_total)} from {self.chain_batches} "
+            "transactions of this budget and tranche (mint events)",
             f"this run:         {self.sent_rows} residents, {euros(self.sent_total)}"
             + ("" if self.sent_rows else " (all of it was issued before)"),
             f"budget issued:    {euros(self.before.issued)} -> {euros(self.after.issued)} (cap {euros(self.cap)})",
@@ -730,16 +821,18 @@ class Reconciliation:
 
 
 def reconcile(dep: Any, plan: Plan, before: Snapshot, results: Sequence[SendResult]) -> Reconciliation:
-    ids = {"0x" + i.hex() for i in plan.all_ids}
-    rows = total = count = 0
-    for ev in dep.events("BatchIssued", argument_filters={"budget": plan.budget}):
-        if "0x" + bytes(ev.args.batchId).hex() in ids:
-            rows += int(ev.args["count"])
-            total += int(ev.args.total)
-            count += 1
+    """The file against what the chain's events say this tranche credited, after the run."""
+    moved = migrations(dep)
+    received = read_received(dep, plan.budget, plan.tag, moved)
+    rows = total = 0
+    for row in plan.rows:
+        got = received.by_holder.get(moved.get(row.holder, row.holder), 0)
+        total += got
+        rows += got == row.amount
     sent = [r for r in results if r.tx_hash]
     return Reconciliation(
-        file_rows=len(plan.rows), file_total=plan.total, chain_rows=rows, chain_total=total, chain_batches=count,
-        sent_rows=sum(len(r.send.rows) for r in sent), sent_total=sum(r.send.total for r in sent),
-        before=before, after=snapshot(dep, plan), cap=read_budget(dep, plan.budget).cap,
+        file_rows=len(plan.rows), file_total=plan.total, chain_rows=rows, chain_total=total,
+        chain_batches=len(received.batches), sent_rows=sum(len(r.send.rows) for r in sent),
+        sent_total=sum(r.send.total for r in sent), before=before, after=snapshot(dep, plan),
+        cap=read_budget(dep, plan.budget).cap,
     )

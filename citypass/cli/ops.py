@@ -86,34 +86,40 @@ def _provider_account(c: Ctx, named: str | None = None) -> Any:
 @click.option("--budget", "budget_spec", required=True, metavar="ID", help="Budget number (#3 or 3) or full id.")
 @click.option("--dry-run", is_flag=True, help="Validate and print totals, batches and gas; send nothing.")
 @click.option("--valid-until", type=DATE, help="Validity of passes enrolled by this file (default: the budget's end).")
-@click.option("--tranche", default="", help="Label for a second issuance of identical rows to the same budget.")
-@click.option("--batch-size", type=click.Choice([str(n) for n in issuance.BATCH_LADDER]),
-              callback=lambda _c, _p, v: int(v) if v else None,
-              help="Rows per batch (default: from the block gas limit). Use the same size for a re-run.")
+@click.option("--tranche", default="", help="Label of a deliberate further round of credit to the same residents.")
+@click.option("--top-up", is_flag=True,
+              help="For residents who already received less in this tranche, send only the difference.")
+@click.option("--allow-role-holders", is_flag=True,
+              help="Credit (and enrol) addresses that hold a municipal role too (four-eyes: only when intended).")
+@click.option("--batch-size", type=click.IntRange(1, 2000),
+              help="Rows per batch (default: from the block gas limit; any size is safe for a re-run).")
 @pass_ctx
 def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: int | None, tranche: str,
-              batch_size: int | None) -> None:
-    """Credit (and enrol) the residents in FILE.csv, exactly once.
+              top_up: bool, allow_role_holders: bool, batch_size: int | None) -> None:
+    """Credit (and enrol) the residents in FILE.csv, exactly once per budget, tranche and resident.
 
     FILE has the header `holder,amount`, then one checksummed address and an amount in
     euros (at most 2 decimals) per line. Every bad line is reported and nothing is sent.
-    Batch ids derive from the file's content: a re-run, or a run after a crash, credits
-    nobody twice and says what was already issued.
+    What each resident already received from the budget in this tranche is read from the
+    chain: a re-run (edited, re-ordered, from another machine) sends nothing for them; a
+    different amount refuses the run (use --top-up to send only a difference; a correction
+    downwards is the contract's `correct`).
     """
     dep = c.deployment
     b = _budget(c, budget_spec)
+    options = dict(tranche=tranche, batch_size=batch_size, top_up=top_up, allow_role_holders=allow_role_holders)
     plan = issuance.plan_issuance(dep, file, b.id, pass_valid_until=end_of_day(valid_until) if valid_until else None,
-                                  tranche=tranche, batch_size=batch_size)
+                                  **options)
     summary = {
-        "file": str(file), "budget": f"#{b.serial}", "budget_name": b.name, "rows": len(plan.rows),
+        "file": str(file), "budget": f"#{b.serial}", "budget_name": b.name, "tranche": tranche, "rows": len(plan.rows),
         "total": cents_to_str(plan.total), "batches": len(plan.batches), "batch_size": plan.batch_size,
-        "already_issued_batches": len(plan.done_batches), "transactions_to_send": len(plan.sends),
+        "already_issued_batches": plan.earlier_batches, "already_received": len(plan.already),
+        "top_ups": len(plan.top_ups), "not_in_file": len(plan.absent), "transactions_to_send": len(plan.sends),
         "residents_to_credit": plan.to_send_rows, "new_residents": plan.new_residents,
         "euros_to_send": cents_to_str(plan.to_send_total), "gas_estimate": plan.gas_estimate,
         "new_pass_valid_until": format_date(plan.pass_valid_until),
     }
-    if plan.done_batches:
-        note(f"{len(plan.done_batches)} of {len(plan.batches)} batches of this file were issued before; they are skipped")
+    _say_what_was_issued(plan)
     if dry_run:
         rows = [(s.batch, s.kind, "0x" + s.batch_id.hex()[:16] + "…", len(s.rows), format_euros(s.total), f"{s.gas_estimate:,}")
                 for s in plan.sends]
@@ -135,8 +141,8 @@ def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: 
     account = _dev_account_with(c, roles) if plan.sends else None
     if account is not None and tx.wait_idle(dep.chain, account.address):
         note("a transaction of an earlier, interrupted run was still in flight: it is mined now, planning again")
-        plan = issuance.plan_issuance(dep, file, b.id, pass_valid_until=plan.pass_valid_until, tranche=tranche,
-                                      batch_size=plan.batch_size)
+        plan = issuance.plan_issuance(dep, file, b.id, pass_valid_until=plan.pass_valid_until,
+                                      **(options | {"batch_size": plan.batch_size}))
     before = issuance.snapshot(dep, plan)
     results: list[issuance.SendResult] = []
     if plan.sends:
@@ -155,6 +161,20 @@ def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: 
         click.echo("\n".join(rec.lines()))
     if not rec.ok:
         raise CityPassError("the reconciliation does not agree (see above): check the chain before re-running")
+
+
+def _say_what_was_issued(plan: issuance.Plan) -> None:
+    """On stderr: what the chain says this tranche already did for the file's residents."""
+    tranche = f" (tranche {plan.tranche!r})" if plan.tranche else ""
+    if plan.already:
+        note(f"{len(plan.already)} of {len(plan.rows)} residents in this file already received their amount from this "
+             f"budget{tranche} ({plan.earlier_batches} earlier batch transaction(s) on chain): nothing is sent for them")
+    for row, got in plan.top_ups:
+        note(f"line {row.line}: {row.holder} received {format_euros(got)} before; topping up "
+             f"{format_euros(row.amount - got)} to {format_euros(row.amount)}")
+    if plan.absent:
+        note(f"{len(plan.absent)} resident(s) credited earlier in this tranche are not in this file "
+             f"({format_euros(sum(c for _, c in plan.absent))}); their credit stays as it is")
 
 
 # ------------------------------------------------------------------ vouchers (resident)
