@@ -44,9 +44,12 @@ def checksum(address: str, what: str = "address") -> str:
     body = text[2:]
     if not text.startswith("0x") or len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
         raise UsageError(f"{what}: {text!r} is not an Ethereum address (0x followed by 40 hex digits)")
-    # All lower or all upper case carries no checksum; mixed case must be a valid one.
+    # All lower or all upper case carries no checksum; mixed case must be a valid one. The
+    # message never shows the "right" spelling: that is the mistyped address re-cased, and a
+    # user who pastes it registers a wrong address with a valid checksum.
     if body != body.lower() and body != body.upper() and not is_checksum_address(text):
-        raise UsageError(f"{what}: {text} has a bad checksum (a typo?); expected {to_checksum_address(text)}")
+        raise UsageError(f"{what}: {text} has a bad checksum: the EIP-55 checksum does not match, so the "
+                         "address has a typo; copy the address again from where it came from")
     return to_checksum_address(text)
 
 

@@ -11,8 +11,8 @@ wrong pass, so nothing is guessed and every bad line is reported before anything
 - Line 1 is exactly `holder,amount`. No comments, no empty lines, no quotes, no spaces;
   only empty rows at the end (blank or bare commas, as spreadsheets write them) are ignored.
 - `holder`: an address in its EIP-55 checksummed form. An all-lower/upper-case address is
-  refused too (it carries no checksum, so a typo would go unnoticed); the error shows the
-  checksummed form to copy from the municipality's own records.
+  refused too (it carries no checksum, so a typo would go unnoticed). No error ever shows
+  a corrected address: re-casing a mistyped one would make a valid-looking wrong address.
 - `amount`: euros, a dot for decimals, at most 2 decimals, more than 0 (`25`, `12.5`, `12.50`).
 - Each holder at most once per file; at most MAX_ROWS rows.
 
@@ -55,7 +55,7 @@ from eth_utils import keccak, to_checksum_address
 
 from citypass.address import eip55
 from citypass.errors import CityPassError, date_text, euros
-from citypass.money import cents_from_text, plain_euros
+from citypass.money import parse_euros, plain_euros
 
 HEADER = "holder,amount"
 MAX_ROWS = 100_000
@@ -116,11 +116,9 @@ class Row:
 
 
 def parse_amount(text: str) -> int:
-    """'12.5' -> 1250 cents; ValueError with the reason otherwise (see money.cents_from_text)."""
-    cents = cents_from_text(text)
-    if cents <= 0:
-        raise ValueError("must be more than 0")
-    return cents
+    """'12.5' -> 1250 cents; ValueError with the reason otherwise (money.parse_euros: the rule
+    the command line's amounts follow too)."""
+    return parse_euros(text)
 
 
 def _check_holder(text: str) -> str:
@@ -136,9 +134,10 @@ def _check_holder(text: str) -> str:
     if body == body.lower() or body == body.upper():
         raise ValueError(
             f"{text} has no EIP-55 checksum (all one case), so a typo would go unnoticed; "
-            f"write it checksummed, as the source records give it: {checksummed}"
+            "copy the address again, checksummed, from the municipality's own records"
         )
-    raise ValueError(f"{text}: the EIP-55 checksum does not match, so the address has a typo; check it against the source")
+    raise ValueError(f"{text}: the EIP-55 checksum does not match, so the address has a typo; "
+                     "copy the address again from the source records")
 
 
 def _why_not_an_address(text: str) -> str:

@@ -25,6 +25,18 @@ def cents_from_text(text: str) -> int:
     return cents
 
 
+def parse_euros(text: str, *, allow_zero: bool = False) -> int:
+    """The one rule for an amount a person writes, in an issuance file or on the command
+    line (`--amount`, `--cap`, ...): euros with a dot and at most 2 decimals (`12`, `12.5`,
+    `12.50`), nothing else: no decimal comma (`12,50` could be twelve and a half or, with a
+    thousands separator, 1,250), no currency sign, no spaces; more than 0 unless `allow_zero`.
+    ValueError saying what is wrong otherwise."""
+    cents = cents_from_text(text)
+    if cents == 0 and not allow_zero:
+        raise ValueError("must be more than 0")
+    return cents
+
+
 def _shown(text: str, limit: int = 40) -> str:
     """The text as quoted in a message, shortened if it is long."""
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text):,} characters)"

@@ -208,10 +208,13 @@ def test_reclaim_after_the_budget_ended(w, residents):
 
     r = cli(w, "reclaim", "--budget", "#3")
     assert r.exit_code == 1 and "can be reclaimed after that" in r.stderr
+    # refused first: no progress bar before the refusal, only the one error line
+    assert "reclaiming budget" not in r.stderr and "━" not in r.stderr, r.stderr
 
     w.chain.advance_time(3_700)
     r = cli(w, "--json", "reclaim", "--budget", "3", "--batch-size", "2")
     assert r.exit_code == 0, r.stderr
+    assert "reclaiming budget #3" in r.stderr  # the bar, once there is work
     out = json.loads(r.stdout)
     assert (out["holders"], out["reclaimed"], len(out["transactions"])) == (3, "85.00", 2)
     held = w.f.balanceOfBatch([x.address for x in residents] + [moved.address, w.pool.address], [short] * 6).call()

@@ -78,7 +78,7 @@ def test_every_bad_line_is_reported_with_line_and_field(tmp_path):
     got = problems_of(write(tmp_path, "\n".join(lines) + "\n"))
     by_line = {int(s.split(":")[0].split()[1]): s for s in got}
     assert sorted(by_line) == list(range(3, 17)), got
-    assert to_checksum_address(a) in by_line[3] and "checksum" in by_line[3]
+    assert to_checksum_address(a) in by_line[3] and "checksum" in by_line[3]  # a duplicate of line 2
     assert by_line[4].startswith("line 4: holder:")
     assert "not an Ethereum address" in by_line[5]
     assert "decimal comma" in by_line[6]
@@ -94,6 +94,13 @@ def test_every_bad_line_is_reported_with_line_and_field(tmp_path):
     assert by_line[16] == "line 16: amount: is empty"
 
 
+def test_an_address_without_checksum_gets_no_suggested_spelling(tmp_path):
+    a = addr("no-checksum")
+    got = problems_of(write(tmp_path, f"holder,amount\n{a.lower()},1\n"))
+    assert got == [f"line 2: holder: {a.lower()} has no EIP-55 checksum (all one case), so a typo would go unnoticed; "
+                   "copy the address again, checksummed, from the municipality's own records"]
+
+
 def test_bad_checksum_is_called_a_typo(tmp_path):
     a = addr("typo")
     body = a[2:]
@@ -101,7 +108,8 @@ def test_bad_checksum_is_called_a_typo(tmp_path):
     i = next(i for i, c in enumerate(body) if c.isalpha())
     bad = "0x" + body[:i] + body[i].swapcase() + body[i + 1 :]
     got = problems_of(write(tmp_path, f"holder,amount\n{bad},1\n"))
-    assert got == [f"line 2: holder: {bad}: the EIP-55 checksum does not match, so the address has a typo; check it against the source"]
+    assert got == [f"line 2: holder: {bad}: the EIP-55 checksum does not match, so the address has a typo; "
+                   "copy the address again from the source records"]
 
 
 def test_checksummed_addresses_that_look_all_upper_or_lower_case_are_accepted(tmp_path):
@@ -140,6 +148,27 @@ def test_too_many_rows(tmp_path, monkeypatch):
     rows = "".join(f"{addr(str(i))},1\n" for i in range(4))
     got = problems_of(write(tmp_path, "holder,amount\n" + rows))
     assert got == ["file: has 4 rows, more than the maximum of 3; split it"]
+
+
+@pytest.mark.parametrize("text", ["12", "12.5", "12.50", "0.01", "12,50", "1.000,50", "€12", "12 EUR", " 12", "12.505",
+                                  "1e3", "-5", "+5", "0", "0.00", "", "1_000"])
+def test_one_amount_rule_for_files_and_the_command_line(tmp_path, text):
+    """`--amount 12,50` and a CSV's `12,50` get the same answer: refused (issue 11)."""
+    from citypass.cli.common import EUROS
+    from click import BadParameter
+
+    try:
+        cli_cents, cli_error = EUROS.convert(text, None, None), None
+    except BadParameter as exc:
+        cli_cents, cli_error = None, exc.format_message()
+    p = write(tmp_path, f"holder,amount\n{addr('amount')},{text}\n")
+    try:
+        csv_cents, csv_error = I.validate(p, budget(), state()).rows[0].amount, None
+    except I.IssuanceFileError as exc:
+        csv_cents, csv_error = None, str(exc.problems[0])
+    assert cli_cents == csv_cents, (cli_error, csv_error)
+    if cli_error and "," not in text and text.strip() == text and text:  # same parser, same reason
+        assert cli_error.split(": ", 1)[-1] in csv_error
 
 
 # ---------------------------------------------------------------------------- budget and passes

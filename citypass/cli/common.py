@@ -8,7 +8,6 @@ Data goes to stdout (a table on a terminal, tab-separated lines in a pipe, JSON 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -24,7 +23,8 @@ from citypass import contract as C
 from citypass import keys
 from citypass.chain import Chain, connect
 from citypass.errors import ROLE_IDS, CityPassError, UsageError, euros
-from citypass.money import cents_from_text, plain_euros
+from citypass.money import parse_euros as money_parse_euros
+from citypass.money import plain_euros
 from citypass.tx import Receipt, send, send_many
 
 DAY = 86_400
@@ -138,6 +138,26 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(_plain(data), indent=2))
 
 
+# ------------------------------------------------------------------ --json anywhere, failures as JSON
+def hoist_json(args: Sequence[str]) -> tuple[list[str], bool]:
+    """`citypass node status --json` means `citypass --json node status`: every `--json`
+    before a `--` separator moves to the front (it is a global option)."""
+    args = list(args)
+    end = args.index("--") if "--" in args else len(args)
+    found = "--json" in args[:end]
+    if found:
+        args = ["--json"] + [a for a in args[:end] if a != "--json"] + args[end:]
+    return args, found
+
+
+def failure(message: str, exit_code: int, *, as_json: bool) -> None:
+    """A failed command: `error: <message>` on stderr; with --json also, on stdout, an
+    object a script can parse: {"ok": false, "error": message, "exit_code": code}."""
+    if as_json:
+        click.echo(json.dumps({"ok": False, "error": message, "exit_code": exit_code}, indent=2))
+    click.echo(f"error: {message}", err=True)
+
+
 def output(ctx: Ctx, data: Any, rows: Iterable[Sequence[Any]] | None = None,
            columns: Sequence[str] | None = None, title: str | None = None) -> None:
     """Data on stdout: `data` as JSON with --json, else `rows` under `columns` (a table on
@@ -168,17 +188,12 @@ def output(ctx: Ctx, data: Any, rows: Iterable[Sequence[Any]] | None = None,
 
 # ------------------------------------------------------------------ values
 def parse_euros(text: str, what: str = "amount", *, allow_zero: bool = False) -> int:
-    """'12.50' / '12,50' / '€12' -> cents; at most two decimals, never negative."""
-    raw = str(text).strip().replace("€", "").replace("EUR", "").strip()
-    if re.fullmatch(r"[0-9]+,[0-9]{1,2}", raw):
-        raw = raw.replace(",", ".")
+    """'12.50' -> 1250 cents, by the rule issuance files follow too (money.parse_euros: a dot,
+    at most two decimals, no comma, no currency sign); UsageError naming `what` otherwise."""
     try:
-        cents = cents_from_text(raw)
+        return money_parse_euros(str(text), allow_zero=allow_zero)
     except ValueError as exc:
         raise UsageError(f"{what}: {exc}") from None
-    if cents == 0 and not allow_zero:
-        raise UsageError(f"{what}: must be more than €0.00")
-    return cents
 
 
 format_euros = euros  # for people: '€12.50'

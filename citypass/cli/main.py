@@ -19,8 +19,8 @@ from citypass import __version__, keys, node
 from citypass import contract as C
 from citypass.cli import ops
 from citypass.cli.common import (
-    ADDRESS, DATE, ROLE, Ctx, category_label, cents_to_str, end_of_day, format_date,
-    format_euros, note, output, parse_categories, parse_euros, pass_ctx, role_label,
+    ADDRESS, DATE, ROLE, Ctx, category_label, cents_to_str, end_of_day, failure, format_date,
+    format_euros, hoist_json, note, output, parse_categories, parse_euros, pass_ctx, role_label,
 )
 from citypass.errors import ROLE_IDS, CityPassError, UsageError, budget_text, date_text
 
@@ -28,27 +28,49 @@ PASS_BATCH = 500  # addresses per enrol/renew transaction (~25k gas each: well i
 
 
 class CityPassGroup(click.Group):
-    """Turns a user's mistake into `error: <one line>` and its exit code, never a traceback."""
+    """Turns a user's mistake into `error: <one line>` and its exit code, never a traceback;
+    with --json (anywhere on the line) also into a JSON object on stdout."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        args, as_json = hoist_json(sys.argv[1:] if args is None else args)
+        if not as_json:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:  # usage errors: click's message, as JSON too
+            if not standalone_mode:
+                raise
+            failure(exc.format_message(), exc.exit_code, as_json=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            if not standalone_mode:
+                raise
+            failure("aborted", 1, as_json=True)
+            sys.exit(1)
+        if standalone_mode:
+            sys.exit(code or 0)
+        return code
 
     def invoke(self, ctx: click.Context) -> Any:
+        def fail(message: str, code: int) -> None:
+            failure(message, code, as_json=bool(getattr(ctx.obj, "json", False) or ctx.params.get("as_json")))
+            ctx.exit(code)
+
         try:
             return super().invoke(ctx)
         except CityPassError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            fail(str(exc), exc.exit_code)
         except ValueError as exc:
             # VoucherError and other validation errors of the library are ValueErrors with a
             # message naming the field; anything else is a bug and keeps its traceback.
             if type(exc).__module__.startswith("citypass"):
-                click.echo(f"error: {exc}", err=True)
-                ctx.exit(1)
+                fail(str(exc), 1)
             raise
         except requests.ConnectionError:
-            click.echo("error: lost the connection to the node (did it stop?)", err=True)
-            ctx.exit(1)
+            fail("lost the connection to the node (did it stop?)", 1)
         except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            ctx.exit(130)
+            fail("interrupted", 130)
 
 
 @click.group(cls=CityPassGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -57,7 +79,8 @@ class CityPassGroup(click.Group):
 @click.option("--workdir", envvar="CITYPASS_HOME", default=".citypass", show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Node state, keystores and address book [env CITYPASS_HOME].")
-@click.option("--json", "as_json", is_flag=True, help="Print data as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print data as JSON (also after the subcommand); a failure prints {ok, error, exit_code}.")
 @click.option("--from", "from_spec", envvar="CITYPASS_FROM", metavar="KEY",
               help="Signing account: keystore name or file, or dev:N on a local dev chain [env CITYPASS_FROM].")
 @click.option("--confirmations", type=click.IntRange(min=0), metavar="N",
@@ -495,10 +518,20 @@ def _batches(items: list[str], size: int = PASS_BATCH) -> list[list[str]]:
 @click.argument("addresses", nargs=-1)
 @click.option("--file", type=click.File("r"), help="More addresses, one per line.")
 @click.option("--valid-until", type=DATE, required=True, help="Last valid day (YYYY-MM-DD, inclusive).")
+@click.option("--allow-role-holders", is_flag=True,
+              help="Enrol addresses that hold a municipal role too (four-eyes: only when intended).")
 @pass_ctx
-def pass_enroll(c: Ctx, addresses: tuple[str, ...], file: Any, valid_until: int) -> None:
+def pass_enroll(c: Ctx, addresses: tuple[str, ...], file: Any, valid_until: int, allow_role_holders: bool) -> None:
     """Enrol new passes."""
+    from citypass.issuance import role_holders
+
     holders = _read_addresses(addresses, file)
+    if not allow_role_holders:
+        roles = role_holders(c.deployment)
+        held = [f"{h} holds the {' and '.join(roles[h])} role" for h in holders if h in roles]
+        if held:
+            raise CityPassError("; ".join(held) + ": one person with a municipal role and a pass defeats the "
+                                "four-eyes principle; nothing was sent (pass --allow-role-holders if it is intended)")
     until = end_of_day(valid_until)
     f = c.deployment.contract.functions
     c.send_many([f.enrollPasses(batch, until) for batch in _batches(holders)],

@@ -5,7 +5,7 @@ group by citypass/cli/main.py (`register(main)`).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,6 +49,20 @@ def progress_bar(label: str, total: int | None = None) -> Iterator[_Bar]:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console(), transient=False) as bar:
         yield _Bar(bar, bar.add_task(label, total=total))
+
+
+@contextmanager
+def lazy_progress_bar(label: str) -> Iterator[Any]:
+    """An update(done, total) callback whose progress bar is shown only once it is first called."""
+    with ExitStack() as stack:
+        bar: list[_Bar] = []
+
+        def update(done: int, total: int) -> None:
+            if not bar:
+                bar.append(stack.enter_context(progress_bar(label, total)))
+            bar[0].update(done, total)
+
+        yield update
 
 
 def _budget(c: Ctx, spec: str) -> C.BudgetInfo:
@@ -346,8 +360,10 @@ def reclaim_cmd(c: Ctx, budget_spec: str, batch_size: int) -> None:
     """Burn the credit residents left in an ended budget. Needs BUDGET_MANAGER."""
     b = _budget(c, budget_spec)
     account = c.account("BUDGET_MANAGER")
-    with progress_bar(f"reclaiming budget #{b.serial}") as bar:
-        result = finance.reclaim(c.deployment, account, b.id, batch_size, bar.update)
+    # The bar appears with the library's first progress report, which comes only after its
+    # checks (budget ended, role): a refusal is never preceded by a progress bar.
+    with lazy_progress_bar(f"reclaiming budget #{b.serial}") as update:
+        result = finance.reclaim(c.deployment, account, b.id, batch_size, update)
     note(f"reclaimed {format_euros(result.total)} from {result.holders} of {result.candidates} holders of budget #{b.serial}"
          + ("" if result.holders else " (nothing left to reclaim)"))
     data = {"budget": b.serial, "candidates": result.candidates, "holders": result.holders,
