@@ -15,7 +15,7 @@ from typing import Any
 import click
 import requests
 
-from citypass import __version__, keys, node
+from citypass import __version__, gas, keys, node
 from citypass import contract as C
 from citypass.cli import ops
 from citypass.cli.common import (
@@ -404,9 +404,24 @@ def provider_add(c: Ctx, address: str, categories: str, max_amount: str | None) 
     dep = c.deployment
     cats = parse_categories(dep, categories)
     limit = _max_amount(max_amount)
+    signer = c.account("PROVIDER_MANAGER")
     c.send(dep.contract.functions.addProvider(address, _mask(cats), limit),
-           f"registered provider {address}", role="PROVIDER_MANAGER")
+           f"registered provider {address}", account=signer)
+    _fund_on_dev_chain(c, signer, address)
     _show_provider(c, address)
+
+
+def _fund_on_dev_chain(c: Ctx, signer: Any, address: str) -> None:
+    """On a local dev chain a new provider gets gas at once (elsewhere: `provider top-up`)."""
+    try:
+        funded = gas.fund_new_provider(c.deployment, signer, address)
+    except CityPassError as exc:
+        note(f"warning: the new provider has no gas yet and funding it failed ({exc}); "
+             "run `citypass provider top-up --gas-account KEY`")
+        return
+    if funded is not None:
+        note(f"dev chain: sent {gas.eth_text(funded.amount)} ETH for gas to {address} from {signer.address} "
+             f"(tx {funded.tx_hash})")
 
 
 @provider_group.command("update")
@@ -476,12 +491,68 @@ def _show_provider(c: Ctx, address: str) -> None:
 @provider_group.command("list")
 @pass_ctx
 def provider_list(c: Ctx) -> None:
-    """Every provider ever registered."""
+    """Every provider ever registered, with its gas and roughly how many redemptions it pays for."""
     dep = c.deployment
     items = C.providers(dep)
     names = C.category_names(dep)
-    output(c, [_provider_dict(p) for p in items], rows=[_provider_row(dep, p, names) for p in items],
-           columns=_PROVIDER_COLUMNS)
+    fuel = {g.address: g for g in gas.providers_gas(dep, [p.address for p in items])}
+
+    def paid(g: gas.ProviderGas) -> str:
+        return "unlimited (fee 0)" if g.redemptions is None else f"~{g.redemptions:,}"
+
+    output(c, [_provider_dict(p) | {"gas_eth": gas.eth_text(fuel[p.address].balance),
+                                    "redemptions_paid": fuel[p.address].redemptions} for p in items],
+           rows=[(*_provider_row(dep, p, names), f"{gas.eth_text(fuel[p.address].balance)} ETH",
+                  paid(fuel[p.address])) for p in items],
+           columns=(*_PROVIDER_COLUMNS, "GAS", "REDEMPTIONS"))
+    if items:
+        fee = next(iter(fuel.values())).fee
+        note(f"redemptions: at {fee / 1e9:.4g} gwei per gas now and ~{gas.REDEEM_GAS:,} gas per redemption; "
+             "top up with `citypass provider top-up --gas-account KEY`")
+
+
+@provider_group.command("top-up")
+@click.argument("address", type=ADDRESS, required=False)
+@click.option("--below", default=gas.DEFAULT_BELOW, show_default=True, metavar="ETH",
+              help="Top up providers holding less than this.")
+@click.option("--to", "target", metavar="ETH", help="Up to this balance [default: twice --below].")
+@click.option("--gas-account", metavar="KEY",
+              help="The municipality's account that pays: keystore name or file, dev:N on a dev chain [default: --from].")
+@click.option("--dry-run", is_flag=True, help="Show who would get how much; send nothing.")
+@pass_ctx
+def provider_top_up(c: Ctx, address: str | None, below: str, target: str | None, gas_account: str | None,
+                    dry_run: bool) -> None:
+    """Send gas (ETH) from the municipality's gas account to every provider, or to ADDRESS,
+    that holds less than --below, up to --to. Checked first (registered providers, enough in
+    the gas account), then one transfer per provider; a re-run sends only to who is still
+    below. On a local dev chain with neither --gas-account nor --from, dev:0 pays."""
+    below_wei = gas.parse_eth(below, "--below")
+    to_wei = gas.parse_eth(target, "--to") if target is not None else 2 * below_wei
+    account = c.load(gas_account) if gas_account else c.account()
+    dep = c.deployment
+    plan = gas.plan_top_up(dep, account.address, below=below_wei, to=to_wei, provider=address)
+    rows = [(t.provider, f"{gas.eth_text(t.before)} ETH", f"{gas.eth_text(t.amount)} ETH") for t in plan.top_ups]
+    if not plan.top_ups:
+        note(f"all {len(plan.checked)} provider(s) hold at least {gas.eth_text(below_wei)} ETH: nothing to send")
+    elif dry_run:
+        note(f"would send {gas.eth_text(plan.total)} ETH to {len(plan.top_ups)} provider(s) from {account.address}")
+    if dry_run or not plan.top_ups:
+        output(c, {"gas_account": account.address, "sent": [], "to_send": [
+                   {"provider": t.provider, "before_eth": gas.eth_text(t.before), "amount_eth": gas.eth_text(t.amount)}
+                   for t in plan.top_ups]},
+               rows=rows, columns=("PROVIDER", "HAS", "TO SEND"))
+        return
+    note(f"topping up {len(plan.top_ups)} provider(s) to {gas.eth_text(to_wei)} ETH from {account.address}")
+    with ops.lazy_progress_bar("topping up") as update:
+        done = gas.top_up(dep, account, plan, on_progress=lambda i, n, _t: update(i, n))
+    sent = [t for t in done if t.tx_hash]
+    note(f"sent {gas.eth_text(sum(t.amount for t in sent))} ETH to {len(sent)} provider(s)"
+         + (f"; {len(done) - len(sent)} had been topped up meanwhile" if len(sent) < len(done) else ""))
+    output(c, {"gas_account": account.address, "sent": [
+               {"provider": t.provider, "before_eth": gas.eth_text(t.before), "amount_eth": gas.eth_text(t.amount),
+                "tx": t.tx_hash} for t in done]},
+           rows=[(t.provider, f"{gas.eth_text(t.before)} ETH", f"{gas.eth_text(t.amount)} ETH", t.tx_hash or "-")
+                 for t in done], columns=("PROVIDER", "HAD", "SENT", "TX"))
 
 
 # ------------------------------------------------------------------ passes
