@@ -20,7 +20,7 @@ Exactly once per (budget, tranche, holder), whatever the file's edits, row order
 size. Every batch id of a budget's tranche starts with the same 8-byte tag,
 
     tag = keccak256(abi.encode("CityPass issuance v2", chainId, contract, budget, tranche))[:8]
-    id  = tag ++ keccak256(abi.encode(tag, kind, holders, amounts))[:24]
+    id  = tag ++ keccak256(abi.encode(tag, kind, holders, amounts, before))[:24]
 
 so a run finds the tranche's earlier batches among the budget's BatchIssued events and reads,
 in those transactions, what each holder was minted (`read_received`; no local file is
@@ -35,8 +35,9 @@ trusted, so a run from another machine or work directory plans the same). Then:
 
 What is left is sent in holder order, `batch_size` rows per batch, as an `issue` transaction
 (kind "credit", holders with an active pass) and/or an `enrollAndIssue` ("enrol", new
-residents). The chain accepts each id once, so the same transaction content is never issued
-twice, even by two runs of the same file at once. A deliberate second round to the same
+residents); `before` in its id is what its holders had received in the tranche (0 but for
+top-ups). The chain accepts each id once, so the same transaction from the same starting
+point is never issued twice, even by two runs of the same file at once. A deliberate second round to the same
 residents is a new `tranche` label. Two clerks running *differently* edited files of the same
 tranche at the same moment is out of scope (each plans from the chain before the other's
 batches land); the README says so.
@@ -267,11 +268,14 @@ def tranche_tag(chain_id: int, contract: str, budget: int, tranche: str) -> byte
                              [ID_DOMAIN, chain_id, to_checksum_address(contract), budget, tranche]))[:TAG_BYTES]
 
 
-def batch_id(tag: bytes, kind: str, rows: Sequence[Row]) -> bytes:
-    """tag ++ the first 24 bytes of keccak256(abi.encode(tag, kind, holders, amounts)): the
-    same transaction content gets the same id, which the chain accepts once."""
-    digest = keccak(abi_encode(["bytes8", "string", "address[]", "uint256[]"],
-                               [tag, kind, [r.holder for r in rows], [r.amount for r in rows]]))
+def batch_id(tag: bytes, kind: str, rows: Sequence[Row], before: Sequence[int] | None = None) -> bytes:
+    """tag ++ the first 24 bytes of keccak256(abi.encode(tag, kind, holders, amounts, before)),
+    `before` being what each holder had received in the tranche already (0 unless a top-up):
+    the same transaction from the same starting point gets the same id, which the chain
+    accepts once, while a top-up that happens to equal an earlier batch is a new one."""
+    before = [0] * len(rows) if before is None else list(before)
+    digest = keccak(abi_encode(["bytes8", "string", "address[]", "uint256[]", "uint256[]"],
+                               [tag, kind, [r.holder for r in rows], [r.amount for r in rows], before]))
     return tag + digest[: 32 - TAG_BYTES]
 
 
@@ -436,6 +440,7 @@ def validate(
     already: list[Row] = []
     top_ups: list[tuple[Row, int]] = []
     to_send: list[Row] = []
+    before: dict[int, int] = {}  # line -> what its holder had received in this tranche
     in_file: set[str] = set()
     for row in rows:
         current = state.migrated_to.get(row.holder, row.holder)
@@ -466,6 +471,7 @@ def validate(
                 "--allow-role-holders if this is intended")))
             continue
         to_send.append(Row(row.line, row.holder, row.amount - got))
+        before[row.line] = got
     absent = tuple(sorted((h, c) for h, c in state.received.items() if c and h not in in_file))
 
     to_send.sort(key=lambda r: r.holder.lower())
@@ -488,7 +494,7 @@ def validate(
         for kind, kind_rows in (("credit", credit_rows), ("enrol", enrol_rows)):
             if not kind_rows:
                 continue
-            send = Send(index, kind, batch_id(tag, kind, kind_rows), tuple(kind_rows))
+            send = Send(index, kind, batch_id(tag, kind, kind_rows, [before[r.line] for r in kind_rows]), tuple(kind_rows))
             if send.batch_id in state.used_ids:
                 # The same transaction went through before, yet the chain shows no credit from
                 # this tranche for these holders: the contract skipped them (IssueSkipped).

@@ -52,6 +52,20 @@ def test_a_refusal_with_json_is_a_json_object(world, tmp_path):
     assert r.exit_code == 1 and out["error"].startswith(f"{bad}: 1 problem, nothing was sent:\n  line 2: holder:")
 
 
+def test_a_failure_after_the_data_keeps_stdout_one_json_document(world):
+    """`redeem --batch` prints its outcome list, then fails: stdout stays one JSON document."""
+    from citypass.cli import common
+
+    with CliRunner(mix_stderr=False).isolation() as (out, err):
+        common.start_invocation()
+        common.emit_json([{"line": 1, "redeemed": False}])
+        common.failure("1 of 1 vouchers were refused", 1, as_json=True)
+        assert json.loads(out.getvalue()) == [{"line": 1, "redeemed": False}]
+        assert err.getvalue() == b"error: 1 of 1 vouchers were refused\n"
+    r = cli(world, "budget", "show", "#9", "--json")  # a new invocation: the error object again
+    assert json.loads(r.stdout)["ok"] is False
+
+
 def test_without_json_a_failure_prints_no_json(world):
     r = cli(world, "budget", "show", "#9")
     assert r.exit_code == 1 and r.stdout == "" and r.stderr.startswith("error: ")

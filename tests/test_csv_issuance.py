@@ -289,6 +289,18 @@ def test_a_holder_with_another_amount_refuses_the_run_unless_topped_up(tmp_path)
     assert plan.top_ups == ((rows[0], 800),)
 
 
+def test_a_top_up_equal_to_an_earlier_batch_is_a_new_batch(tmp_path):
+    """A received 10 euro in a batch of its own; the file now says 20: the top-up of 10 has
+    the same holder and amount as that batch, but not the same id (else the chain refuses it)."""
+    p = _file(tmp_path, 1, amount="20")
+    rows, _ = I.parse(p)
+    earlier = I.batch_id(I.tranche_tag(31337, CONTRACT, BUDGET, ""), "credit", [I.Row(2, rows[0].holder, 1_000)])
+    passes = {rows[0].holder: I.PassState(I.PASS_ACTIVE, NOW + 9)}
+    s = replace(state(passes), received={rows[0].holder: 1_000}, used_ids=frozenset({earlier}))
+    plan = I.validate(p, budget(), s, top_up=True)
+    assert [(x.kind, x.total) for x in plan.sends] == [("credit", 1_000)] and plan.sends[0].batch_id != earlier
+
+
 def test_holders_not_in_the_file_are_reported_not_touched(tmp_path):
     p = _file(tmp_path, 2)
     gone = addr("removed")

@@ -134,8 +134,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_json_written: list[bool] = [False]  # whether this invocation wrote its JSON data already
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(_plain(data), indent=2))
+    _json_written[0] = True
+
+
+def start_invocation() -> None:
+    """A new command line: nothing written yet (the CLI may run many in one process)."""
+    _json_written[0] = False
 
 
 # ------------------------------------------------------------------ --json anywhere, failures as JSON
@@ -152,8 +161,10 @@ def hoist_json(args: Sequence[str]) -> tuple[list[str], bool]:
 
 def failure(message: str, exit_code: int, *, as_json: bool) -> None:
     """A failed command: `error: <message>` on stderr; with --json also, on stdout, an
-    object a script can parse: {"ok": false, "error": message, "exit_code": code}."""
-    if as_json:
+    object a script can parse: {"ok": false, "error": message, "exit_code": code}, unless
+    the command wrote its JSON data already (e.g. `redeem --batch`, whose list says what
+    failed): stdout then stays one JSON document, and the exit code tells the failure."""
+    if as_json and not _json_written[0]:
         click.echo(json.dumps({"ok": False, "error": message, "exit_code": exit_code}, indent=2))
     click.echo(f"error: {message}", err=True)
 

@@ -20,7 +20,7 @@ from citypass import contract as C
 from citypass.cli import ops
 from citypass.cli.common import (
     ADDRESS, DATE, ROLE, Ctx, category_label, cents_to_str, end_of_day, failure, format_date,
-    format_euros, hoist_json, note, output, parse_categories, parse_euros, pass_ctx, role_label,
+    format_euros, hoist_json, note, output, start_invocation, parse_categories, parse_euros, pass_ctx, role_label,
 )
 from citypass.errors import ROLE_IDS, CityPassError, UsageError, budget_text, date_text
 
@@ -34,6 +34,7 @@ class CityPassGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         args, as_json = hoist_json(sys.argv[1:] if args is None else args)
+        start_invocation()
         if not as_json:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
