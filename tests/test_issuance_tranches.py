@@ -149,3 +149,48 @@ def test_role_holders_are_refused_unless_intended(w, tmp_path):
     ok = issue(w, path, "--allow-role-holders")
     assert ok.exit_code == 0, ok.stderr
     assert balances(w, A, manager) == [1_000, 1_000]
+
+
+# ---------------------------------------------------------------------------- reading the events
+def test_reading_mints_is_tolerant_of_skipped_residents_and_other_logs():
+    """Contract v2 may skip a resident (IssueSkipped) and credit the others: the skipped one
+    simply received nothing. Mints of other budgets, other contracts' logs and TransferBatch
+    mints are read right; credit that followed a migrated pass counts for its new address."""
+    from types import SimpleNamespace
+
+    from eth_abi import encode
+
+    from citypass import issuance as I
+
+    contract, budget = addr("contract"), 7 << 128
+    tag = I.tranche_tag(31337, contract, budget, "")
+    ours, other_tranche = tag + b"\x01" * 24, b"\x02" * 32
+
+    def topic(value):
+        if isinstance(value, int):
+            return "0x" + value.to_bytes(32, "big").hex()
+        return "0x" + (value if isinstance(value, bytes) else bytes.fromhex(value[2:]).rjust(32, b"\0")).hex()
+
+    def log(address, signature, *topics, data=b""):
+        return {"address": address, "topics": ["0x" + keccak(text=signature).hex(), *map(topic, topics)],
+                "data": "0x" + data.hex()}
+
+    single = "TransferSingle(address,address,address,uint256,uint256)"
+    zero = "0x" + "00" * 20
+    receipt = {"logs": [
+        log(contract, single, addr("issuer"), zero, A, data=encode(["uint256", "uint256"], [budget, 1_000])),
+        log(contract, single, addr("issuer"), zero, A, data=encode(["uint256", "uint256"], [budget + 1, 99])),
+        log(addr("elsewhere"), single, addr("issuer"), zero, B, data=encode(["uint256", "uint256"], [budget, 5])),
+        log(contract, "IssueSkipped(bytes32,address,uint256)", ours, B, data=encode(["uint256"], [2_000])),
+        log(contract, "TransferBatch(address,address,address,uint256[],uint256[])", addr("issuer"), zero, C,
+            data=encode(["uint256[]", "uint256[]"], [[budget, budget + 1], [300, 4]])),
+        log(contract, "BatchIssued(bytes32,uint256,uint256,uint256)", ours, budget, data=encode(["uint256", "uint256"], [2, 1_300])),
+        log(contract, single, addr("issuer"), zero, D, data=encode(["uint256", "uint256"], [budget, 50])),
+        log(contract, "BatchIssued(bytes32,uint256,uint256,uint256)", other_tranche, budget, data=encode(["uint256", "uint256"], [1, 50])),
+    ]}
+    events = [SimpleNamespace(args=SimpleNamespace(batchId=b), transactionHash=b"\xaa" * 32) for b in (ours, other_tranche)]
+    dep = SimpleNamespace(address=contract, events=lambda name, argument_filters=None: events,
+                          chain=SimpleNamespace(rpc_batch=lambda calls: [receipt for _ in calls]))
+    got = I.read_received(dep, budget, tag, moved={C: D})
+    assert got.batches == {ours: {A: 1_000, C: 300}}
+    assert got.by_holder == {A: 1_000, D: 300} and got.skipped == {B: 2_000}
