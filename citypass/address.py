@@ -17,17 +17,23 @@ def eip55(address: str) -> str:
     if not _HEX40.fullmatch(address):
         raise ValueError(f"{address!r} is not a 0x-prefixed 20-byte hex address")
     lower = address[2:].lower()
+    known = _by_lower.get(lower)
+    if known is not None:
+        return known
     digest = _keccak(lower.encode("ascii")).hex()
     checksummed = "0x" + "".join([c.upper() if d > "7" else c for c, d in zip(lower, digest)])
     if len(_verified) > _VERIFIED_MAX:
         _verified.clear()
+        _by_lower.clear()
     _verified.add(checksummed)
+    _by_lower[lower] = checksummed
     return checksummed
 
 
 # Spellings eip55 produced: the same addresses are encoded again and again (an issuance file
 # is read, planned, sent and reconciled), and a set lookup is ~100x cheaper than a hash.
 _verified: set[str] = set()
+_by_lower: dict[str, str] = {}  # the same, by lower-case hex: event logs give addresses in lower case
 _VERIFIED_MAX = 1_000_000
 
 

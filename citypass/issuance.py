@@ -618,8 +618,8 @@ def read_received(dep: Any, budget: int, tag: bytes, moved: Mapping[str, str] | 
             if log["address"].lower() != contract or not topics:
                 continue
             if topics[0] == _TRANSFER_SINGLE and topics[2] == _ZERO_TOPIC:
-                token, value = abi_decode(["uint256", "uint256"], bytes.fromhex(log["data"][2:]))
-                minted = [(token, value)]
+                data = log["data"]  # (uint256 id, uint256 value): two words, read directly (many of them)
+                minted = [(int(data[2:66], 16), int(data[66:130], 16))]
             elif topics[0] == _TRANSFER_BATCH and topics[2] == _ZERO_TOPIC:
                 tokens, values = abi_decode(["uint256[]", "uint256[]"], bytes.fromhex(log["data"][2:]))
                 minted = list(zip(tokens, values))
@@ -635,7 +635,7 @@ def read_received(dep: Any, budget: int, tag: bytes, moved: Mapping[str, str] | 
                 continue
             else:
                 continue
-            to = to_checksum_address("0x" + topics[3][-40:])
+            to = eip55("0x" + topics[3][-40:])
             for token, value in minted:
                 if token == budget:
                     pending[to] = pending.get(to, 0) + int(value)
@@ -653,12 +653,18 @@ def read_received(dep: Any, budget: int, tag: bytes, moved: Mapping[str, str] | 
 
 def role_holders(dep: Any) -> dict[str, tuple[str, ...]]:
     """Every address holding a municipal role -> its roles (the admin included)."""
-    from citypass.contract import role_members
+    from citypass.errors import ROLE_IDS
 
+    names = {role_id: name for name, role_id in ROLE_IDS.items()}
+    order = {name: i for i, name in enumerate(ROLE_IDS)}
+    granted = sorted({(names[bytes(ev.args.role)], to_checksum_address(ev.args.account))
+                      for ev in dep.events("RoleGranted") if bytes(ev.args.role) in names},
+                     key=lambda pair: (order[pair[0]], pair[1]))
+    held = call_many(dep, "hasRole", [(ROLE_IDS[role], account) for role, account in granted])
     out: dict[str, list[str]] = {}
-    for role, members in role_members(dep).items():
-        for address in members:
-            out.setdefault(to_checksum_address(address), []).append(role)
+    for (role, account), (has,) in zip(granted, held):
+        if has:
+            out.setdefault(account, []).append(role)
     return {a: tuple(r) for a, r in out.items()}
 
 
