@@ -75,9 +75,11 @@ def state_from_dump(hex_dump: str, meta: dict[str, Any]) -> bytes:
     """anvil_dumpState's answer (hex of gzipped JSON) as a file `--load-state` reads, with
     CityPass's own facts (generation, clock offset, mining mode) under META_KEY."""
     raw = bytes.fromhex(hex_dump[2:] if hex_dump.startswith("0x") else hex_dump)
-    state = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-    state[META_KEY] = meta
-    return json.dumps(state, separators=(",", ":")).encode()
+    text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).rstrip()
+    if not (text.startswith(b"{") and text.endswith(b"}")):
+        raise ValueError("anvil_dumpState did not answer with a JSON object")
+    # Spliced in rather than parsed and written again: a big state is tens of MB.
+    return text[:-1] + b',"' + META_KEY.encode() + b'":' + json.dumps(meta, separators=(",", ":")).encode() + b"}"
 
 
 def read_meta(path: Path) -> dict[str, Any]:

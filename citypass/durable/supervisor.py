@@ -45,6 +45,10 @@ from citypass.durable import store
 
 SNAPSHOT_INTERVAL = float(os.environ.get("CITYPASS_SNAPSHOT_INTERVAL", "30"))  # seconds, if anything changed
 SNAPSHOT_ENTRIES = int(os.environ.get("CITYPASS_SNAPSHOT_ENTRIES", "20000"))  # journal lines: snapshot sooner
+# A snapshot of a big state takes seconds (and stalls writes while Anvil dumps it): wait at
+# least this many times as long as the last one took, so saving costs at most ~1/20 of the
+# time. The journal keeps everything in between; snapshots only bound the replay at start.
+SNAPSHOT_DUTY = 20.0
 ANVIL_START_TIMEOUT = 300.0  # a big state takes a while to load
 NODE_FILE = "node.json"
 ANVIL_PID_FILE = "anvil.pid"
@@ -237,6 +241,7 @@ class Supervisor:
         self.clock = 0.0  # chain time minus wall time (time moved on a dev chain)
         self.mode: dict[str, Any] = {"automine": True, "interval": 0}
         self.last_snapshot = time.monotonic()
+        self.snapshot_wait = SNAPSHOT_INTERVAL
         self.changes = 0  # journal entries since the last snapshot
         self.stopping = threading.Event()
 
@@ -252,7 +257,10 @@ class Supervisor:
             except ValueError as exc:
                 tried.append(str(exc))
                 continue
+            began = time.monotonic()
             anvil = self._anvil(load=path)
+            # until the first snapshot is timed: a dump takes about as long as a load
+            self.snapshot_wait = max(SNAPSHOT_INTERVAL, SNAPSHOT_DUTY * (time.monotonic() - began))
             if anvil is None:
                 tried.append(f"{path.name}: Anvil refused to load it")
                 continue
@@ -287,6 +295,7 @@ class Supervisor:
         if replayed:
             self.snapshot()  # a fresh snapshot: the next start replays nothing
         self.last_snapshot = time.monotonic()
+
 
     def _anvil(self, load: Path | None, genesis_ts: int | None = None) -> Anvil | None:
         a = Anvil(self.binary, _free_port(), self.gas_limit, self.workdir / "anvil.log", load, genesis_ts)
@@ -405,6 +414,7 @@ class Supervisor:
     # ------------------------------------------------------------------ snapshots
     def snapshot(self, locked: bool = False) -> Path:
         """A consistent snapshot, written atomically; old files beyond the previous one go."""
+        began = time.monotonic()
         if not locked:  # lock order: the chain first, then the snapshot files (no deadlock)
             self.lock.acquire(True)
         with self.snapshot_lock:
@@ -439,11 +449,12 @@ class Supervisor:
                 if g < new_gen - 1:
                     store.journal_path(self.folder, g).unlink(missing_ok=True)
             self.last_snapshot = time.monotonic()
+            self.snapshot_wait = max(SNAPSHOT_INTERVAL, SNAPSHOT_DUTY * (self.last_snapshot - began))
             return path
 
     def snapshot_loop(self) -> None:
         while not self.stopping.wait(min(1.0, SNAPSHOT_INTERVAL)):
-            due = time.monotonic() - self.last_snapshot >= SNAPSHOT_INTERVAL
+            due = time.monotonic() - self.last_snapshot >= self.snapshot_wait
             # Not at block 0: Anvil makes a new block 0 (dated at load) from such a state, and
             # block 1 could not be replayed at its own time; journal 0 keeps the genesis time.
             if self.changes and (due or self.changes >= SNAPSHOT_ENTRIES) and self.last_recorded > 0:
