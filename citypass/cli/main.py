@@ -99,7 +99,7 @@ def node_start(c: Ctx, port: int | None) -> None:
 def node_stop(c: Ctx) -> None:
     """Stop the embedded node; it writes a last snapshot for the next start."""
     info = node.node_stop(c.workdir)
-    note(f"stopped the embedded node (pid {info.pid}); chain kept in {info.state_file}" if info
+    note(f"stopped the embedded node (pid {info.pid}); state saved in {info.state_file}" if info
          else "the embedded node was not running")
     if c.json:
         output(c, {"stopped": info is not None})
