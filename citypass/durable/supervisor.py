@@ -291,7 +291,7 @@ class Supervisor:
         replayed = self._replay([g for g in store.journals(self.folder) if g >= self.gen])
         if self.journal is None:
             self.journal = store.Journal(store.journal_path(self.folder, self.gen))
-        self.last_recorded = max(self.last_recorded, self._head())
+        self.record_blocks()  # blocks the resent tail made (the replay set last_recorded before it)
         if replayed:
             self.snapshot()  # a fresh snapshot: the next start replays nothing
         self.last_snapshot = time.monotonic()
@@ -317,6 +317,10 @@ class Supervisor:
         mined = 0
         a.call("evm_setAutomine", [False])
         a.call("evm_setIntervalMining", [0])
+        # Anvil dates its clock at the load, and refuses to mine before it: back to the head
+        # block's own time, so each replayed block can have its original timestamp.
+        latest = a.call("eth_getBlockByNumber", ["latest", False])
+        a.call("evm_setTime", [int(latest["timestamp"], 16)])
         for gen in gens:
             for e in store.read_journal(store.journal_path(self.folder, gen)):
                 kind = e.get("t")
@@ -342,9 +346,10 @@ class Supervisor:
                         log(f"replay: block {n} at {e['ts']}: {exc}")
                         a.call("evm_mine")
                     mined += 1
-                    head = self._head()
-                    if head != n:
-                        log(f"replay: block {n} came out as {head}")
+                    block = a.call("eth_getBlockByNumber", ["latest", False])
+                    if int(block["number"], 16) != n or [h.lower() for h in block["transactions"]] != e["h"]:
+                        log(f"replay: block {n} came out as block {int(block['number'], 16)} with "
+                            f"{len(block['transactions'])} of its {len(e['h'])} transactions in its order")
                 elif kind == "rpc":
                     if e["m"] in REPLAYED:
                         try:
@@ -360,6 +365,9 @@ class Supervisor:
                 elif kind == "mode":
                     self.mode = e["v"]
         self._set_clock()
+        # What the journal's blocks hold is in; blocks the tail makes now are journaled by
+        # start() (record_blocks), like any other.
+        self.last_recorded = self._head()
         a.call("evm_setAutomine", [bool(self.mode.get("automine", True))])
         tail = [h for h in raws if h not in dropped]
         if tail:  # sent, never reported mined: send again what the chain has not got
