@@ -42,6 +42,7 @@ ISSUE_STEP = 200
 BATCH = 100  # vouchers per redeemBatch while building the history
 MEASURE = 400  # redemptions per measured run (on and off)
 CLI_RUNS = 5
+ROUNDS = 3  # measured runs each, on and off alternating (medians: this machine is shared)
 
 
 def _cache_file(size: int, history: int) -> Path:
@@ -174,21 +175,26 @@ def measure(size: int, history: int, say: Any) -> dict[str, Any]:
             bare_chain = chain_mod.connect(bare_url, workdir=workdir)
             cli_on = _cli_ms(workdir, None, f"on-{size}")
             cli_off = _cli_ms(workdir, bare_url, f"off-{size}")
-            # off, on, off, on: the same vouchers' nonces on two copies of one chain
-            rates = {"off": [], "on": []}
-            for k, (which, ch) in enumerate((("off", bare_chain), ("on", chain), ("off", bare_chain), ("on", chain))):
+            # off, on, off, on, ...: the same vouchers' nonces on two copies of one chain
+            rates: dict[str, list[float]] = {"off": [], "on": []}
+            gen0 = chain.rpc("citypass_status")["gen"]
+            for k in range(2 * ROUNDS):
+                which, ch = (("off", bare_chain), ("on", chain))[k % 2]
                 rates[which].append(_redeem_rate(ch, facts, history + k // 2))
+            snapshots = chain.rpc("citypass_status")["gen"] - gen0
         finally:
             bare.terminate()
             bare.wait()
             node.node_stop(workdir)
-        on, off = statistics.mean(rates["on"]), statistics.mean(rates["off"])
+        on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
         out = {
             "residents": size, "history_per_resident": history, "redemptions_in_history": size * history,
             "build_seconds": build_s, "snapshot_bytes": snap_bytes, "node_start_seconds": start_s,
             "cli_write_ms_on": cli_on, "cli_write_ms_off": cli_off, "cli_overhead_ms": cli_on - cli_off,
             "redeem_per_second_on": on, "redeem_per_second_off": off,
             "redeem_overhead_ms": 1000 / on - 1000 / off, "throughput_cost": 1 - on / off,
+            "redeem_rates_on": rates["on"], "redeem_rates_off": rates["off"],
+            "snapshots_while_redeeming": snapshots, "load_average": os.getloadavg()[0],
         }
         say(f"  {json.dumps(out)}")
         return out
@@ -207,13 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(int(n), int(h or a.history)) for n, _, h in (item.partition("x") for item in a.sizes.split(","))]
     results = [measure(n, h, say) for n, h in runs]
     a.out.write_text(json.dumps(results, indent=2) + "\n")
-    print("| residents | history | snapshot | node start | CLI write on/off (+ms) | redemptions/s on/off | +ms per redemption | cost |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| residents | history | snapshot | node start | CLI write on/off (+ms) | redemptions/s on/off | +ms per redemption "
+          "| cost | snapshots while redeeming | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['residents']:,} | {r['history_per_resident']} | {r['snapshot_bytes'] / 1e6:.1f} MB "
               f"| {r['node_start_seconds']:.1f} s | {r['cli_write_ms_on']:.0f}/{r['cli_write_ms_off']:.0f} "
               f"(+{r['cli_overhead_ms']:.0f}) | {r['redeem_per_second_on']:.0f}/{r['redeem_per_second_off']:.0f} "
-              f"| {r['redeem_overhead_ms']:.2f} | {r['throughput_cost']:.0%} |")
+              f"| {r['redeem_overhead_ms']:.2f} | {r['throughput_cost']:.0%} | {r['snapshots_while_redeeming']} "
+              f"| {r['load_average']:.1f} |")
     return 0
 
 
