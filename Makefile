@@ -86,9 +86,10 @@ fuzz: setup
 		| grep --line-buffered -v -E 'Transaction sent|Gas price|confirmed|^\s*$$'
 	$(MAKE) faults-long
 
-# tests/test_faults.py at full size: 5,000-row issuances killed at 12 points, node restarts.
+# tests/test_faults.py at full size: 5,000-row issuances killed at 12 points, node restarts;
+# tests/test_durable.py long: 52 kills (random and during saves), 40 restarts.
 faults-long: setup
-	CITYPASS_LONG=1 $(VENV)/bin/brownie test tests/test_faults.py --network anvil -s $(PYTEST_ARGS)
+	CITYPASS_LONG=1 $(VENV)/bin/brownie test tests/test_faults.py tests/test_durable.py --network anvil -s $(PYTEST_ARGS)
 
 # The whole lifecycle on a fresh embedded chain; writes report/.
 demo: setup compile

@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(markdown(result))
     print(f"\nwritten to {args.out}", file=sys.stderr)
+    if not args.tiny:  # issue 10's figures: bench/durability.py (its big chains are built once, then cached)
+        from bench import durability
+
+        durability.main([])
     return 0
 
 

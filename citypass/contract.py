@@ -5,7 +5,9 @@ need no compiler; `python -m citypass.contract --sync-artifacts` refreshes it fr
 Brownie's `build/contracts/CityPass.json` (tests/test_artifacts.py checks they agree).
 
 The address book (`<workdir>/addressbook.json`) remembers, per chain id, where CityPass
-was deployed, at which block (where event scans start) and on which chain (genesis hash).
+was deployed, at which block (where event scans start), in which transaction and with
+which code (its hash). Those identify the deployment across node restarts; the genesis
+hash does not (Anvil makes a new block 0 at each start from a saved state).
 """
 
 from __future__ import annotations
@@ -94,6 +96,38 @@ def _genesis(chain: Chain) -> str:
     return chain.rpc("eth_getBlockByNumber", ["0x0", False])["hash"]
 
 
+def code_hash(chain: Chain, address: str) -> str:
+    """keccak of the code at `address` ("0x" + 64 hex digits)."""
+    from eth_utils import keccak
+
+    return "0x" + keccak(bytes(chain.w3.eth.get_code(to_checksum_address(address)))).hex()
+
+
+NEW_EMPTY = "`citypass deploy` starts a new, empty contract"
+
+
+def check_identity(chain: Chain, entry: dict[str, Any]) -> None:
+    """Refuses an address-book entry whose deployment this chain does not hold: its
+    deployment transaction must be on chain and have created that address, and the code
+    there must be what it deployed. (Older entries without them: the code is checked by
+    open_deployment; the genesis hash is not used, it changes at each Anvil restart.)"""
+    address, deploy_tx = entry.get("address", ""), entry.get("tx")
+    if deploy_tx:
+        receipt = chain.rpc("eth_getTransactionReceipt", [deploy_tx])
+        created = receipt and receipt.get("contractAddress")
+        if not created or to_checksum_address(created) != to_checksum_address(address):
+            raise CityPassError(
+                f"the address book's CityPass for chain {chain.chain_id} ({address}, deployed in transaction "
+                f"{deploy_tx}) is not on this chain: the node was reset, or this is another chain with the same id. "
+                f"{NEW_EMPTY} (its passes and credit start from nothing); to use an existing one pass --contract ADDRESS"
+            )
+    if entry.get("code_hash") and code_hash(chain, address) != entry["code_hash"]:
+        raise CityPassError(
+            f"the code at {address} on chain {chain.chain_id} is not the CityPass the address book deployed there "
+            f"(another chain with the same id?). {NEW_EMPTY}; to use an existing one pass --contract ADDRESS"
+        )
+
+
 def addressbook_path(workdir: Path | str) -> Path:
     return Path(workdir) / ADDRESSBOOK
 
@@ -108,11 +142,14 @@ def read_addressbook(workdir: Path | str) -> dict[str, Any]:
         raise CityPassError(f"the address book {path} is not valid JSON: fix or remove it") from None
 
 
-def record_deployment(chain: Chain, address: str, block: int, deployer: str, workdir: Path | str) -> None:
+def record_deployment(chain: Chain, address: str, block: int, deployer: str, workdir: Path | str,
+                      tx_hash: str | None = None) -> None:
     book = read_addressbook(workdir)
     key = str(chain.chain_id)
     # No RPC URL here: provider URLs often carry an API key, and this file gets shared.
-    entry = {"address": address, "block": block, "genesis": _genesis(chain), "deployer": deployer,
+    # "genesis" is informative only (it changes at each Anvil restart); tx + code_hash identify.
+    entry = {"address": address, "block": block, "tx": tx_hash, "code_hash": code_hash(chain, address),
+             "genesis": _genesis(chain), "deployer": deployer,
              "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     previous = book.get(key)
     if previous:  # keep older deployments of this chain id: their events stay auditable
@@ -155,7 +192,8 @@ def deploy(
                    confirmations=confirmations)
     address = to_checksum_address(receipt.contractAddress)
     record_deployment(chain, address, receipt.blockNumber, deployer.address,
-                      workdir if workdir is not None else chain.workdir)
+                      workdir if workdir is not None else chain.workdir,
+                      tx_hash="0x" + bytes(receipt.transactionHash).hex())
     return Deployment(chain, address, contract_at(chain, address), receipt.blockNumber)
 
 
@@ -180,13 +218,10 @@ def open_deployment(chain: Chain, address: str | None = None, workdir: Path | st
             others = ", ".join(sorted(book)) or "none"
             raise CityPassError(
                 f"no CityPass deployed on chain {chain.chain_id} in {addressbook_path(workdir)} "
-                f"(chains there: {others}): run `citypass deploy` or pass --contract ADDRESS"
+                f"(chains there: {others}): run `citypass deploy` (it starts a new, empty contract) "
+                f"or pass --contract ADDRESS"
             )
-        if entry.get("genesis") and entry["genesis"] != _genesis(chain):
-            raise CityPassError(
-                f"the address book's CityPass for chain {chain.chain_id} was deployed on another chain "
-                f"with the same id (the node was reset?): run `citypass deploy` or pass --contract ADDRESS"
-            )
+        check_identity(chain, entry)
         address, block = entry["address"], int(entry.get("block", 0))
     address = checksum(address, "contract")
     if chain.w3.eth.get_code(address) in (b"", None):

@@ -1,12 +1,14 @@
-"""The embedded chain: a local Anvil whose state persists in the work directory.
+"""The embedded chain: a local Anvil owned by one supervisor process per work directory.
 
-Successive `citypass` commands must see the same chain, so the first one starts Anvil in
-the background (its own session, so it outlives the command) and records pid and port in
-`<workdir>/node.json`; later commands attach to it. Anvil dumps its state to
-`<workdir>/anvil-state.json` every few seconds and on a clean stop, and loads it on start,
-so even a killed node loses at most the last seconds. Those can hold transactions a command
-already saw mined: after such a restart, re-run the command (issuance and settlement are
-idempotent: tests/test_faults.py kills the node mid-issuance and checks the re-run).
+Successive `citypass` commands must see the same chain, so the first one starts the
+supervisor (citypass/durable/supervisor.py) in the background (its own session, so it
+outlives the command); it records pid and port in `<workdir>/node.json` and later commands
+attach to it. The supervisor runs Anvil on a private port and serves the JSON-RPC endpoint
+everyone uses (CLI, library, scripts, browser wallets). It journals every signed
+transaction before Anvil sees it and every mined block before a receipt is handed out, and
+writes atomic snapshots: once a command reported success, a kill -9 of anything loses
+nothing (tests/test_durable.py). `persist=False` starts a bare throwaway Anvil instead
+(benchmarks).
 """
 
 from __future__ import annotations
@@ -23,20 +25,20 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import requests
 
-from citypass.errors import CityPassError
+from citypass.errors import CityPassError, UsageError
 
 NODE_FILE = "node.json"
-STATE_FILE = "anvil-state.json"
+STATE_FILE = "anvil-state.json"  # persist=False nodes only; a durable node keeps <workdir>/chain/
 LOG_FILE = "anvil.log"
 LOCK_FILE = "node.lock"
-STATE_INTERVAL = 5  # seconds between state dumps: what a crash can lose at most (each dump
-# rewrites the whole state file, so not much more often)
+STATE_INTERVAL = 5  # no effect any more (Anvil's own --state dumps are gone); kept for older callers
 GAS_LIMIT = 30_000_000
 START_TIMEOUT = 20.0
+SUPERVISOR_START_TIMEOUT = 600.0  # loading a big snapshot and replaying the journal take a while
 
 # The project root, for node_modules/.bin/anvil when the package runs from a checkout.
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,9 @@ class NodeInfo:
     log_file: str
     binary: str
     started: float
+    anvil_pid: int | None = None  # durable nodes: the private Anvil behind the endpoint
+    anvil_port: int | None = None
+    durable: bool = False
 
 
 def find_anvil() -> str:
@@ -134,8 +139,8 @@ def node_status(workdir: Path | str = ".citypass") -> NodeInfo | None:
 def node_start(workdir: Path | str = ".citypass", *, port: int | None = None,
                persist: bool = True, gas_limit: int = GAS_LIMIT) -> tuple[NodeInfo, bool]:
     """Starts the embedded node unless it runs already. Returns (info, started_now).
-    persist=False: a throwaway chain without state dumps (benchmarks: each dump rewrites the
-    whole state and stalls the node, which grows with the state)."""
+    persist=True: the durable node (supervisor + journal + snapshots). persist=False: a
+    throwaway Anvil without any persistence (benchmarks)."""
     workdir = Path(workdir).resolve()
     with _locked(workdir):
         info = node_status(workdir)
@@ -143,10 +148,11 @@ def node_start(workdir: Path | str = ".citypass", *, port: int | None = None,
             return info, False
         binary = find_anvil()
         port = port or free_port()
-        state, log = workdir / STATE_FILE, workdir / LOG_FILE
+        log = workdir / LOG_FILE
+        if persist:
+            return _start_supervisor(workdir, binary, port, gas_limit, log), True
         cmd = [
             binary, "--host", "127.0.0.1", "--port", str(port),
-            *(["--state", str(state), "--state-interval", str(STATE_INTERVAL)] if persist else []),
             "--gas-limit", str(gas_limit), "--accounts", "10",
             "--quiet",  # errors still reach the log; a line per block would grow it by ~25 kB per tx
         ]
@@ -155,26 +161,54 @@ def node_start(workdir: Path | str = ".citypass", *, port: int | None = None,
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives this command, and a Ctrl-C at the prompt
             )
-        info = NodeInfo(proc.pid, port, f"http://127.0.0.1:{port}", str(state), str(log), binary, time.time())
+        info = NodeInfo(proc.pid, port, f"http://127.0.0.1:{port}", "", str(log), binary, time.time())
         deadline = time.monotonic() + START_TIMEOUT
         while rpc_alive(info.rpc_url, timeout=0.5) is None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 if proc.poll() is None:
                     proc.kill()
-                tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
-                raise CityPassError(f"the embedded Anvil node did not start (see {log}): {' / '.join(tail)}")
+                raise CityPassError(f"the embedded Anvil node did not start (see {log}): {_tail(log)}")
             time.sleep(0.05)
         (workdir / NODE_FILE).write_text(json.dumps(asdict(info), indent=2))
         return info, True
 
 
-def node_stop(workdir: Path | str = ".citypass", *, timeout: float = 10.0) -> NodeInfo | None:
-    """Stops the embedded node cleanly (Anvil dumps its state on SIGTERM). None if not running."""
+def _tail(log: Path) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+    return " / ".join(lines)
+
+
+def _start_supervisor(workdir: Path, binary: str, port: int, gas_limit: int, log: Path) -> NodeInfo:
+    """Starts the supervisor and waits until it serves (it may first replay its journal)."""
+    (workdir / NODE_FILE).unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "citypass.durable.supervisor", "--workdir", str(workdir), "--port", str(port),
+           "--gas-limit", str(gas_limit), "--anvil", binary]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env, cwd=str(workdir))
+    deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
+    while True:
+        info = _read_info(workdir)
+        if info is not None and info.pid == proc.pid and rpc_alive(info.rpc_url, timeout=2) is not None:
+            return info
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+            raise CityPassError(f"the embedded node did not start (see {log}): {_tail(log)}")
+        time.sleep(0.05)
+
+
+def node_stop(workdir: Path | str = ".citypass", *, timeout: float = 120.0) -> NodeInfo | None:
+    """Stops the embedded node cleanly (a durable node writes a last snapshot). None if not running."""
     workdir = Path(workdir).resolve()
     with _locked(workdir):
         info = _read_info(workdir)
         if info is None or not _pid_alive(info.pid):
             (workdir / NODE_FILE).unlink(missing_ok=True)
+            if info is not None:
+                _reap(info.pid)
             return None
         os.kill(info.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -183,9 +217,88 @@ def node_stop(workdir: Path | str = ".citypass", *, timeout: float = 10.0) -> No
                 os.kill(info.pid, signal.SIGKILL)
                 break
             time.sleep(0.05)
-        try:  # reap it if it was our own child (tests start and stop in one process)
-            os.waitpid(info.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+        _reap(info.pid)
+        if info.anvil_pid and _pid_alive(info.anvil_pid):  # it dies with its supervisor; make sure
+            os.kill(info.anvil_pid, signal.SIGKILL)
         (workdir / NODE_FILE).unlink(missing_ok=True)
         return info
+
+
+def _reap(pid: int) -> None:
+    try:  # reap it if it was our own child (tests start and stop in one process)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+# ------------------------------------------------------------------ backup, restore, time
+def _control(info: NodeInfo, method: str, timeout: float = 600) -> Any:
+    r = requests.post(info.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": []}, timeout=timeout)
+    answer = r.json()
+    if "error" in answer:
+        raise CityPassError(f"the embedded node refused {method}: {answer['error'].get('message')}")
+    return answer["result"]
+
+
+def node_backup(workdir: Path | str, target: Path | str) -> Path:
+    """Writes a consistent snapshot of the running durable node to `target` (atomically)."""
+    from citypass.durable import store
+
+    workdir, target = Path(workdir).resolve(), Path(target)
+    info = node_status(workdir)
+    if info is None or not info.durable:
+        raise CityPassError(f"the embedded node of {workdir} is not running: `citypass node start` first "
+                            "(a stopped node's newest snapshot is in its chain/ folder)")
+    if target.is_dir():
+        raise UsageError(f"backup file {target} is a folder: give a file name")
+    snap = Path(_control(info, "citypass_snapshot"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    store.write_atomic(target, snap.read_bytes())
+    return target
+
+
+def node_restore(workdir: Path | str, source: Path | str) -> Path:
+    """Replaces the embedded chain of `workdir` with the backup `source` (stopping the node
+    first and starting it again). The chain files it replaces are moved aside, not deleted;
+    returns that folder."""
+    from citypass.durable import store
+
+    workdir, source = Path(workdir).resolve(), Path(source)
+    if not source.is_file():
+        raise UsageError(f"backup file {source} does not exist")
+    try:
+        meta = store.read_meta(source)
+    except ValueError as exc:
+        raise CityPassError(f"cannot restore: {exc}") from None
+    node_stop(workdir)
+    folder = store.chain_dir(workdir)
+    aside = workdir / f"chain-before-restore-{time.strftime('%Y%m%dT%H%M%S')}"
+    if folder.exists():
+        folder.rename(aside)
+    folder.mkdir(parents=True)
+    gen = max(int(meta.get("gen", 1)), 1)
+    store.write_atomic(store.snap_path(folder, gen), source.read_bytes())
+    node_start(workdir)
+    return aside
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 7 * 86_400}
+
+
+def parse_duration(text: str) -> int:
+    """'31d', '12h', '1d12h', '90m', '3600' (seconds) -> seconds."""
+    s = str(text).strip().lower()
+    if s.isdigit():
+        return int(s)
+    total, number = 0, ""
+    for ch in s:
+        if ch.isdigit():
+            number += ch
+        elif ch in _UNITS and number:
+            total += int(number) * _UNITS[ch]
+            number = ""
+        else:
+            raise UsageError(f"duration {text!r}: use a number with d, h, m or s (e.g. 31d, 12h, 1d12h)")
+    if number or total <= 0:
+        raise UsageError(f"duration {text!r}: use a number with d, h, m or s (e.g. 31d, 12h, 1d12h)")
+    return total

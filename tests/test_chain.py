@@ -304,8 +304,11 @@ def test_open_deployment_errors(chain, dep, tmp_path):
         contract.open_deployment(chain, "0x0000000000000000000000000000000000001234")
     with pytest.raises(UsageError, match="bad checksum"):
         contract.open_deployment(chain, dep.address[:-1] + ("a" if dep.address[-1] != "a" else "b").swapcase())
+    # Identity is the deployment transaction and the code, not block 0 (it changes at each restart).
     (tmp_path / "addressbook.json").write_text(json.dumps({"31337": {"address": dep.address, "block": 0, "genesis": "0x" + "ab" * 32}}))
-    with pytest.raises(CityPassError, match="deployed on another chain"):
+    assert contract.open_deployment(chain, workdir=tmp_path).address == dep.address
+    (tmp_path / "addressbook.json").write_text(json.dumps({"31337": {"address": dep.address, "block": 0, "tx": "0x" + "ab" * 32}}))
+    with pytest.raises(CityPassError, match="the node was reset.*`citypass deploy` starts a new, empty contract"):
         contract.open_deployment(chain, workdir=tmp_path)
 
 

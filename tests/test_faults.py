@@ -177,12 +177,11 @@ def test_node_killed_mid_issuance_then_restarted_rerun_finishes_exactly_once(own
     node.node_start(w.workdir, port=info.port)
     after_restart = int(w.f.budgetTotals(budget).call()[1])
     print(f"node {how} at {seen / 100:.2f} euro issued (seen by the test); after the restart the chain had "
-          f"{after_restart / 100:.2f} euro: {(seen - after_restart) / 100:.2f} euro of confirmed blocks lost; "
-          f"block 0 {'kept' if _genesis(w) == genesis else 'changed'} its hash")
-    assert after_restart <= total
-    # Anvil 1.7.1 reloads its state with another block-0 hash now and then (its timestamp one
-    # second later), and the address book then refuses the chain as "reset": name the contract.
-    rerun = run_citypass(w, *args, timeout=RUN_TIMEOUT, env={"CITYPASS_CONTRACT": w.dep.address})
+          f"{after_restart / 100:.2f} euro; block 0 {'kept' if _genesis(w) == genesis else 'changed'} its hash")
+    # The durable node loses nothing the test saw mined (its receipts were journaled first).
+    assert seen <= after_restart <= total
+    # The address book knows its deployment after the restart (no CITYPASS_CONTRACT needed).
+    rerun = run_citypass(w, *args, timeout=RUN_TIMEOUT)
     _ok_run(rerun, f"re-run after node {how}")
     issued_exactly_once(w, budget, amounts, before, f"node {how}")
 

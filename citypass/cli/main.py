@@ -104,25 +104,27 @@ def main(ctx: click.Context, rpc: str | None, workdir: Path, as_json: bool, from
 # ------------------------------------------------------------------ node
 @main.group("node")
 def node_group() -> None:
-    """The embedded Anvil node (state kept in --workdir)."""
+    """The embedded chain: Anvil behind CityPass's endpoint, journaled and snapshotted in --workdir."""
 
 
 @node_group.command("start")
-@click.option("--port", type=click.IntRange(1024, 65535), help="Port to listen on (default: a free one).")
+@click.option("--port", type=click.IntRange(1024, 65535), help="Port of the RPC endpoint (default: a free one).")
 @pass_ctx
 def node_start(c: Ctx, port: int | None) -> None:
     """Start the embedded node (or report the one running)."""
     info, started = node.node_start(c.workdir, port=port)
-    note(f"{'started' if started else 'already running:'} Anvil pid {info.pid} at {info.rpc_url}, state in {info.state_file}")
+    note(f"{'started' if started else 'already running:'} the embedded node (pid {info.pid}); "
+         f"RPC endpoint {info.rpc_url} (use this URL in a browser wallet), chain kept in {info.state_file}")
     output(c, {"running": True, "started": started, "pid": info.pid, "rpc": info.rpc_url, "state": info.state_file})
 
 
 @node_group.command("stop")
 @pass_ctx
 def node_stop(c: Ctx) -> None:
-    """Stop the embedded node; its state is saved for the next start."""
+    """Stop the embedded node; it writes a last snapshot for the next start."""
     info = node.node_stop(c.workdir)
-    note(f"stopped Anvil pid {info.pid}; state saved in {info.state_file}" if info else "the embedded node was not running")
+    note(f"stopped the embedded node (pid {info.pid}); state saved in {info.state_file}" if info
+         else "the embedded node was not running")
     if c.json:
         output(c, {"stopped": info is not None})
 
@@ -130,12 +132,47 @@ def node_stop(c: Ctx) -> None:
 @node_group.command("status")
 @pass_ctx
 def node_status(c: Ctx) -> None:
-    """Whether the embedded node runs, and where."""
+    """Whether the embedded node runs, and its RPC endpoint (the URL for a browser wallet)."""
     info = node.node_status(c.workdir)
     if info is None:
         output(c, {"running": False, "workdir": str(c.workdir)})
         return
-    output(c, {"running": True, "pid": info.pid, "rpc": info.rpc_url, "state": info.state_file, "log": info.log_file})
+    output(c, {"running": True, "pid": info.pid, "rpc": info.rpc_url, "state": info.state_file, "log": info.log_file,
+               "durable": info.durable})
+
+
+@node_group.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def node_backup(c: Ctx, file: Path) -> None:
+    """Write a consistent snapshot of the running node to FILE (restore it with `node restore`)."""
+    path = node.node_backup(c.workdir, file)
+    note(f"backed up the embedded chain to {path} ({path.stat().st_size:,} bytes)")
+    output(c, {"backup": str(path), "bytes": path.stat().st_size})
+
+
+@node_group.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def node_restore(c: Ctx, file: Path) -> None:
+    """Replace the embedded chain with the backup FILE and start it; the chain it replaces is
+    moved aside in --workdir, not deleted."""
+    aside = node.node_restore(c.workdir, file)
+    note(f"restored the embedded chain from {file}; the chain it replaced is in {aside}")
+    output(c, {"restored": str(file), "replaced_chain": str(aside)})
+
+
+@node_group.command("advance")
+@click.argument("duration")
+@pass_ctx
+def node_advance(c: Ctx, duration: str) -> None:
+    """Move a dev chain's clock forward by DURATION (31d, 12h, 1d12h, 90m, 3600) and mine a
+    block; the embedded node keeps the moved time across restarts. Dev chains only."""
+    seconds = node.parse_duration(duration)
+    chain = c.chain
+    now = chain.advance_time(seconds)
+    note(f"moved the clock of {chain.name} forward by {seconds:,} s: it is now {format_date(now)}")
+    output(c, {"seconds": seconds, "now": now})
 
 
 # ------------------------------------------------------------------ accounts

@@ -1,0 +1,503 @@
+"""The embedded chain never loses what CityPass said was done (issue 10).
+
+Every test runs on its own durable embedded node (citypass/durable/supervisor.py) and kills
+it with SIGKILL (supervisor and Anvil at once: no clean-up, like a power cut) right after a
+success or at random moments, restarts it and checks the chain from its state alone.
+
+Each effect is made by one small helper in EFFECTS below (the one place to adapt when a
+contract function changes); it returns a check that the effect is on chain. `make test`
+runs short versions; `make fuzz` (CITYPASS_LONG=1) runs more kills and restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import requests
+from eth_utils import keccak, to_checksum_address
+
+from citypass import chain as C
+from citypass import contract as K
+from citypass import finance, keys, node, redemption, tx, wallet
+from citypass.durable import store
+from citypass.errors import ROLE_IDS, CityPassError
+from tests.ops_helpers import DAY, SPORT, World, cli, enrol_and_credit, make_world, synthetic_account
+
+LONG = os.environ.get("CITYPASS_LONG") == "1"
+SEED = int(os.environ.get("CITYPASS_FAULT_SEED") or random.SystemRandom().randrange(1_000_000))
+ROOT = Path(__file__).resolve().parent.parent
+Check = Callable[[World], None]
+
+
+@pytest.fixture(autouse=True)
+def isolation():
+    """Overrides conftest's Brownie snapshot: these tests run on their own node."""
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    monkeypatch.delenv("CITYPASS_NODE_FAULT", raising=False)
+    monkeypatch.setenv("CITYPASS_SNAPSHOT_INTERVAL", "3600")  # only the snapshots a test asks for
+    yield from make_world(tmp_path / "chain")
+
+
+# ---------------------------------------------------------------------------- kill and restart
+def kill_node(w: World) -> None:
+    """SIGKILL of the supervisor; its Anvil dies with it. Waits until both are gone."""
+    info = node.node_status(w.workdir)
+    assert info is not None and info.durable, "no durable node runs"
+    os.kill(info.pid, signal.SIGKILL)
+    _wait_dead(info.pid)
+    if info.anvil_pid:
+        _wait_dead(info.anvil_pid)
+
+
+def _wait_dead(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)  # the supervisor is this test's child
+        return
+    except ChildProcessError:
+        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    return
+        except OSError:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not die")
+
+
+def restart(w: World) -> None:
+    """Starts the node again (every restart must succeed) and points the world at it; the
+    address book must still know its deployment (no "node was reset")."""
+    node.node_start(w.workdir)
+    w.chain = C.connect(workdir=w.workdir, start_node=False)
+    w.dep = K.open_deployment(w.chain, workdir=w.workdir)
+    assert w.dep.address == w.dep.address
+
+
+def replay_problems(w: World) -> list[str]:
+    """Lines where the supervisor said a replayed block came out differently."""
+    log = Path(w.workdir) / node.LOG_FILE
+    return [line for line in log.read_text(errors="replace").splitlines() if "replay: block" in line]
+
+
+def holder(label: str) -> str:
+    return to_checksum_address(keccak(text=f"durable-{SEED}-{label}")[-20:])
+
+
+def pauser() -> Any:
+    return keys.dev_account(6)
+
+
+# ---------------------------------------------------------------------------- the effects (one place)
+def _resident(w: World, label: str, cents: int = 5_000) -> Any:
+    r = synthetic_account(f"durable-{SEED}-{label}")
+    enrol_and_credit(w, [r], w.sport, cents, f"durable-{SEED}-{label}")
+    return r
+
+
+def effect_issue(w: World, label: str) -> Check:
+    h = holder(label)
+    w.send(w.issuer, w.f.enrollPasses([h], w.end + 365 * DAY))
+    w.send(w.issuer, w.f.issue(keccak(text=f"durable-issue-{SEED}-{label}"), w.sport, [h], [1_234]))
+    return lambda w: _eq(w.f.balanceOf(h, w.sport).call(), 1_234, f"issue {label}")
+
+
+def effect_enrol(w: World, label: str) -> Check:
+    h = holder(label)
+    w.send(w.issuer, w.f.enrollPasses([h], w.end + 365 * DAY))
+    return lambda w: _eq(w.f.passOf(h).call()[0], 1, f"enrol {label}: pass status")
+
+
+def effect_redeem(w: World, label: str) -> Check:
+    r = _resident(w, label)
+    signed = wallet.sign_voucher(w.dep, r, w.sport, 700, w.pool.address)
+    redemption.redeem(w.dep, w.pool, signed)
+    return lambda w: _eq(w.f.balanceOf(r.address, w.sport).call(), 5_000 - 700, f"redeem {label}: resident balance")
+
+
+def effect_redeem_batch(w: World, label: str) -> Check:
+    rs = [_resident(w, f"{label}-{i}") for i in range(3)]
+    signed = [wallet.sign_voucher(w.dep, r, w.sport, 300 + i, w.pool.address) for i, r in enumerate(rs)]
+    outcomes = redemption.redeem_batch(w.dep, w.pool, signed)
+    assert all(o.redeemed for o in outcomes), outcomes
+
+    def check(w: World) -> None:
+        for i, r in enumerate(rs):
+            _eq(w.f.balanceOf(r.address, w.sport).call(), 5_000 - 300 - i, f"redeem batch {label}: resident {i}")
+    return check
+
+
+def effect_refund(w: World, label: str) -> Check:
+    r = _resident(w, label)
+    signed = wallet.sign_voucher(w.dep, r, w.sport, 900, w.pool.address)
+    redemption.redeem(w.dep, w.pool, signed)
+    redemption.refund(w.dep, w.pool, signed, 400)
+    return lambda w: _eq(w.f.balanceOf(r.address, w.sport).call(), 5_000 - 900 + 400, f"refund {label}")
+
+
+def effect_settle(w: World, label: str) -> Check:
+    r = _resident(w, label)
+    redemption.redeem(w.dep, w.pool, wallet.sign_voucher(w.dep, r, w.sport, 250, w.pool.address))
+    reference = f"DURABLE-{SEED}-{label}"
+    finance.settle(w.dep, w.treasurer, w.pool.address, reference)
+    ref = finance.reference_hash(reference)
+    return lambda w: _eq(len(w.dep.events("Settled", argument_filters={"paymentReference": ref})), 1,
+                         f"settle {label}: Settled events")
+
+
+def effect_reclaim(w: World, label: str) -> Check:
+    now = w.chain.now()
+    w.send(w.budget_manager, w.f.createBudget(SPORT, now - DAY, now + 600, 10**9, f"Durable reclaim {label}"))
+    budget = int(w.f.budgets().call()[-1])
+    h = holder(label)
+    w.send(w.issuer, w.f.enrollAndIssue(keccak(text=f"durable-reclaim-{SEED}-{label}"), budget, w.end + 365 * DAY,
+                                        [h], [777]))
+    w.chain.advance_time(700)
+    result = finance.reclaim(w.dep, w.budget_manager, budget)
+    assert result.total == 777, result
+    return lambda w: (_eq(w.f.balanceOf(h, budget).call(), 0, f"reclaim {label}: holder balance"),
+                      _eq(int(w.f.budgetTotals(budget).call()[3]), 777, f"reclaim {label}: reclaimed total"))
+
+
+def effect_revoke(w: World, label: str) -> Check:
+    h = holder(label)
+    w.send(w.issuer, w.f.enrollPasses([h], w.end + 365 * DAY))
+    w.send(w.issuer, w.f.revokePass(h))
+    return lambda w: _eq(w.f.passOf(h).call()[0], 3, f"revoke {label}: pass status")
+
+
+def effect_migrate(w: World, label: str) -> Check:
+    a, b = holder(f"{label}-old"), holder(f"{label}-new")
+    w.send(w.issuer, w.f.enrollPasses([a], w.end + 365 * DAY))
+    w.send(w.issuer, w.f.migratePass(a, b))
+    return lambda w: _eq(to_checksum_address(w.f.migratedTo(a).call()), b, f"migrate {label}")
+
+
+def effect_provider_suspend(w: World, label: str) -> Check:
+    p = holder(label)
+    w.send(w.provider_manager, w.f.addProvider(p, 1 << SPORT, 0))
+    w.send(w.provider_manager, w.f.setProviderStatus(p, 2))
+    return lambda w: _eq(w.f.providerOf(p).call()[0], 2, f"provider suspend {label}")
+
+
+def effect_role_grant(w: World, label: str) -> Check:
+    h = holder(label)
+    w.send(w.admin, w.f.grantRole(ROLE_IDS["PAUSER"], h))
+    return lambda w: _eq(w.f.hasRole(ROLE_IDS["PAUSER"], h).call(), True, f"role grant {label}")
+
+
+def effect_pause(w: World, label: str) -> Check:
+    receipt = tx.send(w.chain, pauser(), w.f.pause())
+    block, tx_hash = receipt.blockNumber, "0x" + bytes(receipt.transactionHash).hex()
+    first = [True]
+
+    def check(w: World) -> None:
+        if first.pop() if first else False:
+            _eq(w.f.paused().call(), True, f"pause {label}")
+            tx.send(w.chain, pauser(), w.f.unpause())  # the next effects need a running contract
+        mined = w.chain.rpc("eth_getTransactionReceipt", [tx_hash])  # still on chain, still a success
+        _eq((mined or {}).get("status"), "0x1", f"pause {label}: its transaction")
+        _eq(int(mined["blockNumber"], 16), block, f"pause {label}: its block")
+    return check
+
+
+def effect_budget_create(w: World, label: str) -> Check:
+    now = w.chain.now()
+    name = f"Durable budget {label}"
+    receipt = w.send(w.budget_manager, w.f.createBudget(SPORT, now - DAY, now + 30 * DAY, 10**6, name))
+    budget = w.dep.contract.events.BudgetCreated().process_receipt(receipt)[0].args.budget
+    return lambda w: _eq(int(w.f.budgetTotals(budget).call()[0]), 10**6, f"budget create {label}: its cap")
+
+
+def effect_cli_enrol(w: World, label: str) -> Check:
+    """Through the `citypass` command in its own process: success = exit 0."""
+    h = holder(label)
+    r = subprocess.run([sys.executable, "-m", "citypass", "--workdir", str(w.workdir), "--from", "dev:3",
+                        "pass", "enroll", h, "--valid-until", "2099-12-31"], capture_output=True, text=True, cwd=ROOT,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("CITYPASS_")})
+    assert r.returncode == 0, r.stderr
+    return lambda w: _eq(w.f.passOf(h).call()[0], 1, f"CLI enrol {label}")
+
+
+EFFECTS: dict[str, Callable[[World, str], Check]] = {
+    "issue": effect_issue, "enrol": effect_enrol, "redeem": effect_redeem, "redeem batch": effect_redeem_batch,
+    "refund": effect_refund, "settle": effect_settle, "reclaim": effect_reclaim, "pass revoke": effect_revoke,
+    "pass migrate": effect_migrate, "provider suspend": effect_provider_suspend, "role grant": effect_role_grant,
+    "pause": effect_pause, "budget create": effect_budget_create, "CLI enrol": effect_cli_enrol,
+}
+# Cheap effects for the random streams (no time moves, no pause).
+STREAM = ("issue", "enrol", "redeem", "pass revoke", "pass migrate", "provider suspend", "role grant", "budget create")
+
+
+def _eq(got: Any, want: Any, what: str) -> None:
+    assert got == want, f"seed {SEED}: {what}: {got!r} on chain, {want!r} was reported done"
+
+
+def check_all(w: World, checks: list[tuple[str, Check]]) -> int:
+    for _name, check in checks:
+        check(w)
+    return len(checks)
+
+
+# ---------------------------------------------------------------------------- 1. after a success
+def test_kill_right_after_each_kind_of_success_loses_nothing(world):
+    w = world
+    checks: list[tuple[str, Check]] = []
+    for k, (name, make) in enumerate(EFFECTS.items()):
+        check = make(w, f"point-{k}")
+        kill_node(w)  # right after the success
+        restart(w)
+        checks.append((name, check))
+        check_all(w, checks)  # this effect and every earlier one
+    assert not replay_problems(w), replay_problems(w)[:5]
+    print(f"kill points: {len(EFFECTS)} kills, {len(EFFECTS)} restarts, 0 effects lost ({', '.join(EFFECTS)})")
+
+
+# ---------------------------------------------------------------------------- 2+3. random kills, during saves
+def _stream(w: World, rng: random.Random, kills: int, fault_kills: list[str], monkeypatch) -> dict[str, int]:
+    """Runs effects one after another while a killer thread SIGKILLs the node at random
+    moments (snapshots every 0.2 s, so many kills land during a save) and, between, the
+    supervisor kills itself at chosen points of a save (CITYPASS_NODE_FAULT). After each
+    kill: restart (must succeed) and every effect reported done must be on chain."""
+    monkeypatch.setenv("CITYPASS_SNAPSHOT_INTERVAL", "0.2")
+    node.node_stop(w.workdir)
+    restart(w)
+    checks: list[tuple[str, Check]] = []
+    stats = {"kills": 0, "fault kills": 0, "restarts": 0, "reported": 0, "interrupted": 0, "lost": 0}
+    plan = ["random"] * kills + fault_kills
+    marks = [0]
+    rng.shuffle(plan)
+    for k, what in enumerate(plan):
+        if what != "random":
+            monkeypatch.setenv("CITYPASS_NODE_FAULT", what)
+            node.node_stop(w.workdir)
+            restart(w)
+            monkeypatch.delenv("CITYPASS_NODE_FAULT")
+        killed = threading.Event()
+        info = node.node_status(w.workdir)
+
+        def killer(delay: float = rng.uniform(0.05, 1.5), pid: int = info.pid) -> None:
+            time.sleep(delay)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            killed.set()
+
+        if what == "random":
+            threading.Thread(target=killer, daemon=True).start()
+        j = 0
+        while True:
+            name = rng.choice(STREAM)
+            try:
+                check = EFFECTS[name](w, f"stream-{k}-{j}")
+            except (CityPassError, requests.RequestException, AssertionError, ValueError) as exc:
+                alive = node.node_status(w.workdir)
+                if alive is not None:
+                    raise
+                stats["interrupted"] += 1
+                del exc
+                break
+            j += 1
+            checks.append((name, check))
+            stats["reported"] += 1
+            if what != "random" and (node.node_status(w.workdir) is None):
+                break
+            if what != "random" and j > 200:
+                raise AssertionError(f"seed {SEED}: fault {what} never hit")
+        _wait_dead(info.pid)
+        if info.anvil_pid:
+            _wait_dead(info.anvil_pid)
+        stats["kills" if what == "random" else "fault kills"] += 1
+        t0 = time.monotonic()
+        restart(w)
+        if os.environ.get("CITYPASS_DURABLE_TIMING"):
+            print(f"kill {k} ({what}): {j} effects, restart {time.monotonic() - t0:.2f} s")
+        stats["restarts"] += 1
+        # Every write reported since the restart before the previous one, and every 5th
+        # restart all of them (checking all after each restart takes minutes at the end).
+        check_all(w, checks if k % 5 == 4 else checks[marks[-2] if len(marks) > 1 else 0:])
+        marks.append(len(checks))
+    check_all(w, checks)
+    return stats
+
+
+def test_random_kills_and_kills_during_saves_lose_nothing_and_always_restart(world, monkeypatch):
+    rng = random.Random(SEED)
+    points = ["snapshot-dump", "snapshot-write", "snapshot-rename", "journal-switch"]
+    faults = [f"{p}:{1 + i % 2}" for i, p in enumerate(points * (3 if LONG else 1))]
+    stats = _stream(world, rng, 40 if LONG else 26, faults, monkeypatch)
+    print(f"seed {SEED}: {stats}")
+    assert not replay_problems(world), replay_problems(world)[:5]
+    assert stats["kills"] + stats["fault kills"] >= 30
+    assert stats["restarts"] == stats["kills"] + stats["fault kills"]
+    # no temp file is ever taken for a snapshot, and the newest snapshot always loads
+    assert not list(store.chain_dir(world.workdir).glob("*.tmp.json"))
+
+
+# ---------------------------------------------------------------------------- 3b. restarts
+def test_twenty_restarts_with_writes_between_never_refuse_the_deployment(world):
+    w = world
+    checks: list[tuple[str, Check]] = []
+    restarts = 40 if LONG else 20
+    for k in range(restarts):
+        checks.append(("enrol", effect_enrol(w, f"restart-{k}")))
+        if k % 4 == 1:
+            kill_node(w)
+        elif k % 4 == 3:  # Anvil alone dies: its supervisor stops too, the next start replays
+            info = node.node_status(w.workdir)
+            os.kill(info.anvil_pid, signal.SIGKILL)
+            _wait_dead(info.pid)
+        else:
+            node.node_stop(w.workdir)
+        restart(w)  # open_deployment: refuses if the address book no longer knows the chain
+        r = cli(w, "info")
+        assert r.exit_code == 0 and "reset" not in r.stderr, r.stderr
+    check_all(w, checks)
+    print(f"{restarts} restarts (1/4 kill -9 of the supervisor, 1/4 of Anvil alone, 1/2 clean stops), "
+          f"{len(checks)} writes, none lost")
+
+
+def test_a_really_reset_chain_is_called_reset_and_deploy_says_it_starts_empty(world):
+    w = world
+    address = w.dep.address
+    node.node_stop(w.workdir)
+    aside = w.workdir / "chain-moved-away"
+    store.chain_dir(w.workdir).rename(aside)  # a new, empty chain
+    node.node_start(w.workdir)
+    chain = C.connect(workdir=w.workdir, start_node=False)
+    with pytest.raises(CityPassError, match="the node was reset.*`citypass deploy` starts a new, empty contract"):
+        K.open_deployment(chain, workdir=w.workdir)
+    assert chain.w3.eth.get_code(address) == b""
+
+
+# ---------------------------------------------------------------------------- 4. time
+def test_time_moved_on_the_dev_chain_survives_kills_and_stops(world):
+    w = world
+    before = w.chain.now()
+    r = cli(w, "node", "advance", "31d")
+    assert r.exit_code == 0, r.stderr
+    moved = w.chain.now()
+    assert moved >= before + 31 * DAY
+    kill_node(w)
+    restart(w)
+    assert w.chain.now() >= moved
+    # a new block is dated after its parent, and about 31 days ahead of the wall clock
+    effect_enrol(w, "after-time")
+    latest = w.chain.w3.eth.get_block("latest")
+    parent = w.chain.w3.eth.get_block(latest.number - 1)
+    assert latest.timestamp >= parent.timestamp >= moved
+    assert latest.timestamp >= time.time() + 31 * DAY - 60
+    node.node_stop(w.workdir)
+    restart(w)
+    assert w.chain.now() >= latest.timestamp
+    r = cli(w, "node", "advance", "soon")
+    assert r.exit_code == 2 and "duration 'soon'" in r.stderr
+
+
+def test_a_journaled_redemption_is_replayed_at_its_own_time_after_its_deadline_passed(world, tmp_path):
+    w = world
+    r = _resident(w, "deadline")
+    node.node_backup(w.workdir, tmp_path / "before.json")  # a snapshot: the restart loads it, then replays
+    signed = wallet.sign_voucher(w.dep, r, w.sport, 600, w.pool.address, ttl=5)
+    redeemed = redemption.redeem(w.dep, w.pool, signed)
+    block = w.chain.w3.eth.get_transaction_receipt(redeemed.tx_hash).blockNumber
+    stamp = w.chain.w3.eth.get_block(block).timestamp
+    w.chain.advance_time(3 * DAY)  # the voucher's deadline is long past now
+    assert w.chain.now() > signed.voucher.deadline
+    snaps = store.snapshots(store.chain_dir(w.workdir))
+    if snaps:  # the redemption is only in the journal, not in a snapshot
+        newest = json.loads(store.snap_path(store.chain_dir(w.workdir), snaps[0]).read_bytes())
+        best = newest["best_block_number"]
+        assert (int(best, 0) if isinstance(best, str) else int(best)) < block
+    time.sleep(max(0.0, signed.voucher.deadline + 1 - time.time()))  # past it on the wall clock too
+    kill_node(w)
+    restart(w)
+    events = w.dep.events("Redeemed", argument_filters={"holder": r.address})
+    assert len(events) == 1 and events[0].blockNumber == block
+    assert w.chain.w3.eth.get_block(block).timestamp == stamp
+    assert w.f.balanceOf(r.address, w.sport).call() == 5_000 - 600
+    assert w.chain.now() >= stamp + 3 * DAY
+    assert not replay_problems(w), replay_problems(w)[:5]
+
+
+# ---------------------------------------------------------------------------- 5. backup and restore
+def test_backup_of_a_running_node_and_restore_round_trip(world, tmp_path):
+    w = world
+    kept = effect_enrol(w, "before-backup")
+    backup = tmp_path / "pilot-backup.json"
+    r = cli(w, "node", "backup", str(backup))
+    assert r.exit_code == 0 and backup.exists(), r.stderr
+    after = holder("after-backup")
+    w.send(w.issuer, w.f.enrollPasses([after], w.end))
+    r = cli(w, "node", "restore", str(backup))
+    assert r.exit_code == 0, r.stderr
+    restart(w)
+    kept(w)
+    assert w.f.passOf(after).call()[0] == 0  # written after the backup: not in it
+    assert list(w.workdir.glob("chain-before-restore-*")), "the replaced chain was deleted"
+    kill_node(w)
+    restart(w)  # a restored chain is as durable as any
+    kept(w)
+    bad = tmp_path / "torn.json"
+    bad.write_bytes(backup.read_bytes()[:1000])
+    r = cli(w, "node", "restore", str(bad))
+    assert r.exit_code == 1 and "not a readable snapshot" in r.stderr
+    kept(w)
+
+
+# ---------------------------------------------------------------------------- 6. from outside the library
+def test_a_raw_transaction_posted_to_the_endpoint_by_a_wallet_is_durable(world):
+    """A browser wallet signs itself and posts eth_sendRawTransaction to the endpoint."""
+    w = world
+    url = node.node_status(w.workdir).rpc_url
+    h = holder("wallet")
+
+    def post(method: str, params: list) -> Any:
+        answer = requests.post(url, json={"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).json()
+        assert "error" not in answer, answer
+        return answer["result"]
+
+    registrar = w.issuer
+    built = w.f.enrollPasses([h], w.end).build_transaction({
+        "from": registrar.address, "nonce": int(post("eth_getTransactionCount", [registrar.address, "pending"]), 16),
+        "gas": 200_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, "chainId": 31337})
+    signed = registrar.sign_transaction(built)
+    tx_hash = post("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+    receipt = None
+    while receipt is None:
+        receipt = post("eth_getTransactionReceipt", [tx_hash])
+    assert receipt["status"] == "0x1"
+    kill_node(w)
+    restart(w)
+    assert w.f.passOf(h).call()[0] == 1
+    url = node.node_status(w.workdir).rpc_url
+    refused = requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
+                                       "params": [{"from": registrar.address, "to": h}]}).json()
+    assert "sign locally" in refused["error"]["message"]
+
+
+def test_node_status_shows_the_endpoint_and_persist_false_stays_a_bare_node(world, tmp_path):
+    r = cli(world, "--json", "node", "status")
+    status = json.loads(r.stdout)
+    assert status["running"] and status["durable"] and status["rpc"].startswith("http://127.0.0.1:")
+    info, started = node.node_start(tmp_path / "bench", persist=False)
+    try:
+        assert started and not info.durable and not store.chain_dir(tmp_path / "bench").exists()
+    finally:
+        node.node_stop(tmp_path / "bench")
