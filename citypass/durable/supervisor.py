@@ -427,10 +427,17 @@ class Supervisor:
             self.lock.acquire(True)
         with self.snapshot_lock:
             try:
-                if self.journal is not None:
-                    self.record_blocks()
-                fault("snapshot-dump")
-                dump = self.anvil.call("anvil_dumpState")
+                # Anvil mines in the background after it took a transaction: let it finish,
+                # so the dump is not taken halfway through a block (state ahead of blocks).
+                for _ in range(3):
+                    self._settle()
+                    before = self._head()
+                    if self.journal is not None:
+                        self.record_blocks(before)
+                    fault("snapshot-dump")
+                    dump = self.anvil.call("anvil_dumpState")
+                    if self._head() == before:
+                        break
                 clock = self._clock_now()
                 meta = {"gen": self.gen + 1, "clock": clock, "mode": self.mode, "unmined": dict(self.unmined),
                         "saved": time.time()}
@@ -459,6 +466,17 @@ class Supervisor:
             self.last_snapshot = time.monotonic()
             self.snapshot_wait = max(SNAPSHOT_INTERVAL, SNAPSHOT_DUTY * (self.last_snapshot - began))
             return path
+
+    def _settle(self, timeout: float = 5.0) -> None:
+        """Waits (automine) until Anvil's pool is empty: every transaction taken is mined."""
+        if not self.mode.get("automine", True):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.anvil.call("txpool_status")
+            if int(status.get("pending", "0x0"), 16) == 0:
+                return
+            time.sleep(0.005)
 
     def snapshot_loop(self) -> None:
         while not self.stopping.wait(min(1.0, SNAPSHOT_INTERVAL)):
