@@ -89,7 +89,7 @@ class PassQR:
         for e in self.entries:
             if e.budget == budget:
                 return self.signed(e)
-        raise PassQRError(f"budget: this pass QR has no voucher for budget {budget} "
+        raise PassQRError(f"budget: this pass QR has no voucher for budget #{budget >> 128} "
                           f"(it has {len(self.entries)}: {', '.join('#' + str(b >> 128) for b in self.budgets())})")
 
     def encode(self) -> str:
