@@ -476,7 +476,7 @@ def activity(records: Sequence[EventRecord]) -> Activity:
         elif r.name == "ProviderNamed":
             act.provider_names[a["provider"]] = a["name"]
         elif r.name == "SettlementReference":
-            act.references[a["paymentReference"]] = a["reference"]
+            act.references[a["paymentReference"]] = _reference_text(a)
         elif r.name == "IssueSkipped":
             act.issue_skipped.append(IssueSkip(r.block, r.tx_hash, a["batchId"], a["holder"], a["amount"]))
         elif r.name == "PassMigrated":
@@ -510,7 +510,7 @@ def _classify(
         if nxt is not None and nxt.name == "Settled":
             act.settlements.append(Settlement(**base, provider=frm, payment_reference=nxt.args["paymentReference"]))
         elif nxt is not None and nxt.name == "Corrected":
-            act.corrections.append(Correction(**base, holder=frm, reference=nxt.args["reference"]))
+            act.corrections.append(Correction(**base, holder=frm, reference=_reference_text(nxt.args)))
         elif reclaim_tx:
             act.reclamations.append(Reclamation(**base, holder=frm))
         else:
@@ -529,6 +529,12 @@ def _classify(
         act.refunds.append(Refund(**base, provider=frm, holder=to, redemption_nonce=None))
     else:
         raise UnexplainedTransfer(f"transfer of {value} from {frm} to {to} in tx {r.tx_hash} fits no CityPass path")
+
+
+def _reference_text(args: dict[str, Any]) -> str:
+    """The text argument of SettlementReference / Corrected (`referenceText` in the ABI:
+    `reference` is a reserved word in Solidity)."""
+    return args["referenceText"] if "referenceText" in args else args["reference"]
 
 
 def holders_of(act: Activity, budget: int) -> list[str]:

@@ -153,7 +153,7 @@ def reference_texts(dep: Any) -> dict[str, str]:
     out = {}
     for e in dep.events("SettlementReference"):
         digest = "0x" + bytes(e.args.paymentReference).hex()
-        text = e.args.reference
+        text = e.args.referenceText if "referenceText" in e.args else e.args.reference
         if "0x" + keccak(text.encode("utf-8")).hex() != digest:
             raise CityPassError(f"SettlementReference in block {e.blockNumber}: the text {text!r} does not hash to {digest}")
         out[digest] = text
