@@ -223,7 +223,7 @@ class ProviderInfo:
     status: str  # active | suspended | removed | none
     categories: tuple[int, ...]
     max_amount: int  # cents per redemption; 0 = no limit
-    paused: bool
+    paused: bool  # CityPass is paused (one global flag in v2)
     name: str = ""  # the public name (latest ProviderNamed event); "" if it has none
 
 
@@ -274,7 +274,13 @@ def provider_names(dep: Deployment) -> dict[str, str]:
 
 def provider_info(dep: Deployment, address: str, names: dict[str, str] | None = None) -> ProviderInfo:
     address = checksum(address, "provider")
-    status, paused, cats, max_amount = dep.contract.functions.providerOf(address).call()
+    f = dep.contract.functions
+    record = f.providerOf(address).call()
+    if len(record) == 3:  # v2: (status, categories, maxAmount); the pause is one global flag
+        status, cats, max_amount = record
+        paused = bool(f.paused().call())
+    else:  # v1 mirrored the pause into every provider record
+        status, paused, cats, max_amount = record
     categories = tuple(c for c in range(64) if cats >> c & 1)
     name = (provider_names(dep) if names is None else names).get(address, "")
     return ProviderInfo(address, PROVIDER_STATUS[status], categories, max_amount, paused, name)

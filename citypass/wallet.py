@@ -110,8 +110,8 @@ def pass_qr(
     force: bool = False,
 ) -> passqr.PassQR:
     """The pass QR the phone shows: one voucher per budget (default: every budget the pass
-    holds credit in), each for min(balance, the per-scan limit) unless `max_amount` is
-    given, with the lowest unused nonce of that budget (the same on every refresh until it
+    holds credit in), each for min(balance, the per-scan limit, and the provider's limit if
+    the QR is made out to one provider) unless `max_amount` is given, with the lowest unused nonce of that budget (the same on every refresh until it
     is used), valid `ttl` seconds (default: the municipality's setting, 24 h) from the time
     the next block will have. Refuses (SignRefused) what the wallet can already tell will
     fail, unless `force`."""
@@ -142,8 +142,15 @@ def pass_qr(
             raise CityPassError(f"ttl: must be more than 0 seconds, got {ttl}")
         deadline = now + ttl
     entries, refusals = [], []
+    provider_limit = 0
+    if int(provider, 16) != 0:
+        from citypass.contract import provider_info
+
+        provider_limit = provider_info(dep, provider, names={}).max_amount
     for bid, balance in chosen:
         limit = max_amount if max_amount is not None else min(balance, settings.scan_limit_cents)
+        if max_amount is None and provider_limit:  # made out to one provider: no more than it may take
+            limit = min(limit, provider_limit)
         if limit <= 0:
             if max_amount is not None:
                 raise CityPassError(f"amount: must be more than 0 cents, got {max_amount}")

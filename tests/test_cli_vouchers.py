@@ -102,12 +102,12 @@ def test_deadline_is_the_municipality_setting(w):
     assert passqr.decode(sign(w, 0)).deadline >= before + 86_400  # default: 24 hours
 
 
-def refusal(w: World, payload: str, *extra: str, amount: str = "5") -> str:
+def refusal(w: World, payload: str, *extra: str, amount: str = "5", more: tuple[str, ...] = ()) -> str:
     """Redeem must refuse before sending: exit 1, one plain line, no traceback, no gas spent."""
     provider = w.museum.address if "dev:9" in extra else w.pool.address
     nonce_before = w.chain.w3.eth.get_transaction_count(provider)
     args = [*extra] if extra else ["--from", "dev:8"]
-    r = cli(w, *args, "redeem", payload, "--amount", amount)
+    r = cli(w, *args, "redeem", payload, "--amount", amount, *more)
     assert r.exit_code == 1, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and r.stderr.startswith("error: ")
     assert w.chain.w3.eth.get_transaction_count(provider) == nonce_before
@@ -123,18 +123,23 @@ def test_replayed_voucher(w):
 def test_wrong_category(w):
     # the museum takes culture and education only; this pass QR carries sport credit only
     payload = sign(w, 0, "--budget", "1")
-    msg = refusal(w, payload, "--from", "dev:9")
-    assert "none in a category" in msg and "#1" in msg
-    r = cli(w, "--from", "dev:9", "redeem", payload, "--amount", "5", "--budget", "1")
-    assert r.exit_code == 1
-    assert r.stderr.strip() == "error: voucher refused: this provider is not approved for this budget's category (wrong category)"
+    wrong = "error: voucher refused: this provider is not approved for this budget's category (wrong category)"
+    assert refusal(w, payload, "--from", "dev:9") == wrong
+    assert refusal(w, payload, "--from", "dev:9", more=("--budget", "1")) == wrong
+    # a pass QR with several budgets, none of them culture or education: the till says so
+    w.send(w.budget_manager, w.f.createBudget(0, w.chain.now() - 60, w.end, 1_000_000, "Sport two"))
+    w.send(w.issuer, w.f.issue(b"\x08" * 32, w.f.budgets().call()[-1], [synthetic_account("voucher-resident-0").address],
+                               [500]))
+    two = sign(w, 0, "--budget", "1", "--budget", "3")
+    msg = refusal(w, two, "--from", "dev:9")
+    assert "vouchers for budgets #1, #3, none in a category" in msg
     show = cli(w, "voucher", "show", payload, "--provider", w.museum.address)
     assert show.exit_code == 1 and "(wrong category)" in show.stdout
 
 
 def test_deadline_passed(w):
     payload = sign(w, 0, "--budget", "1", "--ttl", "5")
-    w.chain.advance_time(10)
+    w.chain.advance_time(passqr.decode(payload).deadline - w.chain.now() + 10)
     assert refusal(w, payload) == "error: voucher refused: the voucher's deadline has passed; ask the resident for a new QR code"
 
 
