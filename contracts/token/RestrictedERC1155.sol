@@ -122,17 +122,26 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
     /// Calls `_checkMove` first, so an inheriting contract enforces its rules on every path.
     /// Emits nothing: callers emit `TransferSingle`/`TransferBatch`.
     function _update(address from, address to, uint256 id, uint256 value) internal virtual {
-        _update(from, to, id, value, 0);
+        _checkMove(from, to, id, value);
+        _move(from, to, id, value, 0);
     }
 
-    /// @dev `_update` that also sets `senderFlags` in the sender's ledger slot, in the same
-    /// storage write as the debit. Returns the sender's flags from before the call.
-    function _update(address from, address to, uint256 id, uint256 value, uint128 senderFlags)
+    /// @dev `_update` without `_checkMove`, for a caller that has just applied the very same
+    /// rule to the very same state (CityPass's redemption, after its pre-check), and that also
+    /// sets `senderFlags` in the sender's ledger slot, in the same storage write as the debit.
+    /// Still refuses a debit above the balance. Returns the sender's flags from before.
+    function _moveChecked(address from, address to, uint256 id, uint256 value, uint128 senderFlags)
         internal
         virtual
         returns (uint128 flagsBefore)
     {
-        _checkMove(from, to, id, value);
+        return _move(from, to, id, value, senderFlags);
+    }
+
+    function _move(address from, address to, uint256 id, uint256 value, uint128 senderFlags)
+        private
+        returns (uint128 flagsBefore)
+    {
         if (value > type(uint128).max) revert ERC1155InsufficientBalance(from, 0, value, id);
         if (from != address(0)) {
             uint256 word = _ledger[id][from];
@@ -149,6 +158,15 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
             unchecked {
                 _ledger[id][to] += value;
             }
+        }
+    }
+
+    /// @dev Takes back a credit made earlier in the same transaction, when the recipient
+    /// refused it (only a static call ran in between, so nothing can have moved it: see
+    /// CityPass._contractAccepts). Emits nothing, like `_update`.
+    function _undoMint(address account, uint256 id, uint256 value) internal virtual {
+        unchecked {
+            _ledger[id][account] -= value;
         }
     }
 
