@@ -26,6 +26,10 @@ contract Handler {
     uint256 public constant CATEGORIES = 3;
     uint256 public constant MAX_ISSUE = 20_000; // cents per resident per issuance
     uint256 public constant MAX_VOUCHER = 6_000; // cents: a voucher's maxAmount
+    uint8 internal constant NO_PASS = 0; // PassStatus
+    uint8 internal constant ACTIVE = 1;
+    uint8 internal constant SUSPENDED = 2;
+    uint8 internal constant MIGRATED = 4;
     uint256 public constant PAUSE_GAS = 100_000; // pause/unpause must fit this, whatever the state
 
     uint256 internal constant SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
@@ -115,6 +119,7 @@ contract Handler {
     function init(ICityPass city_) external {
         require(address(city) == address(0), "init twice");
         city = city_;
+        vm.warp(1_790_000_000); // December 2026, not forge's 1
         timestamp = block.timestamp;
         bytes32 domain = keccak256(
             abi.encode(
@@ -143,9 +148,10 @@ contract Handler {
     modifier tracked(string memory name) {
         vm.warp(timestamp);
         bool wasPaused = city.paused();
-        bytes32 before = wasPaused ? _snapshot() : bytes32(0);
+        uint256 known = budgets.length; // a budget created now holds nothing yet
+        bytes32 before = wasPaused ? _snapshot(known) : bytes32(0);
         _;
-        if (wasPaused && _snapshot() != before && bytes(pauseViolation).length == 0) {
+        if (wasPaused && _snapshot(known) != before && bytes(pauseViolation).length == 0) {
             pauseViolation = string.concat("credit moved while paused, in ", name);
         }
         succeeded[name] += 1;
@@ -158,8 +164,8 @@ contract Handler {
         require(budgets.length < MAX_BUDGETS, "the budget pool is full");
         uint8 category = uint8(categorySeed % CATEGORIES);
         // One budget in four starts an hour from now (redemptions refused until then).
-        uint40 validFrom = uint40(timestamp + ((categorySeed >> 8) % 4 == 0 ? 1 hours : 0));
-        uint40 validUntil = uint40(validFrom + _bound(durationSeed, 1 hours, 10 days));
+        uint40 validFrom = uint40(timestamp + (_mix(categorySeed) % 4 == 3 ? 1 hours : 0));
+        uint40 validUntil = uint40(validFrom + _bound(durationSeed, 1 days, 30 days));
         uint128 cap = uint128(_bound(capSeed, 10_000, 200_000));
         uint256 budget = city.createBudget(category, validFrom, validUntil, cap, "budget");
         budgets.push(budget);
@@ -192,7 +198,7 @@ contract Handler {
     }
 
     function enroll(uint256 slotSeed, uint256 validSeed) external tracked("enroll") {
-        uint256 slot = slotSeed % RESIDENTS;
+        uint256 slot = _slotWithStatus(slotSeed, NO_PASS);
         address[] memory holders = new address[](1);
         holders[0] = residentAddr[slot];
         city.enrollPasses(holders, uint40(timestamp + _bound(validSeed, 1 days, 400 days)));
@@ -201,26 +207,30 @@ contract Handler {
 
     function renew(uint256 slotSeed, uint256 validSeed) external tracked("renew") {
         address[] memory holders = new address[](1);
-        holders[0] = residentAddr[slotSeed % RESIDENTS];
+        holders[0] = residentAddr[_slotWithStatus(slotSeed, ACTIVE)];
         city.renewPasses(holders, uint40(timestamp + _bound(validSeed, 1 hours, 400 days)));
     }
 
+    /// @notice Half of the calls do nothing (and revert): suspended passes pay nothing.
     function suspendPass(uint256 slotSeed) external tracked("suspendPass") {
-        city.suspendPass(residentAddr[slotSeed % RESIDENTS]);
+        require(_mix(slotSeed) % 2 == 0, "not this time");
+        city.suspendPass(residentAddr[_slotWithStatus(slotSeed, ACTIVE)]);
     }
 
     function reinstatePass(uint256 slotSeed) external tracked("reinstatePass") {
-        city.reinstatePass(residentAddr[slotSeed % RESIDENTS]);
+        city.reinstatePass(residentAddr[_slotWithStatus(slotSeed, SUSPENDED)]);
     }
 
+    /// @notice Three calls in four do nothing (and revert): a revocation is for good.
     function revokePass(uint256 slotSeed) external tracked("revokePass") {
-        city.revokePass(residentAddr[slotSeed % RESIDENTS]);
+        require(_mix(slotSeed) % 4 == 0, "not this time");
+        city.revokePass(residentAddr[_slotWithStatus(slotSeed, ACTIVE)]);
     }
 
     /// @notice Lost phone: the pass moves to another key, with the budgets in `budgetMask`.
     function migratePass(uint256 fromSeed, uint256 toSeed, uint256 budgetMask) external tracked("migratePass") {
-        uint256 from = fromSeed % RESIDENTS;
-        uint256 to = toSeed % RESIDENTS;
+        uint256 from = _slotWithStatus(fromSeed, ACTIVE);
+        uint256 to = _slotWithStatus(toSeed, NO_PASS);
         uint256[] memory listed = _budgetList(budgetMask);
         uint256[] memory fromBefore = _balancesOf(residentAddr[from]);
         uint256[] memory toBefore = _balancesOf(residentAddr[to]);
@@ -232,13 +242,14 @@ contract Handler {
 
     /// @notice Moves the budgets in `budgetMask` left behind on a migrated address.
     function migrateBalances(uint256 fromSeed, uint256 budgetMask) external tracked("migrateBalances") {
-        address from = residentAddr[fromSeed % RESIDENTS];
+        uint256 fromSlot = _slotWithStatus(fromSeed, MIGRATED);
+        address from = residentAddr[fromSlot];
         address to = city.currentAddress(from);
         uint256[] memory listed = _budgetList(budgetMask);
         uint256[] memory fromBefore = _balancesOf(from);
         uint256[] memory toBefore = _balancesOf(to);
         city.migrateBalances(from, listed);
-        if (slotPlusOne[to] == 0 || identity[slotPlusOne[to] - 1] != identity[fromSeed % RESIDENTS]) {
+        if (slotPlusOne[to] == 0 || identity[slotPlusOne[to] - 1] != identity[fromSlot]) {
             _violate("migrateBalances moved credit to another pass");
         }
         _checkMigrated(from, to, listed, fromBefore, toBefore, "migrateBalances");
@@ -255,10 +266,10 @@ contract Handler {
         address[] memory holders = new address[](count);
         uint256[] memory amounts = new uint256[](count);
         for (uint256 i; i < count; ++i) {
-            holders[i] = residentAddr[(holderSeed >> (8 * i)) % RESIDENTS];
+            holders[i] = residentAddr[_slotWithStatus(holderSeed >> (8 * i), ACTIVE)];
             amounts[i] = _bound(uint256(keccak256(abi.encode(amountSeed, i))), 1, MAX_ISSUE);
         }
-        bool reuse = (countSeed >> 8) % 8 == 0 && lastBatchId != bytes32(0);
+        bool reuse = _mix(countSeed) % 8 == 7 && lastBatchId != bytes32(0);
         bytes32 batchId = reuse ? lastBatchId : keccak256(abi.encode("batch", ++batchCounter));
         uint256[RESIDENTS] memory before = _residentBalances(budget);
         (, uint128 issuedBefore,,,) = city.budgetTotals(budget);
@@ -277,7 +288,7 @@ contract Handler {
         address[] memory holders = new address[](count);
         uint256[] memory amounts = new uint256[](count);
         for (uint256 i; i < count; ++i) {
-            holders[i] = residentAddr[(holderSeed >> (8 * i)) % RESIDENTS];
+            holders[i] = residentAddr[_slotWithStatus(holderSeed >> (8 * i), NO_PASS)];
             amounts[i] = _bound(uint256(keccak256(abi.encode(amountSeed, i))), 1, MAX_ISSUE);
         }
         _enrollAndIssue(_budget(budgetSeed), holders, amounts, uint40(timestamp + _bound(countSeed >> 8, 1 days, 400 days)));
@@ -321,8 +332,9 @@ contract Handler {
         uint256 kept;
         for (uint256 i; i < count; ++i) {
             uint256 s = uint256(keccak256(abi.encode(seed, i)));
+            uint256 budget = _budget(s >> 8);
             (Voucher memory v, bytes memory sig, uint256 amount) = _voucher(
-                s % RESIDENTS, _budget(s >> 8), provider, s >> 16, s >> 32, s >> 48, uint256(keccak256(abi.encode(s)))
+                _slotWithCredit(s, budget), budget, provider, s >> 16, s >> 32, s >> 48, uint256(keccak256(abi.encode(s)))
             );
             bool duplicate;
             for (uint256 j; j < kept; ++j) {
@@ -363,19 +375,23 @@ contract Handler {
                 _violate("redeemBatch paid the provider another amount than the redeemed vouchers'");
             }
         }
+        // A batch that redeemed nothing (and did nothing wrong) changed nothing: reverting it
+        // lets forge's metrics count those batches.
+        if (redeemed == 0 && counted == 0 && bytes(violation).length == 0) revert("the batch redeemed nothing");
     }
 
     /// @notice A provider returns credit. Usually for a redemption the handler recorded (by
     /// its provider, within what is left), sometimes for any (holder, budget, nonce), by
     /// another provider, or above what is left: those must be refused.
     function refund(uint256 pickSeed, uint256 amountSeed, uint256 flags) external tracked("refund") {
+        flags = _mix(flags);
         address holder;
         uint256 budget;
         uint256 nonce;
         address provider;
         uint256 remaining;
         if (redemptions.length != 0 && flags % 8 != 0) {
-            Redemption storage r = redemptions[pickSeed % redemptions.length];
+            Redemption storage r = redemptions[_refundablePick(pickSeed)];
             (holder, budget, nonce, provider) = (r.holder, r.budget, r.nonce, r.provider);
             remaining = r.refundable && r.amount > r.refunded ? r.amount - r.refunded : 0;
         } else {
@@ -412,15 +428,18 @@ contract Handler {
 
     /// @notice The issuer takes back credit issued in error: usually within the balance,
     /// sometimes one cent above it (must be refused).
+    /// One call in eight aims at a provider's credit, which is no issuance error (refused).
     function correct(uint256 slotSeed, uint256 budgetSeed, uint256 amountSeed) external tracked("correct") {
-        uint256 slot = slotSeed % RESIDENTS;
-        address holder = residentAddr[slot];
         uint256 budget = _budget(budgetSeed);
+        uint256 slot = _slotWithCredit(slotSeed, budget);
+        bool atProvider = _mix(slotSeed) % 8 == 7;
+        address holder = atProvider ? _providerWithCredit(slotSeed >> 8, budget) : residentAddr[slot];
         uint256 balance = city.balanceOf(holder, budget);
-        uint256 amount = (amountSeed >> 128) % 6 == 0 ? balance + 1 : _bound(amountSeed, 1, balance == 0 ? 1 : balance);
+        uint256 amount = _mix(amountSeed) % 6 == 5 ? balance + 1 : _bound(amountSeed, 1, balance == 0 ? 1 : balance);
         city.correct(holder, budget, amount, "issued in error");
+        if (atProvider) _violate("correct took a provider's credit");
         if (city.balanceOf(holder, budget) + amount != balance) _violate("correct took another amount than asked");
-        accountOf[identity[slot]][budget].corrected += amount;
+        if (!atProvider) accountOf[identity[slot]][budget].corrected += amount;
         totalsOf[budget].corrected += amount;
     }
 
@@ -430,8 +449,8 @@ contract Handler {
         external
         tracked("settle")
     {
-        address provider = _provider(providerSeed);
         uint256[] memory listed = _budgetList(budgetMask);
+        address provider = _providerWithCredit(providerSeed, listed[0]);
         uint256[] memory amounts = new uint256[](listed.length);
         uint256[] memory before = new uint256[](listed.length);
         for (uint256 i; i < listed.length; ++i) {
@@ -439,7 +458,7 @@ contract Handler {
             uint256 s = uint256(keccak256(abi.encode(amountSeed, i)));
             amounts[i] = s % 10 == 0 ? before[i] + 1 : _bound(s >> 8, 1, before[i] == 0 ? 1 : before[i]);
         }
-        bool reuse = flags % 8 == 0 && referenceCounter != 0;
+        bool reuse = _mix(flags) % 8 == 7 && referenceCounter != 0;
         string memory ref = string.concat("SEPA-", _str(reuse ? referenceCounter : ++referenceCounter));
         city.settle(provider, listed, amounts, ref);
         if (reuse) _violate("settle accepted a payment reference twice");
@@ -478,9 +497,10 @@ contract Handler {
         external
         tracked("transfer")
     {
-        address from = _actor(fromSeed);
-        address to = _actor(toSeed);
         uint256 budget = _budget(budgetSeed);
+        bool payment = _mix(fromSeed) % 2 == 0; // else any two actors
+        address from = payment ? residentAddr[_slotWithCredit(fromSeed, budget)] : _actor(fromSeed);
+        address to = payment ? _providerFor(toSeed, budget) : _actor(toSeed);
         uint256 fromBefore = city.balanceOf(from, budget);
         uint256 toBefore = city.balanceOf(to, budget);
         uint256 amount = _bound(amountSeed, 1, fromBefore == 0 ? 1 : fromBefore);
@@ -496,7 +516,10 @@ contract Handler {
         if (slotPlusOne[from] != 0) accountOf[identity[slotPlusOne[from] - 1]][budget].spent += amount;
     }
 
-    function pause() external tracked("pause") {
+    /// @notice Two calls in three do nothing (and revert), so the system is paused about a
+    /// quarter of the time rather than half.
+    function pause(uint256 seed) external tracked("pause") {
+        require(_mix(seed) % 3 == 0, "not this time");
         city.pause();
     }
 
@@ -505,11 +528,13 @@ contract Handler {
     }
 
     function warp(uint256 secondsSeed) external tracked("warp") {
-        timestamp += _bound(secondsSeed, 1 minutes, 3 days);
+        timestamp += _bound(secondsSeed, 1 minutes, 1 days);
     }
 
-    /// @notice Jumps to just after a budget's end (so reclaim and the end-of-budget rules run).
+    /// @notice Jumps to just after a budget's end (so reclaim and the end-of-budget rules
+    /// run); three calls in four do nothing (and revert), or budgets would rarely live long.
     function warpPastEnd(uint256 budgetSeed, uint256 secondsSeed) external tracked("warpPastEnd") {
+        require(_mix(secondsSeed) % 4 == 0, "not this time");
         uint256 end = budgetEnd[_budget(budgetSeed)];
         if (end >= timestamp) timestamp = end + _bound(secondsSeed, 1, 1 days);
     }
@@ -662,9 +687,10 @@ contract Handler {
         uint256 flags,
         bool refundable
     ) internal {
-        address provider = _provider(providerSeed);
+        uint256 budget = _budget(budgetSeed);
+        address provider = _providerFor(providerSeed, budget);
         (Voucher memory v, bytes memory sig, uint256 amount) =
-            _voucher(slotSeed % RESIDENTS, _budget(budgetSeed), provider, maxSeed, amountSeed, nonceSeed, flags);
+            _voucher(_slotWithCredit(slotSeed, budget), budget, provider, maxSeed, amountSeed, nonceSeed, flags);
         uint256 holderBefore = city.balanceOf(v.holder, v.budget);
         uint256 providerBefore = city.balanceOf(provider, v.budget);
         vm.prank(provider);
@@ -693,6 +719,8 @@ contract Handler {
         uint256 nonceSeed,
         uint256 flags
     ) internal view returns (Voucher memory v, bytes memory sig, uint256 amount) {
+        flags = _mix(flags);
+        nonceSeed = _mix(nonceSeed);
         v.holder = residentAddr[slot];
         v.budget = budget;
         if (nonceSeed % 8 == 0 && redemptions.length != 0) {
@@ -700,7 +728,7 @@ contract Handler {
             (v.holder, v.budget, v.nonce) = (r.holder, r.budget, r.nonce);
             slot = slotPlusOne[r.holder] - 1;
         } else if (nonceSeed % 8 < 6) {
-            v.nonce = (nonceSeed >> 3) % 16; // hot nonces, often reused across budgets
+            v.nonce = (nonceSeed >> 3) % 32; // hot nonces, often reused across budgets
         } else {
             v.nonce = 128 + (nonceSeed >> 3) % 600; // cold nonces, across two bitmap words
         }
@@ -711,7 +739,10 @@ contract Handler {
         uint256 key = (flags >> 6) % 16 == 0 ? residentKey[(slot + 1) % RESIDENTS] : residentKey[slot];
         sig = _sign(key, v, (flags >> 10) % 2 == 0);
         uint256 shape = (flags >> 11) % 16;
-        amount = shape == 0 ? v.maxAmount + 1 : shape == 1 ? 0 : _bound(amountSeed, 1, v.maxAmount);
+        // Mostly within the holder's credit too (a till types what the purchase costs).
+        uint256 balance = city.balanceOf(v.holder, v.budget);
+        uint256 most = shape == 2 || balance == 0 || balance > v.maxAmount ? v.maxAmount : balance;
+        amount = shape == 0 ? v.maxAmount + 1 : shape == 1 ? 0 : _bound(amountSeed, 1, most);
     }
 
     function _sign(uint256 key, Voucher memory v, bool full) internal view returns (bytes memory) {
@@ -813,14 +844,13 @@ contract Handler {
         if (bytes(violation).length == 0) violation = what;
     }
 
-    /// @dev A hash of every balance and every budget total: equal before and after a call
-    /// made while paused, or credit moved.
-    function _snapshot() internal view returns (bytes32 h) {
-        for (uint256 b; b < budgets.length; ++b) {
+    /// @dev A hash of every balance and every credit total (not the cap) of the first `count`
+    /// budgets: equal before and after a call made while paused, or credit moved.
+    function _snapshot(uint256 count) internal view returns (bytes32 h) {
+        for (uint256 b; b < count; ++b) {
             uint256 budget = budgets[b];
-            (uint128 cap, uint128 issued, uint128 settled, uint128 reclaimed, uint128 corrected) =
-                city.budgetTotals(budget);
-            h = keccak256(abi.encode(h, cap, issued, settled, reclaimed, corrected));
+            (, uint128 issued, uint128 settled, uint128 reclaimed, uint128 corrected) = city.budgetTotals(budget);
+            h = keccak256(abi.encode(h, issued, settled, reclaimed, corrected));
             for (uint256 i; i < RESIDENTS; ++i) {
                 h = keccak256(abi.encode(h, city.balanceOf(residentAddr[i], budget)));
             }
@@ -880,6 +910,66 @@ contract Handler {
         revert("not a provider of the pool");
     }
 
+    /// @dev Seven times in eight, the first resident slot from `seed` on whose pass has
+    /// `status` (if any); else any slot.
+    function _slotWithStatus(uint256 seed, uint8 status) internal view returns (uint256) {
+        uint256 start = seed % RESIDENTS;
+        if (_mix(seed) % 8 == 7) return start;
+        for (uint256 k; k < RESIDENTS; ++k) {
+            uint256 slot = (start + k) % RESIDENTS;
+            (uint8 s,) = city.passOf(residentAddr[slot]);
+            if (s == status) return slot;
+        }
+        return start;
+    }
+
+    /// @dev Seven times in eight, the first resident slot from `seed` on with credit of `budget`.
+    function _slotWithCredit(uint256 seed, uint256 budget) internal view returns (uint256) {
+        uint256 start = seed % RESIDENTS;
+        if (_mix(seed) % 8 == 7) return start;
+        for (uint256 k; k < RESIDENTS; ++k) {
+            uint256 slot = (start + k) % RESIDENTS;
+            if (city.balanceOf(residentAddr[slot], budget) != 0) return slot;
+        }
+        return start;
+    }
+
+    /// @dev Seven times in eight, the first active provider from `seed` on approved for `budget`'s category.
+    function _providerFor(uint256 seed, uint256 budget) internal view returns (address) {
+        uint256 start = seed % PROVIDERS;
+        if (_mix(seed) % 8 == 7) return providerAddr[start];
+        uint64 bit = uint64(1) << uint8(budget >> 80); // BudgetId: the category at bits 80..87
+        for (uint256 k; k < PROVIDERS; ++k) {
+            address p = providerAddr[(start + k) % PROVIDERS];
+            (uint8 status, uint64 categories,) = city.providerOf(p);
+            if (status == 1 && categories & bit != 0) return p;
+        }
+        return providerAddr[start];
+    }
+
+    /// @dev Seven times in eight, the first provider from `seed` on with credit of `budget`.
+    function _providerWithCredit(uint256 seed, uint256 budget) internal view returns (address) {
+        uint256 start = seed % PROVIDERS;
+        if (_mix(seed) % 8 == 7) return providerAddr[start];
+        for (uint256 k; k < PROVIDERS; ++k) {
+            address p = providerAddr[(start + k) % PROVIDERS];
+            if (city.balanceOf(p, budget) != 0) return p;
+        }
+        return providerAddr[start];
+    }
+
+    /// @dev Three times in four, a refundable redemption with something left (if any); else any.
+    function _refundablePick(uint256 seed) internal view returns (uint256) {
+        uint256 n = redemptions.length;
+        uint256 start = seed % n;
+        if (_mix(seed) % 4 == 3) return start;
+        for (uint256 k; k < n; ++k) {
+            Redemption storage r = redemptions[(start + k) % n];
+            if (r.refundable && r.refunded < r.amount) return (start + k) % n;
+        }
+        return start;
+    }
+
     /// @dev A resident address or a provider.
     function _actor(uint256 seed) internal view returns (address) {
         uint256 i = seed % (RESIDENTS + PROVIDERS);
@@ -888,6 +978,12 @@ contract Handler {
 
     function _key(address holder, uint256 budget, uint256 nonce) internal pure returns (bytes32) {
         return keccak256(abi.encode(holder, budget, nonce));
+    }
+
+    /// @dev Spreads a fuzzer word over all values: forge often sends 0 and small numbers, which
+    /// must not always pick the same odd case.
+    function _mix(uint256 x) internal pure returns (uint256) {
+        return uint256(keccak256(abi.encode(x, "mix")));
     }
 
     function _bound(uint256 x, uint256 lo, uint256 hi) internal pure returns (uint256) {

@@ -31,6 +31,7 @@ interface ICityPass {
     function addProvider(address provider, uint64 categories, uint128 maxAmount, string calldata name) external;
     function updateProvider(address provider, uint64 categories, uint128 maxAmount) external;
     function setProviderStatus(address provider, uint8 status) external;
+    function providerOf(address provider) external view returns (uint8 status, uint64 categories, uint128 maxAmount);
 
     // passes
     function enrollPasses(address[] calldata holders, uint40 validUntil) external;
