@@ -228,5 +228,5 @@ def explain_revert(data: bytes | str | None) -> str:
 
 _NO_ARGS = {
     "AccessControlBadConfirmation", "AccessControlEnforcedDefaultAdminRules", "ApprovalsDisabled", "EmptySettlement",
-    "InvalidShortString", "SystemPaused", "ZeroAddress", "ZeroAmount",
+    "InvalidShortString", "SystemPaused", "ZeroAddress", "ZeroAmount", "InvalidName", "EmptyReference",
 }
