@@ -135,6 +135,10 @@ def test_wrong_category(w):
     assert "vouchers for budgets #1, #3, none in a category" in msg
     show = cli(w, "voucher", "show", payload, "--provider", w.museum.address)
     assert show.exit_code == 1 and "(wrong category)" in show.stdout
+    show = cli(w, "--from", "dev:9", "voucher", "show", payload)  # the till's own wallet is the provider
+    assert show.exit_code == 1 and "(wrong category)" in show.stdout and w.museum.address in show.stdout
+    show = cli(w, "voucher", "show", payload)
+    assert show.exit_code == 2 and "say which provider would redeem it (--provider)" in show.stderr
 
 
 def test_deadline_passed(w):

@@ -315,7 +315,8 @@ def _budget_dict(b: C.BudgetInfo) -> dict[str, Any]:
         "serial": b.serial, "id": str(b.id), "name": b.name, "category": b.category,
         "valid_from": format_date(b.valid_from), "valid_until": format_date(b.valid_until),
         "cap": cents_to_str(b.cap), "issued": cents_to_str(b.issued), "settled": cents_to_str(b.settled),
-        "reclaimed": cents_to_str(b.reclaimed), "outstanding": cents_to_str(b.outstanding),
+        "reclaimed": cents_to_str(b.reclaimed), "corrected": cents_to_str(b.corrected),
+        "outstanding": cents_to_str(b.outstanding),
     }
 
 

@@ -222,7 +222,8 @@ def voucher_sign(c: Ctx, budget_specs: tuple[str, ...], max_amount: int | None, 
 
 @voucher_group.command("show")
 @click.argument("voucher")
-@click.option("--provider", type=ADDRESS, help="Check for this provider (default: the one the QR names).")
+@click.option("--provider", type=ADDRESS,
+              help="Check for this provider (default: the one the QR names, else the --from wallet's).")
 @click.option("--amount", type=EUROS, help="Check this amount (default: each voucher's limit).")
 @click.option("--budget", "budget_spec", metavar="ID", help="Only the voucher of this budget.")
 @pass_ctx
@@ -230,6 +231,8 @@ def voucher_show(c: Ctx, voucher: str, provider: str | None, amount: int | None,
     """Decode a pass QR (text or PNG), explain each voucher and run the chain's pre-check,
     judged at the time the next block will have (as `redeem` will be)."""
     pq = wallet.load_pass_qr(voucher)
+    if provider is None and c.from_spec and redemption.is_any(pq.provider):
+        provider = c.load(c.from_spec).address  # the till's own wallet
     items = [pq.for_budget(_budget(c, budget_spec).id)] if budget_spec else pq.vouchers()
     checks = [redemption.explain(c.deployment, s, provider, amount) for s in items]
     if c.json:
