@@ -224,8 +224,12 @@ def test_audit_csv(w, residents, tmp_path):
     assert len(rows) == len(logs) and f"{len(logs)} events" in r.stderr
     assert list(rows[0])[:5] == ["block", "time", "tx_hash", "log_index", "event"]
     names = [x["event"] for x in rows]
-    for expected in ("BudgetCreated", "ProviderRegistered", "BatchIssued", "Redeemed", "Settled", "TransferSingle"):
+    for expected in ("BudgetCreated", "ProviderRegistered", "ProviderNamed", "BatchIssued", "Redeemed",
+                     "SettlementReference", "Settled", "TransferSingle"):
         assert expected in names
+    # the audit carries the providers' public names and the reference text the treasurer typed
+    assert {(x["provider"], x["name"]) for x in rows if x["event"] == "ProviderNamed"} >= {(w.pool.address, "Swimming pool test")}
+    assert [x["referenceText"] for x in rows if x["event"] == "SettlementReference"][-1] == "AUDIT-1"
     settled = next(x for x in rows if x["event"] == "Settled")
     assert settled["provider"] == w.pool.address and json.loads(settled["args"])["amount"] == 700
     assert int(json.loads(next(x for x in rows if x["event"] == "BatchIssued")["args"])["budget"]) == w.sport
