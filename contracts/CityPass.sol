@@ -728,10 +728,13 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         if (providerOf[provider].status == ProviderStatus.None) return Reason.NotAProvider;
         if (v.provider != address(0) && v.provider != provider) return Reason.WrongProvider;
         if (!_isValidSignature(v.holder, _hashTypedDataV4(VoucherHash.hash(v)), signature)) return Reason.BadSignature;
-        if (isNonceUsed(v.holder, v.budget, v.nonce)) return Reason.NonceUsed;
+        uint256 word = _ledgerWord(v.budget, v.holder); // the holder's balance and hot nonces
+        if (v.nonce < HOT_NONCES ? (word >> (128 + v.nonce)) & 1 != 0 : isNonceUsed(v.holder, v.budget, v.nonce)) {
+            return Reason.NonceUsed;
+        }
         Reason reason = _moveRule(v.holder, provider, v.budget, amount);
         if (reason != Reason.Ok) return reason;
-        if (balanceOf(v.holder, v.budget) < amount) return Reason.InsufficientCredit;
+        if (uint128(word) < amount) return Reason.InsufficientCredit;
         return Reason.Ok;
     }
 
@@ -948,12 +951,25 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
             mstore(0x40, add(data, 0xe4))
         }
         accepted = _boundedStaticCall(holder, data, ISSUE_HOOK_GAS, magic);
-        if (accepted) {
-            emit TransferSingle(msg.sender, address(0), holder, budget, amount);
-        } else {
+        if (!accepted) {
             _undoMint(holder, budget, amount);
             if (enrolUntil != 0) delete passOf[holder];
-            emit IssueSkipped(batchId, holder, amount);
+        }
+        bytes32 transferSingle = TransferSingle.selector;
+        bytes32 issueSkipped = IssueSkipped.selector;
+        assembly ("memory-safe") {
+            switch accepted
+            case 1 {
+                // TransferSingle(operator = caller, from = 0, to = holder, id = budget, value = amount)
+                mstore(0x00, budget)
+                mstore(0x20, amount)
+                log4(0x00, 0x40, transferSingle, caller(), 0, holder)
+            }
+            default {
+                // IssueSkipped(batchId, holder, amount)
+                mstore(0x00, amount)
+                log3(0x00, 0x20, issueSkipped, batchId, holder)
+            }
         }
     }
 

@@ -180,6 +180,11 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
         }
     }
 
+    /// @dev The whole ledger word of (`id`, `account`): flags in the high, balance in the low 128 bits.
+    function _ledgerWord(uint256 id, address account) internal view returns (uint256) {
+        return _ledger[id][account];
+    }
+
     /// @dev The flags of (`id`, `account`) (see `_ledger`).
     function _flagsOf(uint256 id, address account) internal view returns (uint128) {
         return uint128(_ledger[id][account] >> 128);
