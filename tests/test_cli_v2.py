@@ -106,3 +106,20 @@ def test_settings_show_and_set(w):
     finally:
         (w.workdir / "settings.json").unlink()
     assert cli(w, "settings", "set").exit_code == 2
+
+
+def test_paper_coupons_are_pass_qrs_valid_until_the_budgets_end(w):
+    from citypass import budget_id, redemption, wallet
+
+    person = synthetic_account("v2-coupon-sheet")  # the desk's key, made in memory for the sheet
+    enrol_and_credit(w, [person], w.sport, 5_000, "v2-coupons")
+    sheet = [wallet.paper_coupon(w.dep, person, w.sport, 2_000, nonce=n) for n in range(2)]
+    for n, coupon in enumerate(sheet):
+        back = passqr.decode(coupon.encode())
+        assert len(back.entries) == 1 and back.provider == passqr.ANY_PROVIDER
+        assert back.deadline == budget_id.decode(w.sport).valid_until and back.entries[0].nonce == n
+    for coupon in sheet:
+        redemption.redeem(w.dep, w.pool, coupon.vouchers()[0], 2_000)
+    assert w.f.balanceOf(person.address, w.sport).call() == 1_000
+    with pytest.raises(redemption.VoucherRefused, match="already used"):
+        redemption.redeem(w.dep, w.pool, sheet[0].vouchers()[0], 1)
