@@ -115,7 +115,7 @@ contract Handler {
     }
 
     /// @notice Called once by the test's setUp (excluded from the fuzzer's targets): the
-    /// campaign starts from one budget, two providers and three residents with credit.
+    /// campaign starts from one budget, four providers and three residents with credit.
     function init(ICityPass city_) external {
         require(address(city) == address(0), "init twice");
         city = city_;
@@ -134,6 +134,8 @@ contract Handler {
         createBudget(0, 7 days, 100_000);
         addProvider(0, 1, 0);
         addProvider(1, 7, 2_500);
+        addProvider(2, 3, 1_000);
+        addProvider(3, 5, 0);
         address[] memory holders = new address[](3);
         uint256[] memory amounts = new uint256[](3);
         for (uint256 i; i < 3; ++i) {
@@ -192,9 +194,10 @@ contract Handler {
         city.updateProvider(_provider(providerSeed), uint64(categorySeed % 8), maxAmount);
     }
 
-    /// @notice Suspends, reinstates or removes a provider.
+    /// @notice Suspends or reinstates a provider; one call in eight removes it (for good).
     function setProviderStatus(uint256 providerSeed, uint256 statusSeed) external tracked("setProviderStatus") {
-        city.setProviderStatus(_provider(providerSeed), uint8(1 + statusSeed % 3));
+        uint256 m = _mix(statusSeed);
+        city.setProviderStatus(_provider(providerSeed), uint8(m % 8 == 7 ? 3 : 1 + m % 2));
     }
 
     function enroll(uint256 slotSeed, uint256 validSeed) external tracked("enroll") {
@@ -228,7 +231,9 @@ contract Handler {
     }
 
     /// @notice Lost phone: the pass moves to another key, with the budgets in `budgetMask`.
+    /// Two calls in three do nothing (and revert): phones are not lost that often.
     function migratePass(uint256 fromSeed, uint256 toSeed, uint256 budgetMask) external tracked("migratePass") {
+        require(_mix(toSeed) % 3 == 0, "not this time");
         uint256 from = _slotWithStatus(fromSeed, ACTIVE);
         uint256 to = _slotWithStatus(toSeed, NO_PASS);
         uint256[] memory listed = _budgetList(budgetMask);
@@ -706,10 +711,10 @@ contract Handler {
         _record(v.holder, v.budget, v.nonce, provider, amount, refundable);
     }
 
-    /// @dev A voucher of resident `slot`, mostly valid; `flags` picks the odd ones: named
-    /// provider (this one or another), a foreign signer, an expired deadline, the compact
-    /// signature form, an amount of 0 or above maxAmount. One nonce in eight replays a
-    /// redemption already made (with a fresh signature, so a new digest).
+    /// @dev A voucher of resident `slot`, mostly valid (for any provider or naming this one,
+    /// in the 65- or the 64-byte form); `flags` picks the odd ones: naming another provider,
+    /// a foreign signer, an expired deadline, an amount of 0 or above maxAmount. One nonce in
+    /// sixteen replays a redemption already made (with a fresh signature, so a new digest).
     function _voucher(
         uint256 slot,
         uint256 budget,
@@ -723,26 +728,26 @@ contract Handler {
         nonceSeed = _mix(nonceSeed);
         v.holder = residentAddr[slot];
         v.budget = budget;
-        if (nonceSeed % 8 == 0 && redemptions.length != 0) {
-            Redemption storage r = redemptions[(nonceSeed >> 3) % redemptions.length];
+        if (nonceSeed % 16 == 0 && redemptions.length != 0) {
+            Redemption storage r = redemptions[(nonceSeed >> 4) % redemptions.length];
             (v.holder, v.budget, v.nonce) = (r.holder, r.budget, r.nonce);
             slot = slotPlusOne[r.holder] - 1;
-        } else if (nonceSeed % 8 < 6) {
-            v.nonce = (nonceSeed >> 3) % 32; // hot nonces, often reused across budgets
+        } else if (nonceSeed % 16 < 12) {
+            v.nonce = (nonceSeed >> 4) % 32; // hot nonces, often reused across budgets
         } else {
-            v.nonce = 128 + (nonceSeed >> 3) % 600; // cold nonces, across two bitmap words
+            v.nonce = 128 + (nonceSeed >> 4) % 600; // cold nonces, across two bitmap words
         }
-        uint256 named = flags % 4;
-        v.provider = named < 2 ? address(0) : named == 2 ? provider : _otherProvider(provider);
+        // One voucher in about six is wrong in one way (odd = 0..4), and must be refused.
+        uint256 odd = flags % 32;
+        v.provider = odd == 0 ? _otherProvider(provider) : odd < 12 ? provider : address(0);
         v.maxAmount = _bound(maxSeed, 1, MAX_VOUCHER);
-        v.deadline = (flags >> 2) % 16 == 0 ? timestamp - 1 : timestamp + _bound(flags >> 8, 0, 1 days);
-        uint256 key = (flags >> 6) % 16 == 0 ? residentKey[(slot + 1) % RESIDENTS] : residentKey[slot];
-        sig = _sign(key, v, (flags >> 10) % 2 == 0);
-        uint256 shape = (flags >> 11) % 16;
+        v.deadline = odd == 1 ? timestamp - 1 : timestamp + _bound(flags >> 8, 0, 1 days);
+        uint256 key = odd == 2 ? residentKey[(slot + 1) % RESIDENTS] : residentKey[slot];
+        sig = _sign(key, v, (flags >> 5) % 2 == 0);
         // Mostly within the holder's credit too (a till types what the purchase costs).
         uint256 balance = city.balanceOf(v.holder, v.budget);
-        uint256 most = shape == 2 || balance == 0 || balance > v.maxAmount ? v.maxAmount : balance;
-        amount = shape == 0 ? v.maxAmount + 1 : shape == 1 ? 0 : _bound(amountSeed, 1, most);
+        uint256 most = (flags >> 6) % 8 == 0 || balance == 0 || balance > v.maxAmount ? v.maxAmount : balance;
+        amount = odd == 3 ? v.maxAmount + 1 : odd == 4 ? 0 : _bound(amountSeed, 1, most);
     }
 
     function _sign(uint256 key, Voucher memory v, bool full) internal view returns (bytes memory) {
@@ -923,15 +928,20 @@ contract Handler {
         return start;
     }
 
-    /// @dev Seven times in eight, the first resident slot from `seed` on with credit of `budget`.
+    /// @dev Seven times in eight, the first resident slot from `seed` on with credit of
+    /// `budget` on an active pass (else with credit at all).
     function _slotWithCredit(uint256 seed, uint256 budget) internal view returns (uint256) {
         uint256 start = seed % RESIDENTS;
         if (_mix(seed) % 8 == 7) return start;
+        uint256 withCredit = start;
         for (uint256 k; k < RESIDENTS; ++k) {
             uint256 slot = (start + k) % RESIDENTS;
-            if (city.balanceOf(residentAddr[slot], budget) != 0) return slot;
+            if (city.balanceOf(residentAddr[slot], budget) == 0) continue;
+            (uint8 status,) = city.passOf(residentAddr[slot]);
+            if (status == ACTIVE) return slot;
+            if (withCredit == start) withCredit = slot;
         }
-        return start;
+        return withCredit;
     }
 
     /// @dev Seven times in eight, the first active provider from `seed` on approved for `budget`'s category.
