@@ -24,6 +24,8 @@ from citypass.reasons import Reason
 from conftest import CREDIT, SPORT, synthetic_key
 from revert_helpers import assert_conserved, assert_reverts_with, missing_role, refused, sign_for
 
+pytestmark = pytest.mark.ganache  # in the Ganache run of `make test` (tests/test_ganache_coverage.py)
+
 ISSUER_ROLE = keccak(text="ISSUER_ROLE")
 
 
@@ -82,6 +84,7 @@ def _add_providers(cp, roles, count, label):
     chain.mine()
 
 
+@pytest.mark.anvil_only("1,000 provider registrations: minutes on Ganache 7; the rule is the same on both")
 @pytest.mark.parametrize("count", [int(os.environ.get("CITYPASS_PAUSE_PROVIDERS", "1000"))])
 def test_pause_gas_does_not_grow_with_providers(cp, roles, count):
     """v1: pause wrote every provider's record, ~7,500 gas each (impossible at ~4,000
@@ -151,6 +154,7 @@ def test_a_refusing_contract_resident_is_skipped_not_blocking(cp, sport, roles):
     cp.enrollPasses(holders, chain.time() + 100 * 86_400, {"from": roles.registrar})
     batch = b"\x77" * 32
     tx = cp.issue(batch, sport, holders, [100, 200, 300, 400, 500, 600], {"from": roles.issuer, "gas_limit": 2_000_000})
+    assert cp.ISSUE_HOOK_GAS() == 50_000
     skipped = [(e["holder"], e["amount"]) for e in tx.events["IssueSkipped"]]
     assert skipped == [(reverting.address, 200), (burner.address, 400)]
     assert tx.events["BatchIssued"]["count"] == 4 and tx.events["BatchIssued"]["total"] == 1_500
@@ -172,6 +176,7 @@ def test_enroll_and_issue_leaves_a_skipped_resident_unenrolled(cp, sport, roles,
     assert cp.balanceOf(fresh, sport) == 200
 
 
+@pytest.mark.anvil_only("a type-4 (EIP-7702) transaction: Ganache 7 runs up to Shanghai")
 def test_eip7702_delegated_resident_is_skipped(cp, sport, roles):
     """An EOA delegated (EIP-7702, a type-4 transaction) to code whose hook reverts: Anvil
     1.7.1 runs Prague, so the review's real type-4 transaction is reproduced here."""
