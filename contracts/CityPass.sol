@@ -880,22 +880,22 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
                     // Pass{status: uint8 at bits 0..7, validUntil: uint40 at bits 8..47}
                     ok := and(eq(and(pass, 0xff), 1), iszero(gt(timestamp(), and(shr(8, pass), 0xffffffffff))))
                 }
-                default { ok := iszero(pass) }
+                default {
+                    ok := iszero(pass)
+                    if ok { sstore(passSlot, newPass) }
+                }
                 // holder in [1, 2**160 - 1] and amount in [1, 2**128 - 1] (0 - 1 wraps to 2**256 - 1)
                 ok := and(ok, lt(sub(holder, 1), 0xffffffffffffffffffffffffffffffffffffffff))
                 ok := and(ok, lt(sub(amount, 1), 0xffffffffffffffffffffffffffffffff))
                 slowPath := or(iszero(ok), extcodesize(holder))
-                if ok {
-                    if enrolUntil { sstore(passSlot, newPass) }
-                    mstore(0x20, ledgerBase)
-                    let ledgerSlot := keccak256(0x00, 0x40)
-                    sstore(ledgerSlot, add(sload(ledgerSlot), amount))
-                    total := add(total, amount) // cannot overflow: each amount < 2**128, count <= 2,000
-                    if iszero(slowPath) {
-                        mstore(0x00, budget)
-                        mstore(0x20, amount)
-                        log4(0x00, 0x40, transferSingle, caller(), 0, holder)
-                    }
+                mstore(0x20, ledgerBase)
+                let ledgerSlot := keccak256(0x00, 0x40)
+                sstore(ledgerSlot, add(sload(ledgerSlot), amount))
+                total := add(total, amount) // cannot overflow: each amount < 2**128, count <= 2,000
+                if iszero(slowPath) {
+                    mstore(0x00, budget)
+                    mstore(0x20, amount)
+                    log4(0x00, 0x40, transferSingle, caller(), 0, holder)
                 }
             }
             if (slowPath) {
@@ -912,8 +912,10 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     }
 
     /// @dev Reverts with the error `_enroll`/`_update` would give for a resident `_mintBatch`
-    /// refused. The loop writes nothing (pass, ledger or event) for a refused resident, so
-    /// this sees the resident as it was.
+    /// refused; the revert undoes what the loop wrote for it (the ledger credit, and the pass
+    /// when the slot was empty). The zero address and the amount are checked first: they do
+    /// not depend on those writes. The pass checks are reached only when the pass test itself
+    /// failed, and then the loop wrote no pass, so they see the pass as it was.
     function _refuseMint(address holder, uint256 budget, uint256 amount, bool enrolling) private view {
         if (holder == address(0)) revert ZeroAddress();
         if (amount == 0) revert ZeroAmount();
