@@ -485,12 +485,12 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         if (count != coPayments.length) revert LengthMismatch(count, coPayments.length);
         for (uint256 i; i < count; ++i) {
             Voucher calldata v = vouchers[i];
-            Reason reason = _voucherRule(v, msg.sender, signatures[i], amounts[i]);
+            (Reason reason, uint256 word) = _voucherRule(v, msg.sender, signatures[i], amounts[i]);
             if (reason != Reason.Ok) {
                 emit VoucherSkipped(v.holder, v.budget, v.nonce, reason);
                 continue;
             }
-            _redeem(v, amounts[i], coPayments[i], false);
+            _redeem(v, amounts[i], coPayments[i], false, word);
             ++redeemed;
         }
     }
@@ -502,7 +502,8 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         view
         returns (Reason)
     {
-        return _voucherRule(voucher, provider, signature, amount);
+        (Reason reason,) = _voucherRule(voucher, provider, signature, amount);
+        return reason;
     }
 
     /// @notice Whether `holder` already used voucher nonce `nonce` for `budget`.
@@ -649,21 +650,7 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         if (to == address(0)) return _burnRule(from, budget); // settlement or reclaim
 
         Provider memory receiver = providerOf[to];
-        if (receiver.status != ProviderStatus.None) {
-            // Payment: holder => provider.
-            if (paused) return Reason.Paused;
-            Pass memory pass = passOf[from];
-            if (pass.status == PassStatus.Provider) return Reason.TransferNotAllowed; // provider => provider
-            Reason passReason = _passRule(pass);
-            if (passReason != Reason.Ok) return passReason;
-            if (receiver.status == ProviderStatus.Suspended) return Reason.ProviderSuspended;
-            if (receiver.status == ProviderStatus.Removed) return Reason.ProviderRemoved;
-            if (receiver.categories & (uint64(1) << budget.category()) == 0) return Reason.CategoryNotApproved;
-            if (block.timestamp < budget.validFrom()) return Reason.BudgetNotStarted;
-            if (block.timestamp > budget.validUntil()) return Reason.BudgetEnded;
-            if (receiver.maxAmount != 0 && value > receiver.maxAmount) return Reason.AboveProviderLimit;
-            return Reason.Ok;
-        }
+        if (receiver.status != ProviderStatus.None) return _paymentRule(from, receiver, budget, value);
 
         Provider memory sender = providerOf[from];
         if (sender.status != ProviderStatus.None) {
@@ -687,6 +674,26 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
         // A redemption whose caller is no provider: the same code `checkVoucher` gives.
         if (msg.sig == this.redeem.selector || msg.sig == this.redeemRefundable.selector) return Reason.NotAProvider;
         return Reason.TransferNotAllowed;
+    }
+
+    /// @dev Payment: holder `from` => `receiver`, a registered provider.
+    function _paymentRule(address from, Provider memory receiver, uint256 budget, uint256 value)
+        private
+        view
+        returns (Reason)
+    {
+        if (paused) return Reason.Paused;
+        Pass memory pass = passOf[from];
+        if (pass.status == PassStatus.Provider) return Reason.TransferNotAllowed; // provider => provider
+        Reason passReason = _passRule(pass);
+        if (passReason != Reason.Ok) return passReason;
+        if (receiver.status == ProviderStatus.Suspended) return Reason.ProviderSuspended;
+        if (receiver.status == ProviderStatus.Removed) return Reason.ProviderRemoved;
+        if (receiver.categories & (uint64(1) << budget.category()) == 0) return Reason.CategoryNotApproved;
+        if (block.timestamp < budget.validFrom()) return Reason.BudgetNotStarted;
+        if (block.timestamp > budget.validUntil()) return Reason.BudgetEnded;
+        if (receiver.maxAmount != 0 && value > receiver.maxAmount) return Reason.AboveProviderLimit;
+        return Reason.Ok;
     }
 
     /// @dev Credit leaves circulation only inside `settle` (a provider's), `reclaim` (a
@@ -717,25 +724,31 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     }
 
     /// @dev Everything `redeem` checks, as a reason instead of a revert.
+    /// @return reason Why not, or Ok. @return word The holder's ledger word (balance and hot
+    /// nonces) when it got that far, for `_redeem` in the same call.
     function _voucherRule(Voucher calldata v, address provider, bytes calldata signature, uint256 amount)
         private
         view
-        returns (Reason)
+        returns (Reason reason, uint256 word)
     {
-        if (block.timestamp > v.deadline) return Reason.VoucherExpired;
-        if (amount == 0) return Reason.ZeroAmount;
-        if (amount > v.maxAmount) return Reason.AboveVoucherLimit;
-        if (providerOf[provider].status == ProviderStatus.None) return Reason.NotAProvider;
-        if (v.provider != address(0) && v.provider != provider) return Reason.WrongProvider;
-        if (!_isValidSignature(v.holder, _hashTypedDataV4(VoucherHash.hash(v)), signature)) return Reason.BadSignature;
-        uint256 word = _ledgerWord(v.budget, v.holder); // the holder's balance and hot nonces
-        if (v.nonce < HOT_NONCES ? (word >> (128 + v.nonce)) & 1 != 0 : isNonceUsed(v.holder, v.budget, v.nonce)) {
-            return Reason.NonceUsed;
+        if (block.timestamp > v.deadline) return (Reason.VoucherExpired, 0);
+        if (amount == 0) return (Reason.ZeroAmount, 0);
+        if (amount > v.maxAmount) return (Reason.AboveVoucherLimit, 0);
+        Provider memory receiver = providerOf[provider];
+        if (receiver.status == ProviderStatus.None) return (Reason.NotAProvider, 0);
+        if (v.provider != address(0) && v.provider != provider) return (Reason.WrongProvider, 0);
+        address holder = v.holder;
+        uint256 budget = v.budget;
+        uint256 nonce = v.nonce;
+        if (!_isValidSignature(holder, _hashTypedDataV4(VoucherHash.hash(v)), signature)) {
+            return (Reason.BadSignature, 0);
         }
-        Reason reason = _moveRule(v.holder, provider, v.budget, amount);
-        if (reason != Reason.Ok) return reason;
-        if (uint128(word) < amount) return Reason.InsufficientCredit;
-        return Reason.Ok;
+        word = _ledgerWord(budget, holder);
+        if (nonce < HOT_NONCES ? (word >> (128 + nonce)) & 1 != 0 : isNonceUsed(holder, budget, nonce)) {
+            return (Reason.NonceUsed, word);
+        }
+        reason = _paymentRule(holder, receiver, budget, amount); // = _moveRule(holder, provider, ...)
+        if (reason == Reason.Ok && uint128(word) < amount) reason = Reason.InsufficientCredit;
     }
 
     // ------------------------------------------------------------------ internals
@@ -745,9 +758,9 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     function _redeemOrRevert(Voucher calldata v, bytes calldata signature, uint256 amount, uint256 coPayment)
         private
     {
-        Reason reason = _voucherRule(v, msg.sender, signature, amount);
+        (Reason reason, uint256 word) = _voucherRule(v, msg.sender, signature, amount);
         if (reason != Reason.Ok) revert CreditMoveRefused(reason, v.holder, msg.sender, v.budget);
-        _redeem(v, amount, coPayment, msg.sig == this.redeemRefundable.selector);
+        _redeem(v, amount, coPayment, msg.sig == this.redeemRefundable.selector, word);
     }
 
     /// @dev Uses the voucher's nonce and moves `amount`, right after `_voucherRule` (which
@@ -755,22 +768,26 @@ contract CityPass is RestrictedERC1155, AccessControlDefaultAdminRules, EIP712 {
     /// this very call: the move skips the hook that would apply the same rule to the same
     /// state a second time. A hot nonce is set in the same ledger write as the debit (see
     /// HOT_NONCES). A refundable redemption also stores what it debited and who made it.
-    function _redeem(Voucher calldata v, uint256 amount, uint256 coPayment, bool refundable) private {
+    /// `word` is the holder's ledger word `_voucherRule` read (nothing wrote it since).
+    function _redeem(Voucher calldata v, uint256 amount, uint256 coPayment, bool refundable, uint256 word) private {
+        address holder = v.holder;
+        uint256 budget = v.budget;
+        uint256 nonce = v.nonce;
         uint128 nonceBit = 0; // a cold nonce sets no flag in the ledger word
-        if (v.nonce < HOT_NONCES) {
-            nonceBit = uint128(uint256(1) << v.nonce); // v.nonce < 128
-        } else if (!_useColdNonce(v.holder, v.budget, v.nonce)) {
-            revert CreditMoveRefused(Reason.NonceUsed, v.holder, msg.sender, v.budget); // _voucherRule saw it unused
+        if (nonce < HOT_NONCES) {
+            nonceBit = uint128(uint256(1) << nonce); // nonce < 128
+        } else if (!_useColdNonce(holder, budget, nonce)) {
+            revert CreditMoveRefused(Reason.NonceUsed, holder, msg.sender, budget); // _voucherRule saw it unused
         }
-        uint128 flagsBefore = _moveChecked(v.holder, msg.sender, v.budget, amount, nonceBit);
-        if (flagsBefore & nonceBit != 0) revert CreditMoveRefused(Reason.NonceUsed, v.holder, msg.sender, v.budget);
-        emit TransferSingle(msg.sender, v.holder, msg.sender, v.budget, amount);
-        emit Redeemed(v.holder, v.nonce, coPayment);
+        if ((word >> 128) & nonceBit != 0) revert CreditMoveRefused(Reason.NonceUsed, holder, msg.sender, budget);
+        _moveChecked(holder, msg.sender, budget, amount, nonceBit, word);
+        emit TransferSingle(msg.sender, holder, msg.sender, budget, amount);
+        emit Redeemed(holder, nonce, coPayment);
         if (refundable) {
-            _refundables[v.holder][v.budget][v.nonce] = Refundable(msg.sender, SafeCast.toUint96(amount));
-            emit RefundableRedemption(v.holder, v.budget, v.nonce, amount);
+            _refundables[holder][budget][nonce] = Refundable(msg.sender, SafeCast.toUint96(amount));
+            emit RefundableRedemption(holder, budget, nonce, amount);
         }
-        _checkReceiver(v.holder, msg.sender, v.budget, amount);
+        _checkReceiver(holder, msg.sender, budget, amount);
     }
 
     /// @dev ECDSA first (cheap, and needs no code lookup); ERC-1271 for smart accounts, with

@@ -129,25 +129,24 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
     /// @dev `_update` without `_checkMove`, for a caller that has just applied the very same
     /// rule to the very same state (CityPass's redemption, after its pre-check), and that also
     /// sets `senderFlags` in the sender's ledger slot, in the same storage write as the debit.
-    /// Still refuses a debit above the balance. Returns the sender's flags from before.
-    function _moveChecked(address from, address to, uint256 id, uint256 value, uint128 senderFlags)
+    /// `fromWord` is `from`'s ledger word as the caller read it in this call, with nothing
+    /// written since; the caller checked `value` <= its balance (so neither can fail here).
+    function _moveChecked(address from, address to, uint256 id, uint256 value, uint128 senderFlags, uint256 fromWord)
         internal
         virtual
-        returns (uint128 flagsBefore)
     {
-        return _move(from, to, id, value, senderFlags);
+        unchecked {
+            _ledger[id][from] = (fromWord | (uint256(senderFlags) << 128)) - value;
+            _ledger[id][to] += value; // bounded by the uint128 issuance cap, as in _move
+        }
     }
 
-    function _move(address from, address to, uint256 id, uint256 value, uint128 senderFlags)
-        private
-        returns (uint128 flagsBefore)
-    {
+    function _move(address from, address to, uint256 id, uint256 value, uint128 senderFlags) private {
         if (value > type(uint128).max) revert ERC1155InsufficientBalance(from, 0, value, id);
         if (from != address(0)) {
             uint256 word = _ledger[id][from];
             uint256 balance = word & _BALANCE_MASK;
             if (balance < value) revert ERC1155InsufficientBalance(from, balance, value, id);
-            flagsBefore = uint128(word >> 128);
             unchecked {
                 _ledger[id][from] = (word | (uint256(senderFlags) << 128)) - value;
             }
