@@ -20,9 +20,9 @@ import {ICityPass, Voucher} from "./ICityPass.sol";
 contract Handler {
     Vm internal constant vm = Vm(HEVM_ADDRESS);
 
-    uint256 public constant RESIDENTS = 12; // resident keys: old and new addresses of passes
-    uint256 public constant PROVIDERS = 4;
-    uint256 public constant MAX_BUDGETS = 4;
+    uint256 public constant RESIDENTS = 16; // resident keys: old and new addresses of passes
+    uint256 public constant PROVIDERS = 6; // four registered by init, two left for addProvider
+    uint256 public constant MAX_BUDGETS = 6;
     uint256 public constant CATEGORIES = 3;
     uint256 public constant MAX_ISSUE = 20_000; // cents per resident per issuance
     uint256 public constant MAX_VOUCHER = 6_000; // cents: a voucher's maxAmount
@@ -537,9 +537,9 @@ contract Handler {
     }
 
     /// @notice Jumps to just after a budget's end (so reclaim and the end-of-budget rules
-    /// run); three calls in four do nothing (and revert), or budgets would rarely live long.
+    /// run); seven calls in eight do nothing (and revert), or budgets would rarely live long.
     function warpPastEnd(uint256 budgetSeed, uint256 secondsSeed) external tracked("warpPastEnd") {
-        require(_mix(secondsSeed) % 4 == 0, "not this time");
+        require(_mix(secondsSeed) % 8 == 0, "not this time");
         uint256 end = budgetEnd[_budget(budgetSeed)];
         if (end >= timestamp) timestamp = end + _bound(secondsSeed, 1, 1 days);
     }
