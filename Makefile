@@ -95,7 +95,8 @@ faults-long: setup
 # Forge's invariant suite (forge/, foundry.toml): after every call of every run, conservation
 # per budget, used nonces, the refund bound, the resident bound and the pause are checked.
 # `make test` runs 256 runs x depth 50 and the pause-gas test with 1,000 providers; `make fuzz`
-# depth 500 and 10,000 providers. Build output and cache: build/forge (~15 s to build once).
+# depth 500 and 10,000 providers. Build and cache in build/forge: ~60 s of CPU, redone only when
+# contracts/ or forge/ change; the short campaign then takes ~25 s.
 FORGE := $(VENV)/bin/forge
 FORGE_RUNS ?= 256
 FORGE_DEPTH ?= 50
