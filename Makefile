@@ -55,6 +55,7 @@ artifacts: compile
 test: setup lint
 	$(VENV)/bin/brownie test --network anvil $(PYTEST_ARGS)
 	$(VENV)/bin/brownie test --network ganache-cli -m "ganache and not anvil_only"
+	$(MAKE) forge
 
 # Static analysis: Slither on contracts/ and its ERC-1155 conformance check of CityPass
 # (toolchain/lint.py says what fails), in its own venv (see its requirements file for why).
@@ -85,11 +86,31 @@ fuzz: setup
 		$(VENV)/bin/brownie test tests/test_stateful.py --network $(FUZZ_NETWORK) -s $(PYTEST_ARGS) \
 		| grep --line-buffered -v -E 'Transaction sent|Gas price|confirmed|^\s*$$'
 	$(MAKE) faults-long
+	$(MAKE) forge FORGE_DEPTH=500 FORGE_PAUSE_PROVIDERS=10000
 
 # tests/test_faults.py at full size: 5,000-row issuances killed at 12 points, node restarts;
 # tests/test_durable.py long: 52 kills (random and during saves), 40 restarts.
 faults-long: setup
 	CITYPASS_LONG=1 $(VENV)/bin/brownie test tests/test_faults.py tests/test_durable.py --network anvil -s $(PYTEST_ARGS)
+
+# Forge's invariant suite (forge/, foundry.toml): after every call of every run, conservation
+# per budget, used nonces, the refund bound, the resident bound and the pause are checked.
+# `make test` runs 256 runs x depth 50 and the pause-gas test with 1,000 providers; `make fuzz`
+# depth 500 and 10,000 providers. Build and cache in build/forge: ~60 s of CPU, redone only when
+# contracts/ or forge/ change; the short campaign then takes ~25 s.
+FORGE := $(VENV)/bin/forge
+FORGE_RUNS ?= 256
+FORGE_DEPTH ?= 50
+FORGE_PAUSE_PROVIDERS ?= 1000
+.PHONY: forge
+forge: setup $(FORGE)
+	FOUNDRY_INVARIANT_RUNS=$(FORGE_RUNS) FOUNDRY_INVARIANT_DEPTH=$(FORGE_DEPTH) CITYPASS_PAUSE_PROVIDERS=$(FORGE_PAUSE_PROVIDERS) \
+		$(FORGE) test $(FORGE_ARGS)
+
+# The native forge binary from the npm package, as for Anvil.
+$(FORGE): | node_modules/.stamp $(VENV)/.stamp
+	ln -sf "$$(node -e "console.log(require('path').dirname(require.resolve('@foundry-rs/forge-linux-amd64/package.json')))" 2>/dev/null || echo $(CURDIR)/node_modules/@foundry-rs/forge)/bin/forge" $@
+	$@ --version > /dev/null
 
 # The whole lifecycle on a fresh embedded chain; writes report/.
 demo: setup compile

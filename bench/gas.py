@@ -13,7 +13,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from citypass import tx
+from citypass import passqr, tx
 from citypass import voucher as V
 
 from bench import baselines
@@ -52,28 +52,42 @@ def issuance(world: World, n: int) -> dict[str, float]:
     return out
 
 
+def _voucher(world: World, holder: Any, budget: int, max_amount: int, nonce: int,
+             provider: str = passqr.ANY_PROVIDER) -> V.SignedVoucher:
+    """A v2 voucher as the pass QR carries it: any approved provider, valid 24 hours."""
+    v = V.Voucher(holder.address, provider, budget, max_amount, nonce, world.chain.now() + DAY)
+    return V.sign(v, holder.key, world.chain.chain_id, world.dep.address)
+
+
 def redemption(world: World) -> dict[str, float]:
     """Single redemptions where the holder's and the provider's balances already exist (the
-    steady state at a till), and a batch of 50 vouchers collected offline."""
+    steady state at a till): an ordinary scan of a pass QR voucher (any provider), one made
+    out to this provider, and a refundable scan (the chain stores what it debited); and a
+    batch of 50 vouchers collected offline."""
     budget = world.new_budget(SPORT, "Bench redeem")
-    holders = [resident_key("redeem", i) for i in range(61)]
+    holders = [resident_key("redeem", i) for i in range(81)]
     tx.send(world.chain, world.office, world.f.enrollAndIssue(os.urandom(32), budget, world.valid_until,
-                                                              [h.address for h in holders], [10_000] * 61))
+                                                              [h.address for h in holders], [10_000] * len(holders)))
     pool = world.providers[0]
-    cid, contract = world.chain.chain_id, world.dep.address
 
-    def redeem(holder: Any, amount: int, nonce: int, co_payment: int = 0) -> int:
-        s = V.sign(V.build(holder.address, pool.address, budget, amount, nonce=nonce, co_payment=co_payment),
-                   holder.key, cid, contract)
-        return _gas(world, pool, world.f.redeem(s.voucher.contract_args(), V.compact_signature(s)))
+    def redeem(holder: Any, amount: int, nonce: int, co_payment: int = 0, *, refundable: bool = False,
+               provider: str = passqr.ANY_PROVIDER) -> int:
+        s = _voucher(world, holder, budget, 5_000, nonce, provider)
+        fn = world.f.redeemRefundable if refundable else world.f.redeem
+        return _gas(world, pool, fn(s.voucher.contract_args(), V.compact_signature(s), amount, co_payment))
 
     first = redeem(holders[0], 100, 0)  # the provider's first credit of this budget opens its slot
     singles = [redeem(h, 1_250, 0, co_payment=500) for h in holders[1:11]]
-    batch = [V.sign(V.build(h.address, pool.address, budget, 900, nonce=0), h.key, cid, contract) for h in holders[11:61]]
+    named = [redeem(h, 1_250, 0, co_payment=500, provider=pool.address) for h in holders[61:71]]
+    refundable = [redeem(h, 1_250, 0, co_payment=500, refundable=True) for h in holders[71:81]]
+    refund = [_gas(world, pool, world.f.refund(h.address, budget, 0, 1_250)) for h in holders[71:76]]
+    batch = [_voucher(world, h, budget, 5_000, 0) for h in holders[11:61]]
     batch_gas = _gas(world, pool, world.f.redeemBatch([s.voucher.contract_args() for s in batch],
-                                                      [V.compact_signature(s) for s in batch]))
-    return {"redeem": statistics.median(singles), "redeem_providers_first_in_budget": first,
-            "redeem_batch_per_voucher": batch_gas / len(batch)}
+                                                      [V.compact_signature(s) for s in batch],
+                                                      [900] * len(batch), [0] * len(batch)))
+    return {"redeem": statistics.median(singles), "redeem_named_provider": statistics.median(named),
+            "redeem_refundable": statistics.median(refundable), "refund": statistics.median(refund),
+            "redeem_providers_first_in_budget": first, "redeem_batch_per_voucher": batch_gas / len(batch)}
 
 
 def settle(world: World) -> dict[str, float]:
@@ -83,10 +97,27 @@ def settle(world: World) -> dict[str, float]:
     tx.send(world.chain, world.office, world.f.enrollAndIssue(os.urandom(32), budget, world.valid_until,
                                                               [holder.address], [10_000]))
     museum = world.providers[1]
-    s = V.sign(V.build(holder.address, museum.address, budget, 4_000, nonce=0), holder.key,
-               world.chain.chain_id, world.dep.address)
-    tx.send(world.chain, museum, world.f.redeem(s.voucher.contract_args(), V.compact_signature(s)))
-    return {"settle": _gas(world, world.treasurer, world.f.settle(museum.address, [budget], [4_000], os.urandom(32)))}
+    s = _voucher(world, holder, budget, 4_000, 0)
+    tx.send(world.chain, museum, world.f.redeem(s.voucher.contract_args(), V.compact_signature(s), 4_000, 0))
+    reference = "BENCH-" + os.urandom(8).hex().upper()
+    return {"settle": _gas(world, world.treasurer, world.f.settle(museum.address, [budget], [4_000], reference))}
+
+
+def pause(world: World, counts: tuple[int, ...] = (1_000, 10_000)) -> dict[str, float]:
+    """pause and unpause with `counts` providers registered: the gas must not grow with the
+    number of providers (contract v2: one flag, O(1))."""
+    out: dict[str, float] = {}
+    have = len(world.f.providers().call())
+    for count in counts:
+        if count > have:
+            fns = [world.f.addProvider(resident_address("pause-provider", i), 1 << SPORT, 0, f"Bench provider {i:05d}")
+                   for i in range(have, count)]
+            for start in range(0, len(fns), 250):  # windows Anvil keeps up with
+                tx.send_many(world.chain, world.provider_manager, fns[start : start + 250])
+            have = count
+        out[f"pause_{count}_providers"] = _gas(world, world.admin, world.f.pause())
+        out[f"unpause_{count}_providers"] = _gas(world, world.admin, world.f.unpause())
+    return out
 
 
 def reclaim(world: World, n: int) -> dict[str, float]:
@@ -165,10 +196,11 @@ def baseline_erc20_permit(world: World) -> dict[str, float]:
     return {"baseline_erc20_permit_transfer": statistics.median(pay(h, 1) for h in holders)}
 
 
-def measure(world: World, n: int) -> dict[str, float]:
+def measure(world: World, n: int, pause_providers: tuple[int, ...] = (1_000, 10_000)) -> dict[str, float]:
     """Every gas figure; reclaim last (it moves the clock)."""
     out: dict[str, float] = {}
     for part in (lambda: issuance(world, n), lambda: redemption(world), lambda: settle(world),
-                 lambda: baseline_erc1155(world, n), lambda: baseline_erc20_permit(world), lambda: reclaim(world, n)):
+                 lambda: baseline_erc1155(world, n), lambda: baseline_erc20_permit(world), lambda: pause(world, pause_providers),
+                 lambda: reclaim(world, n)):
         out.update(part())
     return out

@@ -15,11 +15,12 @@ from typing import Any, Callable, Sequence
 from eth_account.signers.local import LocalAccount
 
 from citypass import node
-from citypass import redemption, tx
+from citypass import passqr, redemption, tx
+from citypass.clock import next_block_time
 from citypass import voucher as V
 from citypass.errors import CityPassError
 
-from bench.world import SPORT, World, make_world, resident_address, resident_key
+from bench.world import DAY, SPORT, World, make_world, resident_address, resident_key
 
 AMOUNT_CENTS = 15_000
 
@@ -139,14 +140,17 @@ def redemption_figures(world: World, count: int, transfers: int, tag: str) -> di
     providers = world.providers
     chain_id, contract = world.chain.chain_id, world.dep.address
     share = count // len(providers)
-    now = world.chain.now()  # the chain's clock (the gas benchmark moved it past a budget's end)
+    # The next block's time (the gas benchmark moved the chain's clock past a budget's end).
+    deadline = next_block_time(world.chain) + DAY
+
+    def voucher(r: Any, nonce: int) -> V.SignedVoucher:  # a pass QR voucher: any provider, up to €3
+        return V.sign(V.Voucher(r.address, passqr.ANY_PROVIDER, budget, 300, nonce, deadline), r.key, chain_id, contract)
 
     def till(index: int, provider: LocalAccount, signed: list[V.SignedVoucher] | None) -> None:
         mine = residents[index * share:(index + 1) * share]
         if signed is None:
-            signed = [V.sign(V.build(r.address, provider.address, budget, 300, nonce=0, now=now), r.key, chain_id, contract)
-                      for r in mine]
-        outcomes = redemption.redeem_many(world.dep, provider, signed)
+            signed = [voucher(r, 0) for r in mine]
+        outcomes = redemption.redeem_many(world.dep, provider, [redemption.Scan(s, 300) for s in signed])
         refused = [o for o in outcomes if not isinstance(o, redemption.Redemption)]
         if refused:
             raise CityPassError(f"{len(refused)} of {len(signed)} vouchers were refused; the first: {refused[0]}")
@@ -160,9 +164,9 @@ def redemption_figures(world: World, count: int, transfers: int, tag: str) -> di
     # The same vouchers' next payment (nonce 1), collected and redeemed with redeemBatch
     # (100 per transaction), signing included: how a provider with a queue catches up.
     def batch(index: int, provider: LocalAccount) -> None:
-        signed = [V.sign(V.build(r.address, provider.address, budget, 300, nonce=1, now=now), r.key, chain_id, contract)
-                  for r in residents[index * share:(index + 1) * share]]
-        skipped = [o for o in redemption.redeem_batch(world.dep, provider, signed) if not o.redeemed]
+        signed = [voucher(r, 1) for r in residents[index * share:(index + 1) * share]]
+        skipped = [o for o in redemption.redeem_batch(world.dep, provider, [redemption.Scan(s, 300) for s in signed])
+                   if not o.redeemed]
         if skipped:
             raise CityPassError(f"{len(skipped)} of {len(signed)} vouchers were skipped; the first: {skipped[0].message}")
 

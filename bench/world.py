@@ -69,5 +69,6 @@ def make_world(workdir: Path, gas_limit: int = node.GAS_LIMIT) -> World:
     )
     world = World(workdir, chain, dep, admin, office, provider_manager, treasurer, providers, chain.now() + 365 * DAY)
     every_category = (1 << SPORT) | (1 << CULTURE) | (1 << EDUCATION)
-    tx.send_many(chain, provider_manager, [world.f.addProvider(p.address, every_category, 0) for p in providers])
+    tx.send_many(chain, provider_manager, [world.f.addProvider(p.address, every_category, 0, f"Bench provider {i}")
+                                           for i, p in enumerate(providers)])
     return world

@@ -248,10 +248,11 @@ class BudgetInfo:
     settled: int
     reclaimed: int
     name: str
+    corrected: int = 0  # taken back by the issuer (credit issued in error)
 
     @property
     def outstanding(self) -> int:
-        return self.issued - self.settled - self.reclaimed
+        return self.issued - self.settled - self.reclaimed - self.corrected
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,8 @@ class ProviderInfo:
     status: str  # active | suspended | removed | none
     categories: tuple[int, ...]
     max_amount: int  # cents per redemption; 0 = no limit
-    paused: bool
+    paused: bool  # CityPass is paused (one global flag in v2)
+    name: str = ""  # the public name (latest ProviderNamed event); "" if it has none
 
 
 @dataclass(frozen=True)
@@ -284,10 +286,10 @@ def budgets(dep: Deployment) -> list[BudgetInfo]:
     names = {int(e.args.budget): e.args.name for e in dep.events("BudgetCreated")}
     out = []
     for bid in ids:
-        cap, issued, settled, reclaimed = dep.contract.functions.budgetTotals(bid).call()
+        cap, issued, settled, reclaimed, corrected = dep.contract.functions.budgetTotals(bid).call()
         t = budget_id.decode(bid)
         out.append(BudgetInfo(bid, t.serial, t.category, t.valid_from, t.valid_until, cap, issued, settled,
-                              reclaimed, names.get(bid, "")))
+                              reclaimed, names.get(bid, ""), corrected))
     return out
 
 
@@ -303,15 +305,28 @@ def find_budget(dep: Deployment, spec: str | int) -> BudgetInfo:
     raise CityPassError(f"budget {spec} does not exist on the contract at {dep.address}: see `citypass budget list`")
 
 
-def provider_info(dep: Deployment, address: str) -> ProviderInfo:
+def provider_names(dep: Deployment) -> dict[str, str]:
+    """Provider address -> its public name, the latest ProviderNamed event of each."""
+    return {to_checksum_address(e.args.provider): e.args.name for e in dep.events("ProviderNamed")}
+
+
+def provider_info(dep: Deployment, address: str, names: dict[str, str] | None = None) -> ProviderInfo:
     address = checksum(address, "provider")
-    status, paused, cats, max_amount = dep.contract.functions.providerOf(address).call()
+    f = dep.contract.functions
+    record = f.providerOf(address).call()
+    if len(record) == 3:  # v2: (status, categories, maxAmount); the pause is one global flag
+        status, cats, max_amount = record
+        paused = bool(f.paused().call())
+    else:  # v1 mirrored the pause into every provider record
+        status, paused, cats, max_amount = record
     categories = tuple(c for c in range(64) if cats >> c & 1)
-    return ProviderInfo(address, PROVIDER_STATUS[status], categories, max_amount, paused)
+    name = (provider_names(dep) if names is None else names).get(address, "")
+    return ProviderInfo(address, PROVIDER_STATUS[status], categories, max_amount, paused, name)
 
 
 def providers(dep: Deployment) -> list[ProviderInfo]:
-    return [provider_info(dep, a) for a in dep.contract.functions.providers().call()]
+    names = provider_names(dep)
+    return [provider_info(dep, a, names) for a in dep.contract.functions.providers().call()]
 
 
 def pass_info(dep: Deployment, holder: str) -> PassInfo:
@@ -354,7 +369,7 @@ def require_role(dep: Deployment, role: str, account: str) -> None:
 
 __all__ = [
     "Deployment", "BudgetInfo", "ProviderInfo", "PassInfo", "load_artifact", "sync_artifacts", "deploy",
-    "open_deployment", "budgets", "find_budget", "provider_info", "providers", "pass_info", "category_names",
+    "open_deployment", "budgets", "find_budget", "provider_info", "provider_names", "providers", "pass_info", "category_names",
     "role_members", "has_role", "require_role", "checksum", "role_name",
 ]
 

@@ -5,8 +5,10 @@
 Everything goes through the `citypass` package, as the municipality, providers and
 residents would use it: deploy with separate role keys, three budgets for the current
 year, six providers, a generated CSV of synthetic residents issued through the
-exactly-once path, resident-signed vouchers redeemed at the providers (with the refusals a
-till meets), a refund, a lost phone, a revoked pass, settlement, expiry and reclaim. The
+exactly-once path, residents' pass QRs (contract v2 spending-limit vouchers) scanned at the
+providers with the amount typed at the till (with the refusals a till meets), a refundable
+payment and its refund, a correction, a lost phone, a revoked pass, settlement, expiry and
+reclaim. The
 summary and the report are then rebuilt from the chain's events alone and must reconcile
 to the cent.
 
@@ -37,7 +39,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from citypass import finance, issuance, redemption, wallet
+from citypass import finance, issuance, passqr, redemption, wallet
+from citypass import settings as S
+from citypass.clock import next_block_time
 from citypass.money import plain_euros
 from citypass import report as rep
 from citypass import voucher as V
@@ -180,8 +184,7 @@ class Demo:
         self.residents: list[Resident] = []
         self.credit: dict[tuple[str, int], int] = defaultdict(int)  # (holder, budget) -> cents, to plan vouchers
         self.next_nonce: dict[tuple[str, int], int] = defaultdict(int)  # the phone app's own counter
-        self.references: list[str] = []  # payment references (the chain keeps their hashes)
-        self.redeemed: list[V.SignedVoucher] = []  # in order; a provider keeps them to refund one later
+        self.redeemed: list[redemption.Scan] = []  # in order
 
     # -------------------------------------------------------------- helpers
     def say(self, text: str) -> None:
@@ -302,7 +305,7 @@ class Demo:
             account = derived_account(f"provider:{spec.name}")
             self.providers[spec.name] = account
             mask = sum(1 << c for c in spec.categories)
-            fns.append(self.c().addProvider(account.address, mask, spec.max_amount))
+            fns.append(self.c().addProvider(account.address, mask, spec.max_amount, spec.name))
         self.gas.add("register provider", send_many(self.chain, pm, fns))
         self.fund_providers()
         table = Table("provider", "address", "categories", "limit per payment")
@@ -377,15 +380,22 @@ class Demo:
                 self.credit[(row.holder, budget)] += row.amount
 
     # -------------------------------------------------------------- redemptions
-    def sign(self, resident: LocalAccount, provider: str, budget: int, amount: int, co_payment: int,
-             *, nonce: int | None = None, deadline: int | None = None) -> V.SignedVoucher:
+    def sign(self, resident: LocalAccount, budget: int, max_amount: int, *, provider: str = passqr.ANY_PROVIDER,
+             nonce: int | None = None, deadline: int | None = None) -> V.SignedVoucher:
+        """A voucher as the resident's phone signs it into the pass QR: up to `max_amount`,
+        any approved provider, valid for the municipality's pass QR deadline (24 h)."""
         key = (resident.address, budget)
         if nonce is None:
             nonce = self.next_nonce[key]
             self.next_nonce[key] += 1
-        v = V.build(resident.address, provider, budget, amount, nonce=nonce, co_payment=co_payment,
-                    deadline=deadline, now=self.now())
+        if deadline is None:
+            deadline = next_block_time(self.chain) + S.Settings().pass_qr_ttl_seconds
+        v = V.Voucher(resident.address, provider, budget, max_amount, nonce, deadline)
         return V.sign(v, resident.key, self.chain.chain_id, self.dep.address)
+
+    def limit(self, holder: str, budget: int) -> int:
+        """The pass QR's maxAmount: min(balance, the per-scan limit)."""
+        return max(1, min(self.credit[(holder, budget)], S.Settings().scan_limit_cents))
 
     def plan_voucher(self, users: Sequence[Resident]) -> tuple[Resident, str, int, int, int] | None:
         """(resident, provider name, budget, amount, co-payment) for one realistic purchase,
@@ -401,24 +411,22 @@ class Demo:
         pay -= pay % 5  # whole 5-cent steps, like the price list
         if pay <= 0:
             return None
-        self.credit[(resident.address, budget)] -= pay
         return resident, spec.name, budget, pay, price - pay
 
     def redeem_all(self) -> None:
         users = self.rnd.sample(self.residents, max(2, int(len(self.residents) * self.s.users_share)))
         end_of_year = min(self.budgets_until())
         rounds = max(1, self.s.rounds)
+        used = self.single_redemptions(users)  # the till's pre-check path, with refusals
         # Spread the weeks over what is left of the year (a demo run in late December gets
         # shorter "weeks"), leaving two days for the refund and the lost phone.
         step = max(60, min(7 * DAY, (end_of_year - 2 * DAY - self.now()) // (rounds + 1)))
         per_round = [self.s.redemptions // rounds + (1 if i < self.s.redemptions % rounds else 0) for i in range(rounds)]
-
-        used = self.single_redemptions(users)  # the till's pre-check path, with refusals
-        holder = next(u for u in users if u.address == used.voucher.holder)
+        holder = next(u for u in users if u.address == used.signed.voucher.holder)
         with self.progress() as progress:
             task = progress.add_task("vouchers collected and redeemed", total=self.s.redemptions)
             for week, count in enumerate(per_round):
-                by_provider: dict[str, list[V.SignedVoucher]] = defaultdict(list)
+                by_provider: dict[str, list[redemption.Scan]] = defaultdict(list)
                 made = misses = 0
                 while made < count:
                     planned = self.plan_voucher(users)
@@ -429,20 +437,22 @@ class Demo:
                                                 "ask for fewer --redemptions or more --residents")
                         continue
                     resident, name, budget, amount, co_payment = planned
-                    by_provider[name].append(self.sign(resident.account, self.providers[name].address, budget,
-                                                       amount, co_payment))
+                    signed = self.sign(resident.account, budget, max(amount, self.limit(resident.address, budget)))
+                    self.credit[(resident.address, budget)] -= amount
+                    by_provider[name].append(redemption.Scan(signed, amount, co_payment))
                     made += 1
                 replay = None
                 if week == 0:  # a voucher with a used nonce slipped into an offline batch: skipped, not fatal
-                    v = used.voucher
-                    replay = self.sign(holder.account, v.provider, v.budget, v.amount, v.co_payment, nonce=v.nonce)
-                    by_provider[self.name_of(v.provider)].append(replay)
+                    v = used.signed.voucher
+                    replay = redemption.Scan(self.sign(holder.account, v.budget, v.max_amount, nonce=v.nonce),
+                                             used.amount, used.co_payment)
+                    by_provider["Museum"].append(replay)
                 for name, vouchers in by_provider.items():
                     self.redeem_offline(name, vouchers, expect_skipped={replay} if replay in vouchers else set())
                     progress.advance(task, len([v for v in vouchers if v is not replay]))
                 self.advance_to(self.now() + step)
 
-    def redeem_offline(self, name: str, vouchers: list[V.SignedVoucher], expect_skipped: set[V.SignedVoucher]) -> None:
+    def redeem_offline(self, name: str, vouchers: list[redemption.Scan], expect_skipped: set[redemption.Scan]) -> None:
         """A provider submits the vouchers it collected with `redeemBatch`."""
         outcomes = redemption.redeem_batch(self.dep, self.providers[name], vouchers, chunk=BATCH_VOUCHERS)
         self.gas.add("redeem batch (per voucher)", self.receipts({o.tx_hash for o in outcomes if o.tx_hash}),
@@ -459,48 +469,73 @@ class Demo:
     def budgets_until(self) -> list[int]:
         return [b & ((1 << 40) - 1) for b in self.budgets.values()]
 
-    def scan(self, provider: LocalAccount, signed: V.SignedVoucher, *, qr: bool = False) -> None:
-        """One scan at the till: the QR text is decoded, pre-checked and redeemed."""
-        payload = signed.encode()
+    def scan(self, provider: LocalAccount, pq: passqr.PassQR, amount: int, co_payment: int = 0, *,
+             qr: bool = False, refundable: bool = False) -> redemption.Scan:
+        """One scan at the till: the pass QR text is decoded, the till picks the voucher of a
+        budget it is approved for, types the amount, pre-checks and redeems."""
+        text = pq.encode()
         if qr:  # the resident's phone shows a QR code; the till reads it back from the image
-            png = wallet.write_qr(payload, self.workdir / "voucher.png")
-            payload = wallet.read_qr(png)
-        done = redemption.redeem(self.dep, provider, wallet.load_voucher(payload))
-        self.gas.add("redeem (single scan)", [{"gasUsed": done.gas_used}])
-        self.redeemed.append(signed)
+            png = wallet.write_qr(text, self.workdir / "pass-qr.png")
+            text = wallet.read_qr(png)
+        signed = redemption.pick(self.dep, wallet.load_pass_qr(text), provider.address)
+        done = redemption.redeem(self.dep, provider, signed, amount, co_payment, refundable)
+        kind = "redeem refundable (single scan)" if refundable else "redeem (single scan)"
+        self.gas.add(kind, [{"gasUsed": done.gas_used}])
+        scan = redemption.Scan(signed, amount, co_payment, refundable)
+        self.redeemed.append(scan)
         v = signed.voucher
-        self.credit[(v.holder, v.budget)] -= v.amount
-        how = " (QR code image decoded, pre-checked)" if qr else ""
-        self.say(f"  scan at {self.name_of(provider.address)}{how}: {rep.eur_text(v.amount)} from the pass"
-                 f" + {rep.eur_text(v.co_payment)} co-payment — redeemed in block {done.block}")
+        self.credit[(v.holder, v.budget)] -= amount
+        how = " (pass QR image decoded, pre-checked)" if qr else ""
+        self.say(f"  scan at {self.name_of(provider.address)}{how}: {rep.eur_text(amount)} from the pass"
+                 f" (QR limit {rep.eur_text(v.max_amount)}) + {rep.eur_text(co_payment)} co-payment"
+                 f"{', refundable' if refundable else ''} — redeemed in block {done.block}")
+        return scan
 
-    def single_redemptions(self, users: Sequence[Resident]) -> V.SignedVoucher:
-        """A handful of scans at the till, one at a time: QR, pre-check, redeem. Then the
-        refusals a till meets, each with the chain's plain reason. Returns a redeemed voucher."""
+    def one(self, resident: LocalAccount, budget: int, max_amount: int | None = None, **kw: Any) -> passqr.PassQR:
+        """A pass QR with one voucher (a resident holding one budget, or a paper coupon)."""
+        signed = self.sign(resident, budget, max_amount or self.limit(resident.address, budget), **kw)
+        v = signed.voucher
+        return passqr.PassQR(signed.chain_id, signed.contract, v.holder, v.deadline, v.provider,
+                             (passqr.Entry(v.budget, v.max_amount, v.nonce, passqr.to_compact(signed.signature)),))
+
+    def single_redemptions(self, users: Sequence[Resident]) -> redemption.Scan:
+        """A handful of scans at the till, one at a time: pass QR, pre-check, redeem. Then
+        the refusals a till meets, each with the chain's plain reason. Returns a redemption."""
         pool, museum = self.providers["Swimming pool"], self.providers["Museum"]
+        theatre = self.providers["Theatre"]
         sport, culture = self.budgets[SPORT], self.budgets[CULTURE]
         first, second = users[0], users[1]
 
-        self.scan(pool, self.sign(first.account, pool.address, sport, 550, 0), qr=True)
-        self.scan(museum, self.sign(second.account, museum.address, culture, 1_250, 0))
-        used = self.sign(first.account, museum.address, culture, 1_500, 250)
-        self.scan(museum, used)
+        # The phone's own pass QR: one voucher per budget the resident holds credit in; the
+        # pool takes sport only, so its till picks the sport voucher.
+        phone = wallet.pass_qr(self.dep, first.account)
+        for e in phone.entries:
+            self.next_nonce[(first.address, e.budget)] = max(self.next_nonce[(first.address, e.budget)], e.nonce + 1)
+        self.scan(pool, phone, 550, qr=True)
+        self.say(f"  (that pass QR carried {len(phone.entries)} vouchers: QR version {passqr.qr_version(phone.encode())})")
+        self.scan(museum, self.one(second.account, culture), 1_250)
+        used = self.scan(museum, self.one(first.account, culture), 1_500, 250)
+        # A course that may be cancelled: the clerk marks the payment refundable.
+        self.refundable = self.scan(theatre, self.one(second.account, culture), 1_800, 700, refundable=True)
 
-        self.refuse("replayed voucher", museum, used)  # the same QR code scanned twice
-        self.refuse("wrong category", museum, self.sign(first.account, museum.address, sport, 500, 0))
+        self.refuse("replayed voucher", museum, used.signed, used.amount)  # the same QR code scanned twice
+        self.refuse("wrong category", museum, self.sign(first.account, sport, 500), 500)
+        self.refuse("above the QR's limit", museum, self.sign(first.account, culture, 500), 501)
+        self.refuse("made out to another provider", museum,
+                    self.sign(first.account, culture, 500, provider=pool.address), 500)
         # The music school's limit (200 euro) is above any culture credit, so the credit is what fails.
         school = self.providers["Music school"]
         too_much = self.credit[(second.address, culture)] + 1_000
-        self.refuse("not enough credit", school, self.sign(second.account, school.address, culture, too_much, 0))
-        late = self.sign(second.account, pool.address, sport, 550, 0)
-        self.advance_to(self.now() + V.DEFAULT_TTL_SECONDS + 60)  # the QR code was shown ten minutes ago
-        self.refuse("deadline passed", pool, late)
+        self.refuse("not enough credit", school, self.sign(second.account, culture, too_much), too_much)
+        late = self.sign(second.account, sport, 550)
+        self.advance_to(late.voucher.deadline + 60)  # the pass QR was shown yesterday: a screenshot
+        self.refuse("deadline passed", pool, late, 550)
         return used
 
-    def refuse(self, label: str, provider: LocalAccount, signed: V.SignedVoucher) -> Reason | None:
+    def refuse(self, label: str, provider: LocalAccount, signed: V.SignedVoucher, amount: int) -> Reason | None:
         """The till tries to redeem; the pre-check refuses and the clerk reads out why."""
         try:
-            redemption.redeem(self.dep, provider, signed)
+            redemption.redeem(self.dep, provider, signed, amount)
         except redemption.VoucherRefused as refused:
             self.refusals.append((label, refused.reason))
             self.say(f"  [red]refused[/] ({label}) at {self.name_of(provider.address)}: {refused}")
@@ -513,36 +548,51 @@ class Demo:
     # -------------------------------------------------------------- refund, migration, revocation
     def refund_migrate_revoke(self) -> None:
         office = self.roles["pass office (registrar + issuer)"]
-        # Refund: a theatre performance was cancelled; the theatre returns the credit of the
-        # voucher it kept from the scan. (A tiny scenario may have no theatre visit: then the
-        # first redemption anywhere.)
-        theatre = self.providers["Theatre"].address
-        show = next((s for s in self.redeemed if s.voucher.provider == theatre), self.redeemed[0])
-        v = show.voucher
-        provider = next(a for a in self.providers.values() if a.address == v.provider)
-        result = redemption.refund(self.dep, provider, show)  # all of it
+        # Refund: the theatre course was cancelled; the theatre returns what that refundable
+        # payment debited (the chain stored it at the scan, and caps the refunds there).
+        paid = self.refundable
+        v = paid.signed.voucher
+        provider = self.providers["Theatre"]
+        result = redemption.refund(self.dep, provider, v.holder, v.budget, v.nonce)  # all of it
         self.gas.add("refund", [{"gasUsed": result.gas_used}])
         self.credit[(v.holder, v.budget)] += result.amount
-        self.say(f"  refund: {self.name_of(v.provider)} returned {rep.eur_text(result.amount)} to {result.to}"
-                 f" (voucher nonce {v.nonce}, block {result.block})")
+        self.say(f"  refund: Theatre returned {rep.eur_text(result.amount)} to {result.to}"
+                 f" (refundable payment, nonce {v.nonce}, block {result.block})")
+        try:
+            redemption.refund(self.dep, provider, v.holder, v.budget, v.nonce, 1)
+        except redemption.VoucherRefused as refused:
+            self.say(f"  [red]refused[/] (a second refund of it): {refused}")
+        else:
+            raise CityPassError("a second refund of a fully refunded payment went through")
+
+        # Correction: the pass office credited one resident €10 too much; it takes that back.
+        sport = self.budgets[SPORT]
+        wrong = max(self.residents, key=lambda r: self.credit[(r.address, sport)])
+        fixed = finance.correct(self.dep, office, wrong.address, sport, 1_000, "CASE-2026-0001")
+        self.gas.add("correct", self.receipts([fixed.tx_hash]))
+        self.credit[(wrong.address, sport)] -= 1_000
+        self.say(f"  correction: took back {rep.eur_text(fixed.amount)} of sport credit issued in error to "
+                 f"{wrong.address} (reference {fixed.reference})")
 
         # Lost phone: the pass moves to the resident's new key with all its credit.
-        sport = self.budgets[SPORT]
         users_with_credit = sorted(self.residents, key=lambda r: -self.credit[(r.address, sport)])
         lost = users_with_credit[0]
         new_key = derived_account(f"resident:{lost.index}:new-phone")
-        self.gas.add("migrate pass", send(self.chain, office, self.c().migratePass(lost.address, new_key.address)))
-        self.say(f"  lost phone: pass {lost.address} moved to {new_key.address}")
+        held = [b for b in self.budgets.values() if self.credit[(lost.address, b)] > 0]
+        self.gas.add("migrate pass", send(self.chain, office, self.c().migratePass(lost.address, new_key.address, held)))
+        for b in held:
+            self.credit[(new_key.address, b)] += self.credit.pop((lost.address, b))
+        self.say(f"  lost phone: pass {lost.address} moved to {new_key.address} ({len(held)} budgets)")
         pool = self.providers["Swimming pool"]
-        self.refuse("old phone after migration", pool, self.sign(lost.account, pool.address, sport, 550, 0))
-        self.say("  the new phone's voucher:")
-        self.scan(pool, self.sign(new_key, pool.address, sport, 550, 0))
+        self.refuse("old phone after migration", pool, self.sign(lost.account, sport, 550), 550)
+        self.say("  the new phone's pass QR:")
+        self.scan(pool, wallet.pass_qr(self.dep, new_key), 550)
 
         # Revocation: the pass is withdrawn; its credit is reclaimed after the budgets end.
         revoked = users_with_credit[1]
         self.gas.add("revoke pass", send(self.chain, office, self.c().revokePass(revoked.address)))
         self.say(f"  revoked pass {revoked.address}")
-        self.refuse("revoked pass", pool, self.sign(revoked.account, pool.address, sport, 550, 0))
+        self.refuse("revoked pass", pool, self.sign(revoked.account, sport, 550), 550)
 
     # -------------------------------------------------------------- settlement and reclaim
     def settle_all(self) -> None:
@@ -553,7 +603,6 @@ class Demo:
                 self.say(f"  {name}: nothing to settle")
                 continue
             reference = f"NL-GEM-{year}-PAY-{i:05d}"
-            self.references.append(reference)
             result = finance.settle(self.dep, treasurer, account.address, reference)
             self.gas.add("settle provider", self.receipts([result.tx_hash]))
             self.say(f"  settled {name}: {rep.eur_text(result.total)} under payment reference {reference}")
@@ -573,11 +622,8 @@ class Demo:
 
     # -------------------------------------------------------------- the figures
     def summarize_and_report(self) -> DemoResult:
-        references = {"0x" + finance.reference_hash(text).hex(): text for text in self.references}
-        built = rep.build_report(
+        built = rep.build_report(  # provider names and reference texts come from the chain's events
             self.dep, self.report_dir,
-            provider_names={a.address: n for n, a in self.providers.items()},
-            references=references,
             title="CityPass demo report",
             intro=(f"A simulated year of the city pass: {self.s.residents:,} synthetic residents received credit for "
                    "sport, culture and education, and spent it at six local providers. Every figure below is "

@@ -5,12 +5,15 @@ logs (in block ranges, from the deployment block on) and turns them into
 
 - `EventRecord`: one decoded log (block, timestamp, tx hash, log index, name, args), and
 - domain records built from them: `Issuance`, `Redemption`, `Refund`, `Migration`,
-  `Settlement`, `Reclamation` (one per credit move, in chain order), through `activity()`.
+  `Settlement`, `Reclamation`, `Correction` (one per credit move, in chain order), through
+  `activity()`.
 
 Some domain facts span two logs of one transaction: a redemption is the `TransferSingle`
-(holder -> provider) followed by its `Redeemed` (nonce, co-payment); a settlement is the
-burn followed by `Settled` (payment reference); a refund is the transfer followed by
-`Refunded`. `activity()` makes those joins once so callers (audit, reclaim, report) don't.
+(holder -> provider) followed by its `Redeemed` (nonce, co-payment), and by
+`RefundableRedemption` when the clerk marked it refundable; a settlement is the burn
+followed by `Settled` (payment reference hash), the text of the reference is in the call's
+`SettlementReference`; a refund is the transfer followed by `Refunded`; a correction is the
+burn followed by `Corrected`. Provider names come from `ProviderNamed`. `activity()` makes those joins once so callers (audit, reclaim, report) don't.
 
 Typical use::
 
@@ -303,6 +306,26 @@ class Redemption(_Move):
     provider: str
     nonce: int | None
     co_payment: int
+    refundable: bool = False  # marked refundable at the till (RefundableRedemption follows)
+
+
+@dataclass(frozen=True)
+class Correction(_Move):
+    """Unspent credit the issuer took back from a holder (issued in error), with its reference."""
+
+    holder: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class IssueSkip:
+    """A resident an issuance batch skipped (its address refused the credit)."""
+
+    block: int
+    tx_hash: str
+    batch_id: str
+    holder: str
+    amount: int
 
 
 @dataclass(frozen=True)
@@ -371,7 +394,11 @@ class Activity:
     migrations: list[Migration] = field(default_factory=list)
     settlements: list[Settlement] = field(default_factory=list)
     reclamations: list[Reclamation] = field(default_factory=list)
+    corrections: list[Correction] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    issue_skipped: list[IssueSkip] = field(default_factory=list)
+    provider_names: dict[str, str] = field(default_factory=dict)  # provider -> public name (latest)
+    references: dict[str, str] = field(default_factory=dict)  # payment reference hash -> its text
     budgets: dict[int, BudgetInfo] = field(default_factory=dict)  # budget id -> terms
     categories: dict[int, str] = field(default_factory=dict)  # category number -> name
     providers: dict[str, int] = field(default_factory=dict)  # provider -> category mask (latest)
@@ -384,7 +411,7 @@ class Activity:
         """Every credit movement of every kind, in chain order."""
         every: list[_Move] = [
             *self.issuances, *self.redemptions, *self.refunds,
-            *self.migrations, *self.settlements, *self.reclamations,
+            *self.migrations, *self.settlements, *self.reclamations, *self.corrections,
         ]
         return sorted(every, key=lambda m: (m.block, m.log_index))
 
@@ -417,9 +444,14 @@ def activity(records: Sequence[EventRecord]) -> Activity:
     next_of: dict[tuple[str, int], EventRecord] = {}
     batch_of: dict[tuple[str, int], str] = {}
     reclaim_txs: set[str] = set()
+    refundable_logs: set[tuple[str, int]] = set()  # Redeemed logs followed by RefundableRedemption
     for tx_hash, tx in by_tx.items():
-        for here, after in zip(tx, tx[1:]):
+        joined = [e for e in tx if e.name not in ("SettlementReference", "IssueSkipped")]  # once per call
+        for here, after in zip(joined, joined[1:]):
             next_of[(tx_hash, here.log_index)] = after
+        for here, after in zip(joined, joined[1:]):
+            if here.name == "Redeemed" and after.name == "RefundableRedemption":
+                refundable_logs.add((tx_hash, here.log_index))
         for e in tx:
             if e.name == "BatchIssued":
                 batch_of[(tx_hash, e.args["budget"])] = e.args["batchId"]
@@ -441,6 +473,12 @@ def activity(records: Sequence[EventRecord]) -> Activity:
             act.categories[a["category"]] = a["name"]
         elif r.name == "ProviderRegistered":
             act.providers[a["provider"]] = a["categories"]
+        elif r.name == "ProviderNamed":
+            act.provider_names[a["provider"]] = a["name"]
+        elif r.name == "SettlementReference":
+            act.references[a["paymentReference"]] = _reference_text(a)
+        elif r.name == "IssueSkipped":
+            act.issue_skipped.append(IssueSkip(r.block, r.tx_hash, a["batchId"], a["holder"], a["amount"]))
         elif r.name == "PassMigrated":
             act.passes_migrated[a["from"]] = a["to"]
         elif r.name == "PassStatusChanged":
@@ -455,13 +493,14 @@ def activity(records: Sequence[EventRecord]) -> Activity:
             nxt = next_of.get((r.tx_hash, r.log_index))
             for frm, to, budget, value in _transfers(r):
                 batch = batch_of.get((r.tx_hash, budget))
-                _classify(act, r, nxt, batch, r.tx_hash in reclaim_txs, frm, to, budget, value)
+                refundable = nxt is not None and (r.tx_hash, nxt.log_index) in refundable_logs
+                _classify(act, r, nxt, batch, r.tx_hash in reclaim_txs, frm, to, budget, value, refundable)
     return act
 
 
 def _classify(
     act: Activity, r: EventRecord, nxt: EventRecord | None, batch_id: str | None, reclaim_tx: bool,
-    frm: str, to: str, budget: int, value: int,
+    frm: str, to: str, budget: int, value: int, refundable: bool = False,
 ) -> None:
     """Files one credit move under its kind, by who sent, who received and the log after it."""
     base = dict(block=r.block, timestamp=r.timestamp, tx_hash=r.tx_hash, log_index=r.log_index, budget=budget, amount=value)
@@ -470,12 +509,16 @@ def _classify(
     elif to == ZERO_ADDRESS:
         if nxt is not None and nxt.name == "Settled":
             act.settlements.append(Settlement(**base, provider=frm, payment_reference=nxt.args["paymentReference"]))
+        elif nxt is not None and nxt.name == "Corrected":
+            act.corrections.append(Correction(**base, holder=frm, reference=_reference_text(nxt.args)))
         elif reclaim_tx:
             act.reclamations.append(Reclamation(**base, holder=frm))
         else:
-            raise UnexplainedTransfer(f"burn of {value} from {frm} in tx {r.tx_hash} has neither Settled nor Reclaimed")
+            raise UnexplainedTransfer(f"burn of {value} from {frm} in tx {r.tx_hash} has neither Settled, "
+                                      "Corrected nor Reclaimed")
     elif nxt is not None and nxt.name == "Redeemed":
-        act.redemptions.append(Redemption(**base, holder=frm, provider=to, nonce=nxt.args["nonce"], co_payment=nxt.args["coPayment"]))
+        act.redemptions.append(Redemption(**base, holder=frm, provider=to, nonce=nxt.args["nonce"],
+                                          co_payment=nxt.args["coPayment"], refundable=refundable))
     elif nxt is not None and nxt.name == "Refunded":
         act.refunds.append(Refund(**base, provider=frm, holder=to, redemption_nonce=nxt.args["redemptionNonce"]))
     elif act.passes_migrated.get(frm) == to:
@@ -486,6 +529,12 @@ def _classify(
         act.refunds.append(Refund(**base, provider=frm, holder=to, redemption_nonce=None))
     else:
         raise UnexplainedTransfer(f"transfer of {value} from {frm} to {to} in tx {r.tx_hash} fits no CityPass path")
+
+
+def _reference_text(args: dict[str, Any]) -> str:
+    """The text argument of SettlementReference / Corrected (`referenceText` in the ABI:
+    `reference` is a reserved word in Solidity)."""
+    return args["referenceText"] if "referenceText" in args else args["reference"]
 
 
 def holders_of(act: Activity, budget: int) -> list[str]:
@@ -519,13 +568,14 @@ def balances(act: Activity) -> dict[tuple[int, str], int]:
             bal[(m.budget, m.new)] += m.amount
         elif isinstance(m, Settlement):
             bal[(m.budget, m.provider)] -= m.amount
-        elif isinstance(m, Reclamation):
+        elif isinstance(m, Reclamation | Correction):
             bal[(m.budget, m.holder)] -= m.amount
     return dict(bal)
 
 
 __all__ = [
-    "Activity", "BudgetInfo", "EventDecoder", "EventFetchError", "EventRecord", "Issuance", "Migration",
+    "Activity", "BudgetInfo", "Correction", "EventDecoder", "EventFetchError", "EventRecord", "IssueSkip",
+    "Issuance", "Migration",
     "Reclamation", "Redemption", "Refund", "Settlement", "Skipped", "UnexplainedTransfer", "activity",
     "balances", "deployment_block", "fetch_events", "holders_of", "iter_log_chunks",
 ]

@@ -1,12 +1,18 @@
 """The municipality's money side: reclaim expired credit, settle providers, export an audit.
 
-Payment references (settlement) are stored on chain as bytes32, so the text is hashed:
+Payment references (settlement): the treasurer's text is normalised (NFC, trimmed, runs of
+white space made one space, upper-cased) and sent as text; the chain keys it by
+keccak256(UTF-8 bytes) and logs the text once per settlement (`SettlementReference`), so an
+auditor can check every hash against the text the treasurer typed:
 
-    reference_hash(text) = keccak256(UTF-8 bytes of NFC(text), trimmed, runs of white space
-                           made one space, upper-cased)
+    reference_hash(text) = keccak256(normalize_reference(text))
 
 so " inv-2026 0001" and "INV-2026  0001" are the same reference and cannot both be paid.
 The chain refuses a reference twice; `settle` checks first and names the earlier payment.
+
+Corrections: the issuer takes back unspent credit issued in error (`correct`), with a
+reason reference kept in the `Corrected` event; counted apart in the totals (issued = held +
+settled + reclaimed + corrected).
 """
 
 from __future__ import annotations
@@ -135,9 +141,23 @@ def settle(dep: Any, account: Any, provider: str, reference: str, budgets: Seque
         raise CityPassError(f"provider {provider} holds no credit{' of those budgets' if budgets is not None else ''} to settle")
     require_role(dep, "TREASURER", account.address)
     amounts = tuple((b.budget, b.cents) for b in held)
-    receipt = send(dep.chain, account, f.settle(provider, [b for b, _ in amounts], [a for _, a in amounts], ref))
+    receipt = send(dep.chain, account, f.settle(provider, [b for b, _ in amounts], [a for _, a in amounts],
+                                                normalize_reference(reference)))
     return SettleResult(provider, normalize_reference(reference), "0x" + ref.hex(), amounts,
                         "0x" + bytes(receipt["transactionHash"]).hex())
+
+
+def reference_texts(dep: Any) -> dict[str, str]:
+    """Payment reference hash (0x-hex) -> the text settled under it, from the chain's
+    SettlementReference events; each text is checked against its hash."""
+    out = {}
+    for e in dep.events("SettlementReference"):
+        digest = "0x" + bytes(e.args.paymentReference).hex()
+        text = e.args.referenceText if "referenceText" in e.args else e.args.reference
+        if "0x" + keccak(text.encode("utf-8")).hex() != digest:
+            raise CityPassError(f"SettlementReference in block {e.blockNumber}: the text {text!r} does not hash to {digest}")
+        out[digest] = text
+    return out
 
 
 def _earlier(dep: Any, ref: bytes) -> str:
@@ -150,6 +170,50 @@ def _earlier(dep: Any, ref: bytes) -> str:
     e = events[0]
     total = sum(int(x.args.amount) for x in events if x.transactionHash == e.transactionHash)
     return f" (provider {e.args.provider} was paid {euros(total)} under it in block {e.blockNumber})"
+
+
+# ---------------------------------------------------------------------------- correct
+MAX_REFERENCE_BYTES = 256  # a correction's reason reference: a case number, not a story
+
+
+@dataclass(frozen=True)
+class CorrectResult:
+    holder: str
+    budget: int
+    amount: int  # cents taken back
+    reference: str
+    left: int  # cents the holder still has of the budget
+    tx_hash: str
+
+
+def correct(dep: Any, account: Any, holder: str, budget: int, amount: int, reference: str) -> CorrectResult:
+    """The issuer takes back `amount` cents of unspent credit of `budget` that was issued to
+    `holder` in error, under a reason `reference` (a case number; no personal data). Never
+    more than the holder still has; refused while CityPass is paused. Checked before sending."""
+    from citypass.contract import require_role
+    from citypass.tx import send
+
+    holder = to_checksum_address(holder)
+    ref = re.sub(r"\s+", " ", unicodedata.normalize("NFC", reference).strip())
+    if not ref:
+        raise CityPassError("the correction's reference is empty: give the case number it is made under")
+    if len(ref.encode("utf-8")) > MAX_REFERENCE_BYTES:
+        raise CityPassError(f"the correction's reference is {len(ref.encode())} bytes; keep it to a case number "
+                            f"(at most {MAX_REFERENCE_BYTES})")
+    if amount <= 0:
+        raise CityPassError(f"amount: must be more than 0 cents, got {amount}")
+    f = dep.contract.functions
+    if int(f.budgetTotals(budget).call()[0]) == 0:
+        raise CityPassError(f"budget {budget} does not exist on this contract")
+    if f.paused().call():
+        raise CityPassError("CityPass is paused: corrections wait until it runs again")
+    have = int(f.balanceOf(holder, budget).call())
+    if amount > have:
+        raise CityPassError(f"{holder} holds {euros(have)} of budget {_serial(budget)}, less than the "
+                            f"{euros(amount)} to take back (only unspent credit can be corrected)")
+    require_role(dep, "ISSUER", account.address)
+    receipt = send(dep.chain, account, f.correct(holder, budget, amount, ref))
+    return CorrectResult(holder, budget, amount, ref, have - amount, "0x" + bytes(receipt["transactionHash"]).hex())
 
 
 # ---------------------------------------------------------------------------- audit

@@ -30,6 +30,8 @@ class Reason(IntEnum):
     NonceUsed = 18
     BadSignature = 19
     TransferNotAllowed = 20
+    AboveVoucherLimit = 21
+    WrongProvider = 22
 
     @property
     def message(self) -> str:
@@ -58,4 +60,6 @@ MESSAGES: dict[Reason, str] = {
     Reason.NonceUsed: "this voucher was already used (replayed)",
     Reason.BadSignature: "the voucher's signature is not valid for this pass, provider and chain",
     Reason.TransferNotAllowed: "city pass credit cannot be moved this way",
+    Reason.AboveVoucherLimit: "the amount is above this voucher's limit; ask the resident for a QR code with a higher limit",
+    Reason.WrongProvider: "this voucher is for another provider",
 }

@@ -1,4 +1,4 @@
-"""The municipal report: what was issued, spent, refunded, settled and reclaimed, from events.
+"""The municipal report: what was issued, spent, refunded, settled, reclaimed and corrected, from events.
 
 Everything here is computed from the chain's events (`citypass.events`), never from the
 bookkeeping of whoever ran the operations, so an auditor can rebuild the same report.
@@ -10,10 +10,12 @@ bookkeeping of whoever ran the operations, so an auditor can rebuild the same re
 
 The reconciliation, per budget, to the cent:
 
-    issued   = held by residents + held by providers + settled + reclaimed
+    issued   = held by residents + held by providers + settled + reclaimed + corrected
     redeemed - refunded = received by providers = held by providers + settled
 
-and the event totals must agree with the contract's own counters and balances.
+and the event totals must agree with the contract's own counters and balances. Provider
+names come from the chain (`ProviderNamed`), payment reference texts from the chain's
+`SettlementReference` (each checked against its hash, shown next to it).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from citypass.errors import CityPassError
 from citypass.money import euros, plain_euros
 from citypass.events import (
-    Activity, Issuance, Migration, Reclamation, Redemption, Refund, Settlement, balances,
+    Activity, Correction, Issuance, Migration, Reclamation, Redemption, Refund, Settlement, balances,
 )
+from eth_utils import keccak
 
 
 class ReconciliationError(CityPassError):
@@ -67,6 +70,7 @@ class BudgetLine:
     refunded: int = 0  # returned by providers to residents
     settled: int = 0  # paid out in euros by the municipality (credit burned)
     reclaimed: int = 0  # left by residents after the end, burned
+    corrected: int = 0  # taken back by the issuer: credit issued in error
     held_by_residents: int = 0
     held_by_providers: int = 0  # redeemed but not yet settled: the municipality owes it
     co_payments: int = 0  # what residents paid on top, as recorded in the vouchers
@@ -157,7 +161,8 @@ class Summary:
         for b in self.budgets:
             lines.append(
                 f"{b.name}: issued {eur_text(b.issued)} = spent {eur_text(b.redeemed)} - refunded {eur_text(b.refunded)}"
-                f" + reclaimed {eur_text(b.reclaimed)} + still with residents {eur_text(b.held_by_residents)}"
+                f" + reclaimed {eur_text(b.reclaimed)} + corrected {eur_text(b.corrected)}"
+                f" + still with residents {eur_text(b.held_by_residents)}"
             )
             lines.append(
                 f"{b.name}: received by providers {eur_text(b.provider_received)} = settled {eur_text(b.settled)}"
@@ -167,14 +172,15 @@ class Summary:
             t = self.total
             lines.append(
                 f"All budgets: issued {eur_text(t('issued'))} = spent {eur_text(t('redeemed'))} - refunded "
-                f"{eur_text(t('refunded'))} + reclaimed {eur_text(t('reclaimed'))} + still with residents "
+                f"{eur_text(t('refunded'))} + reclaimed {eur_text(t('reclaimed'))} + corrected "
+                f"{eur_text(t('corrected'))} + still with residents "
                 f"{eur_text(t('held_by_residents'))}; providers were paid {eur_text(t('settled'))} and are owed "
                 f"{eur_text(t('held_by_providers'))}"
             )
         return lines
 
 
-_MONEY_FIELDS = ("cap", "issued", "redeemed", "refunded", "settled", "reclaimed",
+_MONEY_FIELDS = ("cap", "issued", "redeemed", "refunded", "settled", "reclaimed", "corrected",
                  "held_by_residents", "held_by_providers", "co_payments")
 
 
@@ -190,11 +196,15 @@ def summarize(act: Activity, provider_names: Mapping[str, str] | None = None,
               references: Mapping[str, str] | None = None) -> Summary:
     """Aggregates the activity per budget, per provider and per week.
 
-    `provider_names` (address -> name) and `references` (payment reference hash -> its
-    text) come from the municipality's own records: the chain holds only addresses and
-    hashes, so without them the report shows those.
+    Provider names and payment reference texts come from the chain's own events
+    (`ProviderNamed`, `SettlementReference`); `provider_names` (address -> name) and
+    `references` (hash -> text) add to or override them (e.g. for a range of blocks that
+    does not include the naming). A provider without a name shows as its short address;
+    a reference as "TEXT (0xhash…)", or the hash alone if its text is unknown.
     """
-    names = {p: (provider_names or {}).get(p, _short(p)) for p in act.providers}
+    known = {**act.provider_names, **(provider_names or {})}
+    names = {p: known.get(p) or _short(p) for p in act.providers}
+    texts = {**act.references, **(references or {})}
     lines: dict[int, BudgetLine] = {}
     for info in act.budgets.values():
         lines[info.budget] = BudgetLine(
@@ -257,9 +267,11 @@ def summarize(act: Activity, provider_names: Mapping[str, str] | None = None,
             b.settled += m.amount
             p = pline(m.provider, m.budget)
             p.settled += m.amount
-            p.payment_references.append((references or {}).get(m.payment_reference, m.payment_reference))
+            p.payment_references.append(reference_label(m.payment_reference, texts))
         elif isinstance(m, Reclamation):
             b.reclaimed += m.amount
+        elif isinstance(m, Correction):
+            b.corrected += m.amount
         elif isinstance(m, Migration):
             pass  # moves credit between two addresses of the same pass: no total changes
 
@@ -286,6 +298,17 @@ def summarize(act: Activity, provider_names: Mapping[str, str] | None = None,
     )
 
 
+def reference_label(digest: str, texts: Mapping[str, str]) -> str:
+    """'INV-2026-0001 (0x1a2b3c4d…)': the text the treasurer typed next to the hash the chain
+    keys it by, after checking that the text hashes to it."""
+    text = texts.get(digest)
+    if text is None:
+        return digest
+    if "0x" + keccak(text.encode("utf-8")).hex() != digest.lower():
+        raise ReconciliationError(f"payment reference {digest}: the text {text!r} given for it does not hash to it")
+    return f"{text} ({digest[:10]}…)"
+
+
 # ---------------------------------------------------------------------------- the checks
 def reconcile(summary: Summary) -> list[str]:
     """Checks every equation of the module docstring plus the events' own totals; returns
@@ -293,14 +316,14 @@ def reconcile(summary: Summary) -> list[str]:
     problems = []
     act = summary.activity
     for b in summary.budgets:
-        held = b.held_by_residents + b.held_by_providers + b.settled + b.reclaimed
+        held = b.held_by_residents + b.held_by_providers + b.settled + b.reclaimed + b.corrected
         if b.issued != held:
-            problems.append(f"{b.name}: issued {eur_text(b.issued)} but held + settled + reclaimed is {eur_text(held)} "
-                            f"(gap {b.issued - held} cents)")
-        accounted = b.redeemed - b.refunded + b.reclaimed + b.held_by_residents
+            problems.append(f"{b.name}: issued {eur_text(b.issued)} but held + settled + reclaimed + corrected is "
+                            f"{eur_text(held)} (gap {b.issued - held} cents)")
+        accounted = b.redeemed - b.refunded + b.reclaimed + b.corrected + b.held_by_residents
         if b.issued != accounted:
-            problems.append(f"{b.name}: issued {eur_text(b.issued)} but spent - refunded + reclaimed + with residents "
-                            f"is {eur_text(accounted)} (gap {b.issued - accounted} cents)")
+            problems.append(f"{b.name}: issued {eur_text(b.issued)} but spent - refunded + reclaimed + corrected + "
+                            f"with residents is {eur_text(accounted)} (gap {b.issued - accounted} cents)")
         if b.provider_received != b.held_by_providers + b.settled:
             problems.append(f"{b.name}: providers received {eur_text(b.provider_received)} but hold + were paid "
                             f"{eur_text(b.held_by_providers + b.settled)}")
@@ -331,13 +354,11 @@ def reconcile(summary: Summary) -> list[str]:
 
 
 def refund_findings(act: Activity) -> list[str]:
-    """Audit check the chain cannot make cheaply: every refund must match a redemption of the
-    same provider, budget and voucher nonce (by the refunded holder, or by the lost phone it
-    migrated from), and the refunds of one redemption must not exceed its amount. The
-    contract binds a refund to a signed voucher of this provider whose nonce was used and
-    caps it at that voucher's amount, but it does not store which voucher was redeemed
-    (that would cost ~20,000 gas per scan): a holder could sign a second, larger voucher
-    with a used nonce. Returns one line: all clear, or each finding."""
+    """Every refund must belong to a redemption marked refundable at the till, by the same
+    provider, budget and nonce (paid by the refunded pass, or by the lost phone it migrated
+    from), and the refunds of one redemption never add up to more than it debited. The
+    contract (v2) enforces this with what it stored at the refundable scan; the report
+    checks it again from the events. Returns one line: all clear, or each finding."""
     origin: dict[str, list[str]] = defaultdict(list)  # new address -> old addresses
     for old, new in act.passes_migrated.items():
         origin[new].append(old)
@@ -351,25 +372,30 @@ def refund_findings(act: Activity) -> list[str]:
                     todo.append(old)
         return seen
 
-    paid = {(r.holder, r.provider, r.budget, r.nonce): r.amount for r in act.redemptions if r.nonce is not None}
+    paid = {(r.holder, r.provider, r.budget, r.nonce): r for r in act.redemptions if r.nonce is not None}
     refunded: dict[tuple[str, str, int, int], int] = defaultdict(int)
     findings = []
     for f in act.refunds:
         if f.redemption_nonce is None:
+            findings.append(f"credit moved back from provider {f.provider} in tx {f.tx_hash} without the refund function")
             continue
         keys = [(h, f.provider, f.budget, f.redemption_nonce) for h in aliases(f.holder)]
         key = next((k for k in keys if k in paid), None)
         if key is None:
             findings.append(f"refund in tx {f.tx_hash} of {eur_text(f.amount)} to {f.holder}: no matching redemption")
             continue
+        if not paid[key].refundable:
+            findings.append(f"refund in tx {f.tx_hash} of {eur_text(f.amount)}: the redemption (nonce {key[3]}) "
+                            "was not marked refundable")
         refunded[key] += f.amount
-        if refunded[key] > paid[key]:
-            findings.append(f"refund in tx {f.tx_hash}: refunds of the {eur_text(paid[key])} redemption by {key[0]} "
+        if refunded[key] > paid[key].amount:
+            findings.append(f"refund in tx {f.tx_hash}: refunds of the {eur_text(paid[key].amount)} redemption by {key[0]} "
                             f"(nonce {key[3]}) now total {eur_text(refunded[key])}")
     if findings:
         return ["FINDING: " + line for line in findings]
-    return [f"all {len(act.refunds)} refunds match a redemption of the same provider, budget and voucher, "
-            "and none exceeds it"]
+    marked = sum(1 for r in act.redemptions if r.refundable)
+    return [f"all {len(act.refunds)} refunds belong to one of the {marked} refundable redemptions, "
+            "and none exceeds what it debited"]
 
 
 def verify_against_chain(summary: Summary, contract: Any, *, block: int | str = "latest") -> list[str]:
@@ -378,13 +404,15 @@ def verify_against_chain(summary: Summary, contract: Any, *, block: int | str = 
     events mention. Returns one line per budget; raises ReconciliationError on a gap."""
     problems, lines = [], []
     for b in summary.budgets:
-        _cap, issued, settled, reclaimed = contract.functions.budgetTotals(b.budget).call(block_identifier=block)
+        _cap, issued, settled, reclaimed, corrected = contract.functions.budgetTotals(b.budget).call(
+            block_identifier=block)
         for label, chain_value, event_value in (("issued", issued, b.issued), ("settled", settled, b.settled),
-                                                ("reclaimed", reclaimed, b.reclaimed)):
+                                                ("reclaimed", reclaimed, b.reclaimed),
+                                                ("corrected", corrected, b.corrected)):
             if chain_value != event_value:
                 problems.append(f"{b.name}: {label} is {eur_text(chain_value)} on chain but {eur_text(event_value)} in the events")
         lines.append(f"{b.name}: chain counters agree (issued {eur_text(issued)}, settled {eur_text(settled)}, "
-                     f"reclaimed {eur_text(reclaimed)})")
+                     f"reclaimed {eur_text(reclaimed)}, corrected {eur_text(corrected)})")
     keys = sorted(summary.balances)
     step = 500  # balanceOfBatch arguments per call
     checked = 0
@@ -425,7 +453,7 @@ def _date(ts: int) -> str:
 
 def write_csvs(summary: Summary, out: Path) -> list[Path]:
     """The tables, amounts in euros with two decimals (a spreadsheet reads them as numbers)."""
-    money = ["cap", "issued", "redeemed", "refunded", "settled", "reclaimed", "held_by_residents",
+    money = ["cap", "issued", "redeemed", "refunded", "settled", "reclaimed", "corrected", "held_by_residents",
              "held_by_providers", "co_payments"]
     files = [
         _write_csv(
@@ -448,7 +476,7 @@ def write_csvs(summary: Summary, out: Path) -> list[Path]:
              "received_eur", "co_payments_eur", "settled_eur", "unsettled_eur", "payment_references"],
             ([p.name, p.provider, p.budget_name, p.redemptions, eur(p.redeemed), p.refunds, eur(p.refunded),
               eur(p.redeemed - p.refunded), eur(p.co_payments), eur(p.settled), eur(p.unsettled),
-              " ".join(p.payment_references)] for p in summary.providers),
+              "; ".join(p.payment_references)] for p in summary.providers),
         ),
         _write_csv(
             out / "weeks.csv",
@@ -458,10 +486,12 @@ def write_csvs(summary: Summary, out: Path) -> list[Path]:
         ),
         _write_csv(
             out / "redemptions.csv",
-            ["time_utc", "week", "budget", "provider", "holder", "amount_eur", "co_payment_eur", "nonce", "tx_hash"],
+            ["time_utc", "week", "budget", "provider", "holder", "amount_eur", "co_payment_eur", "nonce", "refundable",
+             "tx_hash"],
             ([datetime.fromtimestamp(r.timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), iso_week(r.timestamp),
               _budget_name(summary, r.budget), summary.provider_names.get(r.provider, r.provider), r.holder,
-              eur(r.amount), eur(r.co_payment), "" if r.nonce is None else r.nonce, r.tx_hash]
+              eur(r.amount), eur(r.co_payment), "" if r.nonce is None else r.nonce, "yes" if r.refundable else "",
+              r.tx_hash]
              for r in summary.activity.redemptions),
         ),
     ]
@@ -624,9 +654,11 @@ def write_html(summary: Summary, out: Path, *, charts: Sequence[Path], csvs: Seq
 
     parts.append("<h2>Where the money is: the reconciliation</h2><p>For every budget, all credit issued is "
                  "accounted for to the cent: it is still with residents, with providers (to be paid), "
-                 "paid out to providers, or reclaimed after the budget ended.</p>")
+                 "paid out to providers, reclaimed after the budget ended, or corrected (taken back by the "
+                 "issuer because it was issued in error).</p>")
     cols = [("issued", "Issued"), ("redeemed", "Spent"), ("refunded", "Refunded"), ("held_by_residents", "With residents"),
-            ("held_by_providers", "Owed to providers"), ("settled", "Paid to providers"), ("reclaimed", "Reclaimed")]
+            ("held_by_providers", "Owed to providers"), ("settled", "Paid to providers"), ("reclaimed", "Reclaimed"),
+            ("corrected", "Corrected")]
     parts.append("<table><tr><th>Budget</th><th>Cap</th>" + "".join(f"<th>{c}</th>" for _, c in cols)
                  + "<th>Take-up</th></tr>")
     for b in summary.budgets:
@@ -638,11 +670,12 @@ def write_html(summary: Summary, out: Path, *, charts: Sequence[Path], csvs: Seq
     parts.append("<p>Checks passed:</p><ul>" + "".join(f"<li class='ok'>{e(c)}</li>" for c in checks) + "</ul>")
 
     parts.append("<h2>Providers</h2><table><tr><th>Provider</th><th>Budget</th><th>Payments</th><th>Received</th>"
-                 "<th>Co-payments by residents</th><th>Paid</th><th>Still to pay</th></tr>")
+                 "<th>Co-payments by residents</th><th>Paid</th><th>Still to pay</th><th>Payment references</th></tr>")
     for p in summary.providers:
         parts.append(f"<tr><td>{e(p.name)}</td><td>{e(p.budget_name)}</td><td>{p.redemptions:,}</td>"
                      f"<td>{eur_text(p.redeemed - p.refunded)}</td><td>{eur_text(p.co_payments)}</td>"
-                     f"<td>{eur_text(p.settled)}</td><td>{eur_text(p.unsettled)}</td></tr>")
+                     f"<td>{eur_text(p.settled)}</td><td>{eur_text(p.unsettled)}</td>"
+                     f"<td>{e('; '.join(p.payment_references))}</td></tr>")
     parts.append("</table>")
 
     parts.append("<h2>Charts</h2>")
@@ -725,5 +758,6 @@ def build_report(
 
 __all__ = [
     "BudgetLine", "ProviderLine", "ReconciliationError", "Report", "ReportFiles", "Summary", "WeekLine",
-    "build_report", "eur", "eur_text", "iso_week", "reconcile", "summarize", "verify_against_chain", "write_report",
+    "build_report", "eur", "eur_text", "iso_week", "reconcile", "reference_label", "refund_findings", "summarize",
+    "verify_against_chain", "write_report",
 ]

@@ -97,7 +97,17 @@ _MESSAGES: dict[str, Callable[..., str]] = {
     "InvalidShortString": lambda: "a contract name string is malformed",
     "StringTooLong": lambda s: f"the string {s!r} is too long",
     "InvalidValidity": lambda u: f"the pass validity date {date_text(u)} is in the past",
-    "InvalidVoucherSignature": lambda h: f"the voucher's signature is not valid for the pass {_addr(h)}, this provider and this chain",
+    "InvalidName": lambda: "a provider's name must be 1 to 64 bytes of valid UTF-8",
+    "EmptyReference": lambda: "the reference text is empty",
+    "GasBelowCallBudget": lambda left, need: (
+        f"the transaction had {left:,} gas left where the contract needs {need:,} to call a resident's account: "
+        "send it with more gas"
+    ),
+    "NotTheRedeemingProvider": lambda h, b, n, p: (
+        f"the redemption (nonce {n} of {_addr(h)}, {budget_text(b)}) was made by provider {_addr(p)}; "
+        "only that provider can refund it"
+    ),
+    "PassNotMigrated": lambda h, s: f"the pass of {_addr(h)} is {_pass_status(s)}, not migrated: use migratePass first",
     "LengthMismatch": lambda a, b: f"{a} addresses but {b} amounts: the lists must have the same length",
     "PassExists": lambda h: f"{_addr(h)} already has a city pass",
     "PassNotActive": _not_active,
@@ -108,17 +118,18 @@ _MESSAGES: dict[str, Callable[..., str]] = {
     "ProviderExists": lambda p: f"{_addr(p)} is already a registered provider",
     "ProviderStatusUnchanged": _provider_unchanged,
     "ReferenceAlreadySettled": lambda r: f"payment reference 0x{bytes(r).hex()} was already settled",
-    "RefundExceedsRedemption": lambda d, redeemed, would: (
-        f"this voucher was redeemed for {euros(redeemed)}; refunds of it would total {euros(would)} "
-        f"(voucher digest 0x{bytes(d).hex()})"
+    "RefundExceedsRedemption": lambda h, b, n, remaining, amount: (
+        f"at most {euros(remaining)} of the redemption (nonce {n} of {_addr(h)}, {budget_text(b)}) can still be "
+        f"refunded, not {euros(amount)}"
     ),
     "SafeCastOverflowedUintDowncast": lambda bits, v: f"the value {v} does not fit in {bits} bits",
     "SystemPaused": lambda: "CityPass is paused by the municipality; nothing can be issued or moved",
     "UnknownBudget": lambda b: f"{budget_text(b)} does not exist on this contract",
     "UnknownProvider": lambda p: f"{_addr(p)} is not a registered provider",
-    "UnknownRedemption": lambda h, b, n: f"{_addr(h)} made no redemption with nonce {n} in {budget_text(b)}",
-    "VoucherExpired": lambda d: f"the voucher expired at {date_text(d)}; ask the resident for a new QR code",
-    "VoucherNonceUsed": lambda h, b, n: f"this voucher (nonce {n} of {_addr(h)}, {budget_text(b)}) was already used",
+    "UnknownRedemption": lambda h, b, n: (
+        f"{_addr(h)} made no refundable redemption with nonce {n} in {budget_text(b)} (only payments marked "
+        "refundable when they were made can be refunded)"
+    ),
     "ZeroAddress": lambda: "the zero address is not allowed here",
     "ZeroAmount": lambda: "the amount must be more than zero",
 }
@@ -217,5 +228,5 @@ def explain_revert(data: bytes | str | None) -> str:
 
 _NO_ARGS = {
     "AccessControlBadConfirmation", "AccessControlEnforcedDefaultAdminRules", "ApprovalsDisabled", "EmptySettlement",
-    "InvalidShortString", "SystemPaused", "ZeroAddress", "ZeroAmount",
+    "InvalidShortString", "SystemPaused", "ZeroAddress", "ZeroAmount", "InvalidName", "EmptyReference",
 }

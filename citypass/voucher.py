@@ -1,12 +1,19 @@
-"""Vouchers: what a resident's phone signs at the till and a provider redeems.
+"""Vouchers: what a resident's phone signs and a provider redeems at the till.
 
-A voucher is an EIP-712 message (domain: name "CityPass", version "1", the chain id and
-the contract address) of this type:
+A voucher is a spending limit: an EIP-712 message (domain: name "CityPass", version "2",
+the chain id and the contract address) of this type:
 
-    Voucher(address holder,address provider,uint256 budget,uint256 amount,
-            uint256 coPayment,uint256 nonce,uint256 deadline)
+    Voucher(address holder,address provider,uint256 budget,uint256 maxAmount,
+            uint256 nonce,uint256 deadline)
 
-It travels as a QR code whose text is the payload (see `encode_payload`).
+`provider` is the one provider who may redeem it, or the zero address (`ANY_PROVIDER`): any
+provider approved for the budget's category. The till types the amount (1..maxAmount cents)
+and the co-payment when it redeems (`redeem(voucher, signature, amount, coPayment)`).
+
+A single voucher travels as text (see `encode_payload`); the pass QR, which carries one
+voucher per budget, is `citypass.passqr`. The 65-byte and the 64-byte (EIP-2098) form of one
+signature are both valid on chain: never deduplicate vouchers by their signature bytes (the
+(holder, budget, nonce) triple is what makes a voucher single-use).
 """
 
 from __future__ import annotations
@@ -23,16 +30,16 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
 DOMAIN_NAME = "CityPass"
-DOMAIN_VERSION = "1"
-PAYLOAD_PREFIX = "CP1"
-DEFAULT_TTL_SECONDS = 300  # a QR code at the till is short-lived
+DOMAIN_VERSION = "2"
+PAYLOAD_PREFIX = "CP1"  # the single-voucher text form (the pass QR is CP2, in citypass.passqr)
+DEFAULT_TTL_SECONDS = 24 * 3600  # the municipality's default deadline of a pass QR
+ANY_PROVIDER = "0x0000000000000000000000000000000000000000"
 
 VOUCHER_FIELDS = [
     {"name": "holder", "type": "address"},
     {"name": "provider", "type": "address"},
     {"name": "budget", "type": "uint256"},
-    {"name": "amount", "type": "uint256"},
-    {"name": "coPayment", "type": "uint256"},
+    {"name": "maxAmount", "type": "uint256"},
     {"name": "nonce", "type": "uint256"},
     {"name": "deadline", "type": "uint256"},
 ]
@@ -51,10 +58,9 @@ class VoucherError(ValueError):
 @dataclass(frozen=True)
 class Voucher:
     holder: str
-    provider: str
+    provider: str  # ANY_PROVIDER (the zero address): any provider approved for the category
     budget: int
-    amount: int  # euro cents from the pass's credit
-    co_payment: int  # euro cents the resident pays on top
+    max_amount: int  # euro cents: the most the provider may take with it
     nonce: int
     deadline: int  # unix seconds
 
@@ -65,14 +71,18 @@ class Voucher:
                 object.__setattr__(self, name, to_checksum_address(value))
             except (ValueError, TypeError) as exc:
                 raise VoucherError(f"{name}: not an Ethereum address: {value!r}") from exc
-        for name in ("budget", "amount", "co_payment", "nonce", "deadline"):
+        for name in ("budget", "max_amount", "nonce", "deadline"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**256:
                 raise VoucherError(f"{name}: must be a whole number from 0 to 2**256-1, got {value!r}")
 
+    @property
+    def any_provider(self) -> bool:
+        return int(self.provider, 16) == 0
+
     def contract_args(self) -> tuple:
-        """The `Voucher` struct as the contract takes it (provider is the caller)."""
-        return (self.holder, self.budget, self.amount, self.co_payment, self.nonce, self.deadline)
+        """The `Voucher` struct as the contract takes it."""
+        return (self.holder, self.provider, self.budget, self.max_amount, self.nonce, self.deadline)
 
 
 @dataclass(frozen=True)
@@ -88,28 +98,28 @@ class SignedVoucher:
 
 def build(
     holder: str,
-    provider: str,
+    provider: str | None,
     budget: int,
-    amount: int,
+    max_amount: int,
     *,
     nonce: int,
-    co_payment: int = 0,
     deadline: int | None = None,
     ttl: int = DEFAULT_TTL_SECONDS,
     now: int | None = None,
 ) -> Voucher:
-    """A voucher valid for `ttl` seconds from `now` (or until `deadline`)."""
-    if amount <= 0:
-        raise VoucherError(f"amount: must be more than 0 cents, got {amount}")
+    """A voucher for up to `max_amount` cents, valid for `ttl` seconds from `now` (or until
+    `deadline`). `provider` None or ANY_PROVIDER: any provider approved for the category."""
+    if isinstance(max_amount, bool) or not isinstance(max_amount, int) or max_amount <= 0:
+        raise VoucherError(f"max_amount: must be a whole number of cents above 0, got {max_amount!r}")
     if deadline is None:
         deadline = (int(time.time()) if now is None else now) + ttl
-    return Voucher(holder, provider, budget, amount, co_payment, nonce, deadline)
+    return Voucher(holder, ANY_PROVIDER if provider is None else provider, budget, max_amount, nonce, deadline)
 
 
 def typed_data(voucher: Voucher, chain_id: int, contract: str) -> dict[str, Any]:
     """The full EIP-712 message, as wallets (eth_signTypedData_v4) take it."""
-    message = {k: v for k, v in asdict(voucher).items() if k != "co_payment"}
-    message["coPayment"] = voucher.co_payment
+    message = {k: v for k, v in asdict(voucher).items() if k != "max_amount"}
+    message["maxAmount"] = voucher.max_amount
     return {
         "types": {"EIP712Domain": EIP712_DOMAIN_FIELDS, "Voucher": VOUCHER_FIELDS},
         "primaryType": "Voucher",
@@ -128,10 +138,15 @@ def digest(voucher: Voucher, chain_id: int, contract: str) -> bytes:
     directly: eth-account's generic encode_typed_data takes ~0.7 ms, and a provider checks
     every voucher it redeems. tests/test_vouchers.py compares the two on random vouchers."""
     v = voucher
-    struct = keccak(_VOUCHER_TYPEHASH + abi_encode(
-        ["address", "address", "uint256", "uint256", "uint256", "uint256", "uint256"],
-        [v.holder, v.provider, v.budget, v.amount, v.co_payment, v.nonce, v.deadline]))
+    # Every field is a static 32-byte word: the ABI encoding is their concatenation.
+    struct = keccak(_VOUCHER_TYPEHASH + b"".join((
+        _word(int(v.holder, 16)), _word(int(v.provider, 16)), _word(v.budget), _word(v.max_amount),
+        _word(v.nonce), _word(v.deadline))))
     return keccak(b"\x19\x01" + _domain_separator(chain_id, to_checksum_address(contract)) + struct)
+
+
+def _word(n: int) -> bytes:
+    return n.to_bytes(32, "big")
 
 
 def digest_generic(voucher: Voucher, chain_id: int, contract: str) -> bytes:
@@ -166,11 +181,12 @@ def recover_signer(signed: SignedVoucher) -> str:
     return Account._recover_hash(digest(signed.voucher, signed.chain_id, signed.contract), signature=signed.signature)
 
 
-_FIELDS = ("chain_id", "contract", "holder", "provider", "budget", "amount", "co_payment", "nonce", "deadline", "signature")
+_FIELDS = ("chain_id", "contract", "holder", "provider", "budget", "max_amount", "nonce", "deadline", "signature")
 
 
 def encode_payload(signed: SignedVoucher) -> str:
-    """QR text: `CP1:chainId:contract:holder:provider:budget:amount:coPayment:nonce:deadline:signature`.
+    """Text form of one voucher: `CP1:chainId:contract:holder:provider:budget:maxAmount:nonce:deadline:signature`
+    (provider 0000...0000: any provider).
 
     Numbers in decimal, addresses and the signature in hex without 0x, all upper case so
     the QR code can use its compact alphanumeric mode.
@@ -183,8 +199,7 @@ def encode_payload(signed: SignedVoucher) -> str:
         v.holder[2:],
         v.provider[2:],
         str(v.budget),
-        str(v.amount),
-        str(v.co_payment),
+        str(v.max_amount),
         str(v.nonce),
         str(v.deadline),
         signed.signature.hex(),
@@ -192,7 +207,7 @@ def encode_payload(signed: SignedVoucher) -> str:
     return ":".join(parts).upper()
 
 
-# A holder's own key signs 65 bytes, so a payload is ~340 characters; the rest leaves room
+# A holder's own key signs 65 bytes, so a payload is ~320 characters; the rest leaves room
 # for an ERC-1271 smart account's longer signature (a passkey's is ~700 bytes).
 MAX_PAYLOAD_CHARS = 2048
 MAX_NUMBER_DIGITS = len(str(2**256 - 1))
@@ -217,7 +232,7 @@ def decode_payload(payload: str) -> SignedVoucher:
                            f"({PAYLOAD_PREFIX}:{':'.join(_FIELDS)}), found {len(parts)}{cut}")
     raw = dict(zip(_FIELDS, parts[1:]))
     values: dict[str, Any] = {}
-    for name in ("chain_id", "budget", "amount", "co_payment", "nonce", "deadline"):
+    for name in ("chain_id", "budget", "max_amount", "nonce", "deadline"):
         text = raw[name]
         if not (text.isascii() and text.isdigit()):
             raise VoucherError(f"{name}: not a whole number: {text[:80]!r}")
@@ -241,8 +256,8 @@ def decode_payload(payload: str) -> SignedVoucher:
     except ValueError as exc:
         raise VoucherError(f"signature: not hex: {text[:80]!r}") from exc
     voucher = Voucher(
-        values["holder"], values["provider"], values["budget"], values["amount"],
-        values["co_payment"], values["nonce"], values["deadline"],
+        values["holder"], values["provider"], values["budget"], values["max_amount"],
+        values["nonce"], values["deadline"],
     )
     return SignedVoucher(voucher, signature, values["chain_id"], values["contract"])
 

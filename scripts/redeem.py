@@ -1,11 +1,12 @@
-"""Redeem resident vouchers as a provider on Brownie's active network, through the citypass package.
+"""Redeem a resident's pass QR as a provider on Brownie's active network, through the citypass package.
 
-    brownie run scripts/redeem.py main PAYLOAD-or-PNG --network anvil
-    brownie run scripts/redeem.py batch FILE --network anvil      # one payload per line
+    brownie run scripts/redeem.py main QR-or-PNG AMOUNT --network anvil      # AMOUNT in euros, e.g. 12.50
+    brownie run scripts/redeem.py batch FILE --network anvil                 # lines QR,AMOUNT[,CO_PAYMENT[,BUDGET]]
 
 Exactly `citypass redeem` (pre-check with a plain reason, then the provider's own wallet
 sends), pointed at Brownie's node. The provider's wallet comes from $CITYPASS_FROM (a
-keystore name or file); on a local dev chain the dev account the voucher names is used.
+keystore name or file); on a local dev chain a QR for one named provider is redeemed by
+that dev account.
 """
 
 from brownie import web3
@@ -13,8 +14,8 @@ from brownie import web3
 from citypass.cli import run_cli
 
 
-def main(voucher: str) -> None:
-    run_cli(web3.provider.endpoint_uri, ["redeem", voucher])
+def main(voucher: str, amount: str, co_payment: str = "0") -> None:
+    run_cli(web3.provider.endpoint_uri, ["redeem", voucher, "--amount", amount, "--co-payment", co_payment])
 
 
 def batch(file: str) -> None:

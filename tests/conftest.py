@@ -74,8 +74,8 @@ def deployment(roles, pool, museum, residents):
     start, end = now - DAY, now + 30 * DAY
     sport = cp.createBudget(SPORT, start, end, 1_000_000, "Sport test", {"from": roles.budget}).return_value
     culture = cp.createBudget(CULTURE, start, end, 1_000_000, "Culture test", {"from": roles.budget}).return_value
-    cp.addProvider(pool, 1 << SPORT, 5_000, {"from": roles.providers})
-    cp.addProvider(museum, (1 << CULTURE) | (1 << EDUCATION), 0, {"from": roles.providers})
+    cp.addProvider(pool, 1 << SPORT, 5_000, "Swimming pool", {"from": roles.providers})
+    cp.addProvider(museum, (1 << CULTURE) | (1 << EDUCATION), 0, "City museum", {"from": roles.providers})
     holders = [r.address for r in residents[:4]]
     cp.enrollPasses(holders, now + 365 * DAY, {"from": roles.registrar})
     cp.issue(b"\x01" * 32, sport, holders, [CREDIT] * 4, {"from": roles.issuer})
@@ -121,12 +121,13 @@ def outsider(residents):
 
 @pytest.fixture
 def sign(cp):
-    """sign(holder_account, provider, budget, amount, nonce=0, co_payment=0, deadline=None) -> (voucher, signature)."""
+    """sign(holder_account, provider, budget, max_amount, nonce=0, deadline=None) -> (voucher, signature).
+    provider None: a voucher for any provider approved for the budget's category."""
 
-    def _sign(holder, provider, budget, amount, nonce=0, co_payment=0, deadline=None, key=None, chain_id=None, contract=None, compact=False):
+    def _sign(holder, provider, budget, max_amount, nonce=0, deadline=None, key=None, chain_id=None, contract=None, compact=False):
         v = V.build(
-            holder.address, str(provider), budget, amount,
-            nonce=nonce, co_payment=co_payment,
+            holder.address, None if provider is None else str(provider), budget, max_amount,
+            nonce=nonce,
             deadline=deadline if deadline is not None else chain.time() + 300,
         )
         signed = V.sign(v, key if key is not None else holder.private_key, chain_id or chain.id, contract or cp.address)

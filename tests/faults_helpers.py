@@ -161,13 +161,12 @@ def nonces_by_sender(w: World, first_block: int, senders: set[str]) -> dict[str,
 
 # ---------------------------------------------------------------------------- provider process
 def redeem_main(argv: list[str]) -> int:
-    """A provider's till as its own process: redeems each voucher of --vouchers (one encoded
-    voucher a line), one by one (`redeem`) or in batches (`redeem_batch`), and writes one JSON
+    """A provider's till as its own process: redeems each scan of --vouchers (`QR,CENTS` a
+    line), one by one (`redeem`) or in batches (`redeem_batch`), and writes one JSON
     line per voucher to --out: {"voucher", "redeemed", "reason", "tx"}."""
     from citypass import chain as C
     from citypass import contract as K
-    from citypass import redemption
-    from citypass import voucher as V
+    from citypass import passqr, redemption
     from citypass.errors import CityPassError
 
     parser = argparse.ArgumentParser(prog="tests.faults_helpers redeem")
@@ -180,19 +179,25 @@ def redeem_main(argv: list[str]) -> int:
     chain = C.connect(workdir=a.workdir, start_node=False)
     dep = K.open_deployment(chain, workdir=a.workdir)
     account = synthetic_account(a.provider_label)
-    encoded = Path(a.vouchers).read_text().split()
+    encoded = Path(a.vouchers).read_text().splitlines()
+
+    def scan(line: str) -> redemption.Scan:  # QR,AMOUNT (cents)
+        text, cents = line.rsplit(",", 1)
+        return redemption.Scan(passqr.decode(text).vouchers()[0], int(cents))
+
     outcomes = []
     if a.mode == "single":
         for text in encoded:
             try:
-                r = redemption.redeem(dep, account, V.decode_payload(text))
+                s = scan(text)
+                r = redemption.redeem(dep, account, s.signed, s.amount)
                 outcomes.append({"voucher": text, "redeemed": True, "reason": None, "tx": r.tx_hash})
             except CityPassError as exc:
                 outcomes.append({"voucher": text, "redeemed": False, "reason": str(exc), "tx": None})
     else:
         for start in range(0, len(encoded), 4):
             part = encoded[start:start + 4]
-            for text, o in zip(part, redemption.redeem_batch(dep, account, [V.decode_payload(t) for t in part])):
+            for text, o in zip(part, redemption.redeem_batch(dep, account, [scan(t) for t in part])):
                 outcomes.append({"voucher": text, "redeemed": o.redeemed, "reason": None if o.redeemed else o.message,
                                  "tx": o.tx_hash})
     Path(a.out).write_text("".join(json.dumps(o) + "\n" for o in outcomes))

@@ -77,8 +77,8 @@ def make_world(workdir: Path) -> Iterator[World]:
         tx.send(chain, bm, f.createBudget(CULTURE, start, end, 10_000_000, "Culture test"))
         sport, culture = f.budgets().call()
         pool, museum = dev[8], dev[9]
-        tx.send(chain, pm, f.addProvider(pool.address, 1 << SPORT, 5_000))
-        tx.send(chain, pm, f.addProvider(museum.address, (1 << CULTURE) | (1 << EDUCATION), 0))
+        tx.send(chain, pm, f.addProvider(pool.address, 1 << SPORT, 5_000, "Swimming pool test"))
+        tx.send(chain, pm, f.addProvider(museum.address, (1 << CULTURE) | (1 << EDUCATION), 0, "Museum test"))
         yield World(workdir, chain, dep, admin, bm, pm, issuer, treasurer, pool, museum, sport, culture, end)
     finally:
         node.node_stop(workdir)

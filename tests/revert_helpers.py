@@ -89,24 +89,29 @@ def mine_at(timestamp: int) -> None:
 
 # ---------------------------------------------------------------- vouchers and accounting
 def sign_for(
-    cp: Any, holder: str, key: Any, provider: Any, budget: int, amount: int, *,
-    nonce: int = 0, co_payment: int = 0, deadline: int | None = None,
+    cp: Any, holder: str, key: Any, provider: Any, budget: int, max_amount: int, *,
+    nonce: int = 0, deadline: int | None = None,
     chain_id: int | None = None, contract: str | None = None,
 ) -> tuple[tuple, bytes]:
     """(voucher struct, 65-byte signature) for any holder address signed by any key; the
     conftest `sign` fixture always pairs an account with its own key, which an ERC-1271
     holder (a contract) or a forgery test cannot use."""
-    v = V.build(holder, str(provider), budget, amount, nonce=nonce, co_payment=co_payment,
+    v = V.build(holder, None if provider is None else str(provider), budget, max_amount, nonce=nonce,
                 deadline=deadline if deadline is not None else latest_time() + 300)
     signed = V.sign(v, key, chain_id or chain.id, contract or cp.address)
     return v.contract_args(), signed.signature
 
 
+def refused_voucher(action: Callable[[], Any], reason: Reason, holder: Any, provider: Any, budget: int) -> None:
+    """A refused redeem: CreditMoveRefused with the reason checkVoucher gives (one rule, one code)."""
+    refused(action, reason, holder, provider, budget)
+
+
 def assert_conserved(cp: Any, budget: int, accounts: list[Any]) -> None:
-    """issued == balances of `accounts` + settled + reclaimed, and `accounts` hold all credit
-    in circulation (outstanding), so no balance can hide at an address the test forgot."""
-    cap, issued, settled, reclaimed = cp.budgetTotals(budget)
+    """issued == balances of `accounts` + settled + reclaimed + corrected, and `accounts` hold
+    all credit in circulation (outstanding), so no balance can hide at an address the test forgot."""
+    cap, issued, settled, reclaimed, corrected = cp.budgetTotals(budget)
     held = sum(cp.balanceOf(a, budget) for a in {str(a) for a in accounts})
     assert issued <= cap
-    assert issued == held + settled + reclaimed, (issued, held, settled, reclaimed)
+    assert issued == held + settled + reclaimed + corrected, (issued, held, settled, reclaimed, corrected)
     assert cp.outstanding(budget) == held

@@ -40,7 +40,7 @@ def test_create_budget_id_encodes_terms(cp, roles):
     terms = budget_id.decode(budget)
     assert (terms.serial, terms.category, terms.valid_from, terms.valid_until) == (serial, EDUCATION, now, now + 10 * DAY)
     assert cp.budgets()[-1] == budget
-    assert cp.budgetTotals(budget) == (123_456, 0, 0, 0)
+    assert cp.budgetTotals(budget) == (123_456, 0, 0, 0, 0)
     ev = tx.events["BudgetCreated"]
     assert (ev["budget"], ev["category"], ev["validFrom"], ev["validUntil"], ev["cap"], ev["name"]) == (
         budget, EDUCATION, now, now + 10 * DAY, 123_456, "Education test")
@@ -97,7 +97,7 @@ def test_create_budget_needs_budget_manager(cp, roles, who):
 
 
 def test_set_cap_up_and_down_to_issued(cp, roles, sport):
-    cap, issued, _, _ = cp.budgetTotals(sport)
+    cap, issued, _, _, _ = cp.budgetTotals(sport)
     tx = cp.setBudgetCap(sport, cap + 1, {"from": roles.budget})
     assert tx.events["BudgetCapChanged"].values() == [sport, cap, cap + 1]
     cp.setBudgetCap(sport, issued, {"from": roles.budget})  # down to exactly what was issued
@@ -132,6 +132,6 @@ def test_views_after_fixture(cp, sport, culture):
     """Fixture issued 4 x 10,000 cents in each budget; nothing settled or reclaimed yet."""
     assert list(cp.budgets()) == [sport, culture]
     for b in (sport, culture):
-        assert cp.budgetTotals(b) == (1_000_000, 40_000, 0, 0)
+        assert cp.budgetTotals(b) == (1_000_000, 40_000, 0, 0, 0)
         assert cp.outstanding(b) == 40_000
     assert cp.outstanding(sport + 1) == 0  # an unknown id has nothing outstanding

@@ -187,9 +187,11 @@ def test_budget_errors(deployed, workdir):
 # ------------------------------------------------------------------ providers
 def test_provider_lifecycle(deployed, workdir):
     run(workdir, "category", "define", "2", "education")
-    p = data(run(workdir, "--json", "provider", "add", POOL, "--categories", "sport", "--max", "50"))
-    assert p == {"address": POOL, "status": "active", "categories": [0], "max_per_payment": "50.00", "paused": False}
-    m = data(run(workdir, "--json", "provider", "add", MUSEUM.lower(), "--categories", "culture,2"))
+    p = data(run(workdir, "--json", "provider", "add", POOL, "--categories", "sport", "--max", "50",
+                 "--name", "Swimming pool"))
+    assert p == {"address": POOL, "name": "Swimming pool", "status": "active", "categories": [0],
+                 "max_per_payment": "50.00", "paused": False}
+    m = data(run(workdir, "--json", "provider", "add", MUSEUM.lower(), "--categories", "culture,2", "--name", "Museum"))
     assert m["address"] == MUSEUM and m["categories"] == [1, 2] and m["max_per_payment"] is None
     u = data(run(workdir, "--json", "provider", "update", POOL, "--max", "75.50"))
     assert u["max_per_payment"] == "75.50" and u["categories"] == [0]
@@ -218,9 +220,9 @@ def test_provider_errors(deployed, workdir):
     assert error_line(r) == f"error: {LIBRARY} is not a registered provider"
     r = run(workdir, "provider", "remove", MUSEUM, code=1)
     assert error_line(r) == f"error: provider {MUSEUM} was removed; a removed provider cannot change status"
-    r = run(workdir, "provider", "add", POOL, "--categories", "0", code=1)
+    r = run(workdir, "provider", "add", POOL, "--categories", "0", "--name", "Pool", code=1)
     assert error_line(r) == f"error: {POOL} is already a registered provider"
-    r = run(workdir, "provider", "add", LIBRARY, "--categories", "64", code=2)
+    r = run(workdir, "provider", "add", LIBRARY, "--categories", "64", "--name", "Library", code=2)
     assert "category 64: categories are 0..63" in error_line(r)
     r = run(workdir, "provider", "update", LIBRARY, "--max", "5", code=1)
     assert error_line(r) == f"error: {LIBRARY} is not a registered provider"
@@ -397,7 +399,8 @@ def test_ganache_deploy_and_admin(ganache, deployed, workdir, tmp_path):
     assert error_line(r).startswith("error: no CityPass deployed on chain 1337")
     out = data(run(tmp_path, "--rpc", ganache, "--json", "deploy"))
     assert out["chain_id"] == 1337 and out["roles"]["pauser"] == [DEV[6]]
-    p = data(run(tmp_path, "--rpc", ganache, "--json", "provider", "add", POOL, "--categories", "0,1", "--max", "20"))
+    p = data(run(tmp_path, "--rpc", ganache, "--json", "provider", "add", POOL, "--categories", "0,1", "--max", "20",
+                  "--name", "Pool"))
     assert p["status"] == "active" and p["categories"] == [0, 1]
     r = run(tmp_path, "--rpc", ganache, "--from", "dev:5", "pause", code=1)
     assert error_line(r) == f"error: account {DEV[5]} lacks the PAUSER role"

@@ -1,6 +1,7 @@
 """The whole `citypass` flow on Ganache through --rpc: deploy, budget, provider, issuance from
 CSV (Ganache has no eth_createAccessList: the batches go without an access list), a resident's
-signed voucher and its redemption at the provider. Runs in the Anvil pass of `make test`
+pass QR (contract v2) and the redemption of an amount of it at the provider; voucher show
+judges at the next block's time through a node without eth_call time overrides. Runs in the Anvil pass of `make test`
 (it starts its own Ganache); tests/test_cli_admin.py covers the admin errors on Ganache."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from citypass import contract, keys, tx
-from citypass import voucher as V
+from citypass import passqr
 from citypass.chain import connect
 from tests.test_cli_admin import DEV, PASSWORD, POOL, data, fast_keystores, ganache, isolation, run  # noqa: F401
 from tests.ops_helpers import synthetic_account
@@ -26,7 +27,8 @@ def test_deploy_issue_sign_redeem_on_ganache(ganache, tmp_path):
     budget = data(cli("--json", "budget", "create", "--category", "0", "--valid-from", today.isoformat(),
                       "--valid-until", (today + dt.timedelta(days=365)).isoformat(), "--cap", "1000", "--name", "Sport"))
     assert budget["serial"] == 1
-    assert data(cli("--json", "provider", "add", POOL, "--categories", "0", "--max", "20"))["status"] == "active"
+    added = data(cli("--json", "provider", "add", POOL, "--categories", "0", "--max", "20", "--name", "Pool on Ganache"))
+    assert (added["status"], added["name"]) == ("active", "Pool on Ganache")
 
     alice, bob = synthetic_account("ganache-alice"), synthetic_account("ganache-bob")
     cli("role", "grant", "registrar", DEV[4])  # the issuer enrols new residents as it credits them
@@ -37,11 +39,12 @@ def test_deploy_issue_sign_redeem_on_ganache(ganache, tmp_path):
     assert "everything in this file was issued before: nothing to send" in again.stderr
 
     keys.create_keystore(tmp_path, "alice", alice.key, password=PASSWORD)
-    payload = cli("voucher", "sign", "--key", "alice", "--budget", "#1", "--amount", "12.50",
-                  "--provider", POOL).stdout.strip()
-    assert V.decode_payload(payload).chain_id == 1337  # the EIP-712 domain of Ganache's chain
-    redeemed = data(cli("--json", "--from", "dev:7", "redeem", payload))
+    payload = cli("voucher", "sign", "--key", "alice", "--budget", "#1").stdout.strip()
+    assert passqr.decode(payload).chain_id == 1337  # the EIP-712 domain of Ganache's chain
+    shown = data(cli("--json", "voucher", "show", payload, "--provider", POOL, "--amount", "12.50"))
+    assert shown["ok"] is True
+    redeemed = data(cli("--json", "--from", "dev:7", "redeem", payload, "--amount", "12.50"))
     assert redeemed["gas_used"] > 0
     assert data(cli("--json", "balance", "--provider", POOL))["total"] == "12.50"
-    replay = cli("--from", "dev:7", "redeem", payload, code=1)
+    replay = cli("--from", "dev:7", "redeem", payload, "--amount", "1", code=1)
     assert replay.stderr.startswith("error: ") and "used" in replay.stderr

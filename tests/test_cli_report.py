@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from citypass import redemption, wallet
+from citypass import finance, redemption, wallet
 from tests.ops_helpers import World, cli, enrol_and_credit, make_world, synthetic_account
 
 
@@ -20,7 +20,10 @@ def test_report_reconciles_and_writes_its_files(world: World, tmp_path):
     people = [synthetic_account(f"report-resident-{i}") for i in range(3)]
     enrol_and_credit(world, people, world.sport, 4_000, "cli-report-sport")
     for person, cents in zip(people[:2], (1_250, 700)):
-        redemption.redeem(world.dep, world.pool, wallet.sign_voucher(world.dep, person, world.sport, cents, world.pool.address))
+        pq = wallet.pass_qr(world.dep, person)
+        redemption.redeem(world.dep, world.pool, redemption.pick(world.dep, pq, world.pool.address), cents)
+    finance.settle(world.dep, world.treasurer, world.pool.address, "inv-2026 77")
+    finance.correct(world.dep, world.issuer, people[2].address, world.sport, 500, "CASE-9")
 
     out = tmp_path / "report"
     r = cli(world, "--json", "report", "--out", str(out))
@@ -32,7 +35,15 @@ def test_report_reconciles_and_writes_its_files(world: World, tmp_path):
         rows = list(csv.DictReader(f))
     sport = next(row for row in rows if row["name"] == "Sport test")
     assert sport["issued_eur"] == "120.00" and sport["redeemed_eur"] == "19.50"
-    assert sport["held_by_residents_eur"] == "100.50" and sport["residents_who_spent"] == "2"
+    assert sport["held_by_residents_eur"] == "95.50" and sport["residents_who_spent"] == "2"
+    assert sport["corrected_eur"] == "5.00" and sport["settled_eur"] == "19.50"
+    assert "corrected €5.00" in r.stderr
+    with open(out / "providers.csv") as f:
+        pool = next(row for row in csv.DictReader(f) if row["address"] == world.pool.address)
+    ref = "0x" + finance.reference_hash("INV-2026 77").hex()
+    # the provider's name from the chain, the reference text the treasurer typed next to its hash
+    assert pool["provider"] == "Swimming pool test" and pool["payment_references"] == f"INV-2026 77 ({ref[:10]}…)"
+    assert "INV-2026 77 (0x" in (out / "index.html").read_text()
 
 
 def test_report_to_a_folder_that_cannot_be_made_is_one_clear_line(world: World, tmp_path):

@@ -21,7 +21,7 @@ from citypass.node import node_status, node_stop
 from citypass.reasons import Reason
 
 RESIDENTS, REDEMPTIONS = 20, 40
-SINGLE_SCANS = 4  # three at the till before the refusals, one from the new phone
+SINGLE_SCANS = 5  # four at the till before the refusals (one refundable), one from the new phone
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +49,20 @@ def test_every_refusal_has_its_plain_reason(run):
     assert dict(result.refusals) == {
         "replayed voucher": Reason.NonceUsed,
         "wrong category": Reason.CategoryNotApproved,
+        "above the QR's limit": Reason.AboveVoucherLimit,
+        "made out to another provider": Reason.WrongProvider,
         "not enough credit": Reason.InsufficientCredit,
         "deadline passed": Reason.VoucherExpired,
         "replayed voucher in an offline batch": Reason.NonceUsed,
         "old phone after migration": Reason.PassMigrated,
         "revoked pass": Reason.PassRevoked,
     }
+    flat = output.replace("\n", " ")
     for _, reason in result.refusals:
-        assert reason.message.split(";")[0] in output.replace("\n", " ")
+        if reason == Reason.WrongProvider:  # the till names both addresses instead of the code's words
+            assert "this voucher is made out to provider" in flat
+        else:
+            assert reason.message.split(";")[0] in flat
 
 
 def test_totals_reconcile_and_agree_with_the_chain(run):
@@ -68,9 +74,12 @@ def test_totals_reconcile_and_agree_with_the_chain(run):
     settled = sum(int(e.args.amount) for e in dep.events("Settled"))
     reclaimed = sum(int(e.args.total) for e in dep.events("Reclaimed"))
     issued = sum(int(e.args.total) for e in dep.events("BatchIssued"))
+    corrected = sum(int(e.args.amount) for e in dep.events("Corrected"))
     s = result.summary
-    assert (s.total("issued"), s.total("settled"), s.total("reclaimed")) == (issued, settled, reclaimed)
-    assert issued == settled + reclaimed  # every provider settled, every leftover reclaimed
+    assert (s.total("issued"), s.total("settled"), s.total("reclaimed"), s.total("corrected")) == (
+        issued, settled, reclaimed, corrected)
+    assert corrected == 1_000
+    assert issued == settled + reclaimed + corrected  # every provider settled, every leftover reclaimed
     for b in s.budgets:
         assert b.held_by_providers == 0 and b.held_by_residents == 0
         assert b.provider_received == b.settled
@@ -91,18 +100,24 @@ def test_redemptions_count_and_report_rows_match_the_events(run):
     assert [int(e.args.reason) for e in skipped] == [Reason.NonceUsed]
 
 
-def test_the_refund_returns_a_redeemed_voucher(run):
-    """The demo refunds a voucher it redeemed, all of it: one Refunded event whose nonce,
-    provider and amount are those of a redemption (the payment just before its Redeemed)."""
+def test_the_refund_returns_a_refundable_payment(run):
+    """The demo refunds the one payment the clerk marked refundable, all of it: one Refunded
+    event whose nonce, provider and amount are those of that redemption (the payment just
+    before its Redeemed), and the RefundableRedemption the chain stored says the same."""
     result, dep, output, _ = run
     (refund,) = dep.events("Refunded")
     r = refund.args
+    (stored,) = dep.events("RefundableRedemption")
+    assert (stored.args.holder, stored.args.budget, stored.args.nonce, stored.args.amount) == (
+        r.holder, r.budget, r.redemptionNonce, r.amount)
+    assert dep.contract.functions.refundableOf(r.holder, r.budget, r.redemptionNonce).call()[1] == 0
     (redeemed,) = [e for e in dep.events("Redeemed") if (e.args.holder, e.args.nonce) == (r.holder, r.redemptionNonce)
                    and any(p.transactionHash == e.transactionHash and p.logIndex == e.logIndex - 1
                            and (p.args["from"], p.args.to, p.args.id, p.args.value) == (r.holder, r.provider, r.budget, r.amount)
                            for p in dep.events("TransferSingle"))]
     assert result.summary.total("refunded") == r.amount > 0
-    assert f"(voucher nonce {r.redemptionNonce}, block {refund.blockNumber})" in output
+    assert f"(refundable payment, nonce {r.redemptionNonce}, block {refund.blockNumber})" in output
+    assert "a second refund of it" in output
 
 
 def test_charts_and_page(run):
@@ -117,14 +132,16 @@ def test_charts_and_page(run):
     page = (report / "index.html").read_text()
     for path in [*result.report.csvs, *result.report.charts]:
         assert f"'{path.name}'" in page
-    assert "Swimming pool" in page and "Gas used per kind of transaction" in page
+    assert "Swimming pool" in page and "Gas used per kind of transaction" in page  # names from the chain
+    assert "NL-GEM-" in page and "(0x" in page  # reference texts next to their hashes
 
 
 def test_gas_and_timings_are_reported(run):
     result, _, output, _ = run
     kinds = {row[0] for row in result.gas.rows()}
-    assert {"issuance batch (per resident)", "redeem batch (per voucher)", "redeem (single scan)", "refund",
-            "migrate pass", "revoke pass", "settle provider", "reclaim batch (per holder)"} <= kinds
+    assert {"issuance batch (per resident)", "redeem batch (per voucher)", "redeem (single scan)",
+            "redeem refundable (single scan)", "refund", "correct", "migrate pass", "revoke pass", "settle provider",
+            "reclaim batch (per holder)"} <= kinds
     assert all(gas > 0 for _, _, _, gas, _ in result.gas.rows())
     assert len(result.timings) == 8 and "Phase timings" in output
 

@@ -37,7 +37,7 @@ def test_uri_is_the_template_for_every_id(cp, sport, culture):
 
 
 def test_balance_of_batch(cp, sport, culture, alice, bob, pool, outsider, sign):
-    cp.redeem(*sign(alice, pool, sport, 250), {"from": pool})
+    cp.redeem(*sign(alice, pool, sport, 250), 250, 0, {"from": pool})
     got = cp.balanceOfBatch([alice, bob, pool, outsider, alice], [sport, culture, sport, sport, sport + 1])
     assert list(got) == [9_750, 10_000, 250, 0, 0]
     assert list(cp.balanceOfBatch([], [])) == []
@@ -96,30 +96,32 @@ def test_issue_to_smart_account_and_to_non_receiver(cp, roles, sport, smart, non
     cp.enrollPasses([smart, non_receiver], until, {"from": roles.registrar})
     cp.issue(keccak(text="smart"), sport, [smart], [500], {"from": roles.issuer})
     assert cp.balanceOf(smart, sport) == 500
-    assert_reverts_with(lambda: cp.issue(keccak(text="non"), sport, [smart, non_receiver], [1, 1], {"from": roles.issuer}),
-                        INVALID_RECEIVER, non_receiver)
-    assert cp.balanceOf(smart, sport) == 500
+    # v2: a contract resident that cannot take the credit is skipped, never blocks the batch.
+    tx = cp.issue(keccak(text="non"), sport, [smart, non_receiver], [1, 1], {"from": roles.issuer})
+    assert tx.events["IssueSkipped"]["holder"] == non_receiver and tx.events["IssueSkipped"]["amount"] == 1
+    assert cp.balanceOf(smart, sport) == 501 and cp.balanceOf(non_receiver, sport) == 0
 
 
 def test_enroll_and_issue_checks_receivers(cp, roles, sport, smart, non_receiver):
     cp.grantRole(cp.REGISTRAR_ROLE(), roles.issuer, {"from": roles.admin})
     until = latest_time() + DAY
-    assert_reverts_with(lambda: cp.enrollAndIssue(keccak(text="n"), sport, until, [smart, non_receiver], [1, 1], {"from": roles.issuer}),
-                        INVALID_RECEIVER, non_receiver)
-    cp.enrollAndIssue(keccak(text="s"), sport, until, [smart], [7], {"from": roles.issuer})
-    assert cp.balanceOf(smart, sport) == 7
+    tx = cp.enrollAndIssue(keccak(text="n"), sport, until, [smart, non_receiver], [1, 1], {"from": roles.issuer})
+    assert [e["holder"] for e in tx.events["IssueSkipped"]] == [non_receiver]
+    assert cp.passOf(non_receiver)[0] == 0  # not enrolled either
+    cp.enrollAndIssue(keccak(text="s"), sport, until, [non_receiver], [7], {"from": roles.issuer})
+    assert cp.balanceOf(smart, sport) == 1
 
 
 def test_migration_checks_the_new_address(cp, roles, sport, alice, smart, non_receiver):
-    assert_reverts_with(lambda: cp.migratePass(alice, non_receiver, {"from": roles.registrar}), INVALID_RECEIVER, non_receiver)
-    cp.migratePass(alice, smart, {"from": roles.registrar})
+    assert_reverts_with(lambda: cp.migratePass(alice, non_receiver, cp.budgets(), {"from": roles.registrar}), INVALID_RECEIVER, non_receiver)
+    cp.migratePass(alice, smart, cp.budgets(), {"from": roles.registrar})
     assert cp.balanceOf(smart, sport) == 10_000
 
 
 def test_migration_moves_every_balance_before_asking_the_receiver(cp, roles, sport, culture, alice):
     """Checks-effects-interactions: no receiver hook sees (or re-enters) a half-migrated pass."""
     witness = MigrationWitnessMock.deploy([sport, culture], {"from": roles.admin})
-    cp.migratePass(alice, witness, {"from": roles.registrar})
+    cp.migratePass(alice, witness, cp.budgets(), {"from": roles.registrar})
     assert witness.calls() == 2  # one receiver check per budget moved
     assert witness.leftWithSender() == 0
     assert [cp.balanceOf(witness, budget) for budget in (sport, culture)] == [10_000, 10_000]
@@ -128,7 +130,7 @@ def test_migration_moves_every_balance_before_asking_the_receiver(cp, roles, spo
 @pytest.mark.parametrize("path", ["single", "batch"])
 def test_payment_to_contract_providers(cp, roles, sport, alice, smart, non_receiver, path):
     for provider in (smart, non_receiver):
-        cp.addProvider(provider, 1, 0, {"from": roles.providers})
+        cp.addProvider(provider, 1, 0, "Test provider", {"from": roles.providers})
 
     def pay(to):
         if path == "single":
@@ -143,7 +145,7 @@ def test_payment_to_contract_providers(cp, roles, sport, alice, smart, non_recei
 def test_refund_to_smart_account_holder(cp, roles, sport, pool, smart, owner_key):
     cp.enrollPasses([smart], latest_time() + DAY, {"from": roles.registrar})
     cp.issue(keccak(text="smart-refund"), sport, [smart], [500], {"from": roles.issuer})
-    paid = sign_for(cp, smart.address, owner_key.key, pool, sport, 200)
-    cp.redeem(*paid, {"from": pool})
-    cp.refund(*paid, 200, {"from": pool})  # the ERC-1271 signature is checked again, then the receiver hook
+    paid = sign_for(cp, smart.address, owner_key.key, pool, sport, 200, nonce=4)
+    cp.redeemRefundable(*paid, 200, 0, {"from": pool})
+    cp.refund(smart, sport, 4, 200, {"from": pool})  # the receiver hook of the smart account
     assert cp.balanceOf(smart, sport) == 500

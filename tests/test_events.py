@@ -65,6 +65,13 @@ CASES = {
     "Redeemed": {"holder": A2, "nonce": 0, "coPayment": 750},
     "PauseChanged": {"paused": True, "account": A1},
     "BatchIssued": {"batchId": b"\x01" * 32, "budget": BIG_ID, "count": 500, "total": 5_000_000},
+    # contract v2
+    "ProviderNamed": {"provider": A1, "name": "Muziekles, Oosterpoort – ünïcode"},
+    "RefundableRedemption": {"holder": A1, "budget": BIG_ID, "nonce": 3, "amount": 1_800},
+    "Refunded": {"holder": A1, "provider": A2, "budget": BIG_ID, "amount": 1_000, "redemptionNonce": 3},
+    "Corrected": {"holder": A2, "budget": BIG_ID, "amount": 2_500, "referenceText": "CASE-2026-17"},
+    "SettlementReference": {"paymentReference": b"\xcd" * 32, "referenceText": "INV-2026 0001"},
+    "IssueSkipped": {"batchId": b"\x02" * 32, "holder": A2, "amount": 15_000},
 }
 
 
@@ -112,3 +119,37 @@ def test_transfer_batch_is_one_move_per_id():
     ]
     act = ev.activity(records)
     assert [(r.budget, r.amount, r.nonce) for r in act.redemptions] == [(1, 30, None), (2, 40, None)]
+
+
+def test_v2_joins_refundable_settlement_text_and_correction():
+    """A refundable scan (Redeemed then RefundableRedemption), a settlement whose
+    SettlementReference comes before its burns, a correction, a name and a skipped resident."""
+    provider = to_checksum_address("0x" + "cc" * 20)
+    zero = ev.ZERO_ADDRESS
+    ref = "0x" + "cd" * 32
+
+    def rec(block, log, event, /, **args):
+        return ev.EventRecord(block, 0, f"0x{block:02x}", 0, log, event, args)
+
+    records = [
+        rec(1, 0, "ProviderRegistered", provider=provider, categories=1, maxAmount=0),
+        rec(1, 1, "ProviderNamed", provider=provider, name="Zwembad"),
+        rec(2, 0, "TransferSingle", operator=A1, **{"from": zero}, to=A1, id=BIG_ID, value=5_000),
+        rec(2, 1, "IssueSkipped", batchId="0x" + "02" * 32, holder=A2, amount=5_000),
+        rec(2, 2, "BatchIssued", batchId="0x" + "02" * 32, budget=BIG_ID, count=1, total=5_000),
+        rec(3, 0, "TransferSingle", operator=provider, **{"from": A1}, to=provider, id=BIG_ID, value=1_800),
+        rec(3, 1, "Redeemed", holder=A1, nonce=3, coPayment=200),
+        rec(3, 2, "RefundableRedemption", holder=A1, budget=BIG_ID, nonce=3, amount=1_800),
+        rec(4, 0, "SettlementReference", paymentReference=ref, referenceText="INV-1"),
+        rec(4, 1, "TransferSingle", operator=A2, **{"from": provider}, to=zero, id=BIG_ID, value=1_800),
+        rec(4, 2, "Settled", provider=provider, budget=BIG_ID, paymentReference=ref, amount=1_800),
+        rec(5, 0, "TransferSingle", operator=A2, **{"from": A1}, to=zero, id=BIG_ID, value=200),
+        rec(5, 1, "Corrected", holder=A1, budget=BIG_ID, amount=200, referenceText="CASE-1"),
+    ]
+    act = ev.activity(records)
+    assert [(r.amount, r.nonce, r.refundable) for r in act.redemptions] == [(1_800, 3, True)]
+    assert [(x.amount, x.payment_reference) for x in act.settlements] == [(1_800, ref)]
+    assert [(c.holder, c.amount, c.reference) for c in act.corrections] == [(A1, 200, "CASE-1")]
+    assert act.references == {ref: "INV-1"} and act.provider_names == {provider: "Zwembad"}
+    assert [(x.holder, x.amount) for x in act.issue_skipped] == [(A2, 5_000)]
+    assert {k: v for k, v in ev.balances(act).items() if v} == {(BIG_ID, A1): 3_000}

@@ -205,7 +205,8 @@ def pool_with_credit(world):
     residents = [synthetic_account(f"faults-settle-{i}") for i in range(3)]
     enrol_and_credit(world, residents, world.sport, 5_000, "faults-settle")
     for i, r in enumerate(residents):
-        redemption.redeem(world.dep, world.pool, wallet.sign_voucher(world.dep, r, world.sport, 1_000 + i, world.pool.address))
+        pq = wallet.pass_qr(world.dep, r, budgets=[world.sport])
+        redemption.redeem(world.dep, world.pool, pq.vouchers()[0], 1_000 + i)
     return 1_000 + 1_001 + 1_002
 
 
@@ -262,7 +263,7 @@ def test_providers_redeem_while_an_issuance_runs(world, tmp_path):
     providers = [synthetic_account(f"faults-provider-{p}") for p in range(REDEEMING_PROVIDERS)]
     for p in providers:
         w.chain.rpc("anvil_setBalance", [p.address, hex(10**20)])
-        w.send(w.provider_manager, w.f.addProvider(p.address, 1 << SPORT, 0))
+        w.send(w.provider_manager, w.f.addProvider(p.address, 1 << SPORT, 0, p.address[:10]))
     residents = [[synthetic_account(f"faults-payer-{p}-{j}") for j in range(VOUCHERS_EACH)]
                  for p in range(REDEEMING_PROVIDERS)]
     payers = [r.address for rs in residents for r in rs]
@@ -273,16 +274,19 @@ def test_providers_redeem_while_an_issuance_runs(world, tmp_path):
     # Each provider's list: its own vouchers, then one it must refuse for each reason kind.
     good: dict[tuple[str, int], tuple[int, int]] = {}  # (holder, nonce) -> (provider index, cents)
     lists: list[list[str]] = []
-    signed = [[wallet.sign_voucher(w.dep, r, spend, 100 + j, providers[p].address, nonce=0, ttl=3_600)
-               for j, r in enumerate(residents[p])] for p in range(REDEEMING_PROVIDERS)]
+    def qr(resident, p: int, cents: int, nonce: int) -> str:  # a scan line: pass QR made out to provider p, amount
+        pq = wallet.pass_qr(w.dep, resident, budgets=[spend], provider=providers[p].address, max_amount=cents,
+                            nonces={spend: nonce}, ttl=3_600, force=True)
+        return f"{pq.encode()},{cents}"
+
+    signed = [[qr(r, p, 100 + j, 0) for j, r in enumerate(residents[p])] for p in range(REDEEMING_PROVIDERS)]
     for p in range(REDEEMING_PROVIDERS):
-        for j, s in enumerate(signed[p]):
-            good[(s.voucher.holder, 0)] = (p, 100 + j)
-        over = wallet.sign_voucher(w.dep, residents[p][0], spend, 9_000, providers[p].address, nonce=1, ttl=3_600)
-        lists.append([s.encode() for s in signed[p]]
-                     + [signed[p][0].encode(),  # the same QR twice
-                        signed[(p + 1) % REDEEMING_PROVIDERS][-1].encode(),  # bound to another provider
-                        over.encode()])  # more than the resident holds
+        for j, r in enumerate(residents[p]):
+            good[(r.address, 0)] = (p, 100 + j)
+        lists.append(signed[p]
+                     + [signed[p][0],  # the same QR twice
+                        signed[(p + 1) % REDEEMING_PROVIDERS][-1],  # bound to another provider
+                        qr(residents[p][0], p, 9_000, 1)])  # more than the resident holds
     path, amounts = residents_file(tmp_path, f"concurrent-{SEED}", CONCURRENT_ROWS)
     issue_budget = new_budget(w, "Faults concurrent issue")
     first_block = w.chain.w3.eth.block_number + 1

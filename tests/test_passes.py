@@ -28,7 +28,7 @@ def set_status(cp, roles, holder, status, spare):
     elif status == REVOKED:
         cp.revokePass(holder, {"from": roles.registrar})
     elif status == MIGRATED:
-        cp.migratePass(holder, spare, {"from": roles.registrar})
+        cp.migratePass(holder, spare, cp.budgets(), {"from": roles.registrar})
 
 
 # ---------------------------------------------------------------- enrol
@@ -180,7 +180,7 @@ def test_status_changes_need_registrar(cp, roles, alice, fn, who):
 # ---------------------------------------------------------------- migrate
 def test_migrate_moves_pass_and_every_balance(cp, roles, alice, outsider, sport, culture):
     validity = cp.passOf(alice)[1]
-    tx = cp.migratePass(alice, outsider, {"from": roles.registrar})
+    tx = cp.migratePass(alice, outsider, cp.budgets(), {"from": roles.registrar})
     assert tx.events["PassMigrated"].values() == [alice, outsider]
     moves = [(e["from"], e["to"], e["id"], e["value"]) for e in tx.events["TransferSingle"]]
     assert moves == [(alice, outsider, sport, 10_000), (alice, outsider, culture, 10_000)]
@@ -194,14 +194,14 @@ def test_migrate_moves_pass_and_every_balance(cp, roles, alice, outsider, sport,
 
 def test_migrate_suspended_pass_stays_suspended(cp, roles, alice, outsider):
     cp.suspendPass(alice, {"from": roles.registrar})
-    cp.migratePass(alice, outsider, {"from": roles.registrar})
+    cp.migratePass(alice, outsider, cp.budgets(), {"from": roles.registrar})
     assert cp.passOf(outsider)[0] == SUSPENDED
 
 
 def test_migrate_twice_follows_the_chain(cp, roles, alice, outsider, sport):
     (third,) = new_addresses(1, "third")
-    cp.migratePass(alice, outsider, {"from": roles.registrar})
-    cp.migratePass(outsider, third, {"from": roles.registrar})
+    cp.migratePass(alice, outsider, cp.budgets(), {"from": roles.registrar})
+    cp.migratePass(outsider, third, cp.budgets(), {"from": roles.registrar})
     assert cp.currentAddress(alice) == third
     assert cp.balanceOf(third, sport) == 10_000
 
@@ -209,7 +209,7 @@ def test_migrate_twice_follows_the_chain(cp, roles, alice, outsider, sport):
 def test_migrate_pass_without_credit(cp, roles):
     a, b = new_addresses(2, "empty")
     cp.enrollPasses([a], latest_time() + DAY, {"from": roles.registrar})
-    tx = cp.migratePass(a, b, {"from": roles.registrar})
+    tx = cp.migratePass(a, b, cp.budgets(), {"from": roles.registrar})
     assert "TransferSingle" not in tx.events and cp.passOf(b)[0] == ACTIVE
 
 
@@ -218,21 +218,21 @@ def test_migrate_needs_active_or_suspended(cp, roles, alice, outsider, pool, sta
     spare, target_new = new_addresses(2, "mig")
     source = {NONE: outsider, PROVIDER: pool}.get(status, alice)
     set_status(cp, roles, alice, status, spare)
-    assert_reverts_with(lambda: cp.migratePass(source, target_new, {"from": roles.registrar}), NOT_ACTIVE, source, status)
+    assert_reverts_with(lambda: cp.migratePass(source, target_new, cp.budgets(), {"from": roles.registrar}), NOT_ACTIVE, source, status)
 
 
 def test_migrate_to_existing_pass_provider_or_zero(cp, roles, alice, bob, pool):
-    assert_reverts_with(lambda: cp.migratePass(alice, bob, {"from": roles.registrar}), "PassExists(address)", bob)
-    assert_reverts_with(lambda: cp.migratePass(alice, alice, {"from": roles.registrar}), "PassExists(address)", alice)
-    assert_reverts_with(lambda: cp.migratePass(alice, pool, {"from": roles.registrar}), "AddressIsProvider(address)", pool)
-    assert_reverts_with(lambda: cp.migratePass(alice, ZERO, {"from": roles.registrar}), "ZeroAddress()")
+    assert_reverts_with(lambda: cp.migratePass(alice, bob, cp.budgets(), {"from": roles.registrar}), "PassExists(address)", bob)
+    assert_reverts_with(lambda: cp.migratePass(alice, alice, cp.budgets(), {"from": roles.registrar}), "PassExists(address)", alice)
+    assert_reverts_with(lambda: cp.migratePass(alice, pool, cp.budgets(), {"from": roles.registrar}), "AddressIsProvider(address)", pool)
+    assert_reverts_with(lambda: cp.migratePass(alice, ZERO, cp.budgets(), {"from": roles.registrar}), "ZeroAddress()")
 
 
 @pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("who", NON_REGISTRARS)
 def test_migrate_needs_registrar(cp, roles, alice, outsider, who):
     caller = getattr(roles, who)
-    missing_role(lambda: cp.migratePass(alice, outsider, {"from": caller}), caller, cp.REGISTRAR_ROLE())
+    missing_role(lambda: cp.migratePass(alice, outsider, cp.budgets(), {"from": caller}), caller, cp.REGISTRAR_ROLE())
 
 
 def test_current_address_of_unknown_is_itself(cp, outsider):

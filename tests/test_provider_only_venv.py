@@ -25,7 +25,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from citypass import keys, voucher as V, wallet
+from citypass import keys, wallet
 from tests.ops_helpers import World, enrol_and_credit, make_world, synthetic_account
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,24 +123,26 @@ def test_provider_flows_with_only_the_package(provider_venv: Path, world: World,
     r = run(venv, "python", "-c", "import citypass.contract as c; print(c.artifact_path())", cwd=tmp_path)
     assert r.returncode == 0 and str(venv) in r.stdout, r.stderr
 
-    # a resident with credit signs a voucher for the pool (on the test side)
+    # a resident with credit shows the pass QR (signed on the test side, as the phone does)
     alice = synthetic_account("venv-resident")
     enrol_and_credit(world, [alice], world.sport, 5_000, "venv-sport")
-    payload = V.encode_payload(wallet.sign_voucher(world.dep, alice, world.sport, 1_500, world.pool.address, ttl=600))
+    payload = wallet.pass_qr(world.dep, alice, ttl=600).encode()
     png = wallet.write_qr(payload, tmp_path / "v.png")
     # the provider's own wallet: an encrypted keystore file
     store = keys.create_keystore(tmp_path / "provider-home", "pool", world.pool.key, password=PASSWORD)
     common = ["citypass", "--rpc", world.chain.rpc_url, "--contract", world.dep.address, "--workdir", str(tmp_path / "cp")]
 
-    shown = run(venv, *common, "voucher", "show", str(png), cwd=tmp_path)
+    shown = run(venv, *common, "voucher", "show", str(png), "--provider", world.pool.address, "--amount", "15",
+                cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
-    assert "OK: the voucher can be redeemed" in shown.stdout and "€15.00 from the pass" in shown.stdout
+    assert "OK: the voucher can be redeemed" in shown.stdout and "up to €50.00 in one payment" in shown.stdout
 
-    redeemed = run(venv, *common, "--json", "--from", str(store.path), "redeem", str(png), cwd=tmp_path)
+    redeemed = run(venv, *common, "--json", "--from", str(store.path), "redeem", str(png), "--amount", "15",
+                   cwd=tmp_path)
     assert redeemed.returncode == 0, redeemed.stderr
     assert json.loads(redeemed.stdout)["amount"] == "15.00"
 
-    again = run(venv, *common, "--from", str(store.path), "redeem", payload, cwd=tmp_path)
+    again = run(venv, *common, "--from", str(store.path), "redeem", payload, "--amount", "1", cwd=tmp_path)
     assert again.returncode == 1 and again.stderr.strip() == "error: voucher refused: this voucher was already used (replayed)"
 
     bal = run(venv, *common, "--json", "balance", "--provider", world.pool.address, cwd=tmp_path)

@@ -23,30 +23,30 @@ def new_address(label: str) -> str:
 
 def test_fixture_providers(cp, pool, museum):
     assert list(cp.providers()) == [pool, museum]
-    assert cp.providerOf(pool) == (ACTIVE, False, 1 << SPORT, 5_000)
-    assert cp.providerOf(museum) == (ACTIVE, False, (1 << CULTURE) | (1 << EDUCATION), 0)
+    assert cp.providerOf(pool) == (ACTIVE, 1 << SPORT, 5_000)
+    assert cp.providerOf(museum) == (ACTIVE, (1 << CULTURE) | (1 << EDUCATION), 0)
 
 
 def test_add_provider(cp, roles):
     club = new_address("club")
-    tx = cp.addProvider(club, (1 << SPORT) | (1 << 63), 777, {"from": roles.providers})
+    tx = cp.addProvider(club, (1 << SPORT) | (1 << 63), 777, "Test provider", {"from": roles.providers})
     assert tx.events["ProviderRegistered"].values() == [club, (1 << SPORT) | (1 << 63), 777]
-    assert cp.providerOf(club) == (ACTIVE, False, (1 << SPORT) | (1 << 63), 777)
+    assert cp.providerOf(club) == (ACTIVE, (1 << SPORT) | (1 << 63), 777)
     assert cp.passOf(club)[0] == PROVIDER_STATUS
     assert cp.providers()[-1] == club
 
 
 def test_add_provider_zero_address(cp, roles):
-    assert_reverts_with(lambda: cp.addProvider("0x" + "00" * 20, 1, 0, {"from": roles.providers}), "ZeroAddress()")
+    assert_reverts_with(lambda: cp.addProvider("0x" + "00" * 20, 1, 0, "Test provider", {"from": roles.providers}), "ZeroAddress()")
 
 
 def test_add_provider_twice(cp, roles, pool):
-    assert_reverts_with(lambda: cp.addProvider(pool, 2, 0, {"from": roles.providers}), "ProviderExists(address)", pool)
+    assert_reverts_with(lambda: cp.addProvider(pool, 2, 0, "Test provider", {"from": roles.providers}), "ProviderExists(address)", pool)
 
 
 def test_removed_provider_cannot_be_added_again(cp, roles, pool):
     cp.setProviderStatus(pool, REMOVED, {"from": roles.providers})
-    assert_reverts_with(lambda: cp.addProvider(pool, 1, 0, {"from": roles.providers}), "ProviderExists(address)", pool)
+    assert_reverts_with(lambda: cp.addProvider(pool, 1, 0, "Test provider", {"from": roles.providers}), "ProviderExists(address)", pool)
 
 
 @pytest.mark.parametrize("status", ["active", "suspended", "revoked", "migrated"])
@@ -56,28 +56,30 @@ def test_pass_holder_cannot_become_provider(cp, roles, alice, bob, outsider, sta
     elif status == "revoked":
         cp.revokePass(alice, {"from": roles.registrar})
     elif status == "migrated":
-        cp.migratePass(alice, outsider, {"from": roles.registrar})
-    assert_reverts_with(lambda: cp.addProvider(alice, 1, 0, {"from": roles.providers}), "AddressHasPass(address)", alice)
+        cp.migratePass(alice, outsider, cp.budgets(), {"from": roles.registrar})
+    assert_reverts_with(lambda: cp.addProvider(alice, 1, 0, "Test provider", {"from": roles.providers}), "AddressHasPass(address)", alice)
 
 
 @pytest.mark.anvil_only("a per-caller role matrix: on Ganache test_roles.py checks every restricted function for every role at once")
 @pytest.mark.parametrize("who", NON_MANAGERS)
 def test_add_provider_needs_provider_manager(cp, roles, who):
     caller = getattr(roles, who)
-    missing_role(lambda: cp.addProvider(new_address("x"), 1, 0, {"from": caller}), caller, cp.PROVIDER_MANAGER_ROLE())
+    missing_role(lambda: cp.addProvider(new_address("x"), 1, 0, "Test provider", {"from": caller}), caller, cp.PROVIDER_MANAGER_ROLE())
 
 
 def test_update_provider(cp, roles, pool):
     tx = cp.updateProvider(pool, 1 << CULTURE, 0, {"from": roles.providers})
     assert tx.events["ProviderRegistered"].values() == [pool, 1 << CULTURE, 0]
-    assert cp.providerOf(pool) == (ACTIVE, False, 1 << CULTURE, 0)
+    assert cp.providerOf(pool) == (ACTIVE, 1 << CULTURE, 0)
 
 
-def test_update_keeps_status_and_pause_flag(cp, roles, pool):
+def test_update_keeps_status(cp, roles, pool):
+    """v2: the pause is one flag (the provider record has no copy of it any more)."""
     cp.setProviderStatus(pool, SUSPENDED, {"from": roles.providers})
     cp.pause({"from": roles.pauser})
     cp.updateProvider(pool, 3, 9, {"from": roles.providers})
-    assert cp.providerOf(pool) == (SUSPENDED, True, 3, 9)
+    assert cp.paused()
+    assert cp.providerOf(pool) == (SUSPENDED, 3, 9)
 
 
 def test_update_unknown_provider(cp, roles, outsider):

@@ -27,8 +27,11 @@ PROVIDER_KINDS = ["pool", "museum", "club_suspended", "club_removed"]
 PASS_REASON = {
     "active": Reason.Ok, "suspended": Reason.PassSuspended, "revoked": Reason.PassRevoked,
     "expired": Reason.PassExpired, "migrated": Reason.PassMigrated, "outsider": Reason.NoPass,
-    "new_address": Reason.NoPass, "pool": Reason.NoPass, "museum": Reason.NoPass,
-    "club_suspended": Reason.NoPass, "club_removed": Reason.NoPass,
+    "new_address": Reason.NoPass,
+    # A provider pays no one: provider -> provider is TransferNotAllowed, as provider -> anyone
+    # else outside refund/settle (one rule, one code; v1 said NoPass here).
+    "pool": Reason.TransferNotAllowed, "museum": Reason.TransferNotAllowed,
+    "club_suspended": Reason.TransferNotAllowed, "club_removed": Reason.TransferNotAllowed,
 }
 # Why a payment to this provider is refused once the payer's pass is fine (sport budget).
 PROVIDER_REASON = {"pool": Reason.Ok, "museum": Reason.CategoryNotApproved,
@@ -54,18 +57,19 @@ def world(deployment, roles, pool, museum, residents):
     cp.issue(keccak(text="matrix"), sport, kinds, [1_000] * 4, {"from": roles.issuer})
     club_s, club_r = synthetic("club-suspended"), synthetic("club-removed")
     for club in (club_s, club_r):
-        cp.addProvider(club, 1, 0, {"from": roles.providers})
-    # Every holder redeems once (nonce 0) while still in good standing, so refunds have a redemption.
+        cp.addProvider(club, 1, 0, "Test provider", {"from": roles.providers})
+    # Every holder redeems once (nonce 0, refundable) while still in good standing, so refunds
+    # have a redemption.
     paid = {}  # (holder address, provider address) -> the redeemed voucher and its signature
     for holder in kinds + [alice, bob]:
         paid[(holder.address, pool.address)] = sign_for(cp, holder.address, holder.private_key, pool, sport, 100)
-        cp.redeem(*paid[(holder.address, pool.address)], {"from": pool})
+        cp.redeemRefundable(*paid[(holder.address, pool.address)], 100, 0, {"from": pool})
     for i, club in enumerate((club_s, club_r)):  # the clubs hold credit before they are stopped
         paid[(alice.address, club.address)] = sign_for(cp, alice.address, alice.private_key, club, sport, 500, nonce=1 + i)
-        cp.redeem(*paid[(alice.address, club.address)], {"from": club})
+        cp.redeemRefundable(*paid[(alice.address, club.address)], 500, 0, {"from": club})
     cp.suspendPass(extra["suspended"], {"from": roles.registrar})
     cp.revokePass(extra["revoked"], {"from": roles.registrar})
-    cp.migratePass(extra["migrated"], extra["migrated_new"], {"from": roles.registrar})
+    cp.migratePass(extra["migrated"], extra["migrated_new"], cp.budgets(), {"from": roles.registrar})
     cp.renewPasses([extra["expired"]], now + 60, {"from": roles.registrar})
     cp.setProviderStatus(club_s, SUSPENDED, {"from": roles.providers})
     cp.setProviderStatus(club_r, REMOVED, {"from": roles.providers})
@@ -78,6 +82,11 @@ def world(deployment, roles, pool, museum, residents):
     }
     everyone = [str(a) for a in who.values()] + [str(r) for r in residents]
     return SimpleNamespace(cp=cp, sport=sport, who=who, everyone=everyone, paid=paid)
+
+
+def of(v):
+    """refund's (holder, budget, nonce) of a redeemed voucher struct."""
+    return v[0], v[2], v[4]
 
 
 def expected(sender: str, receiver: str):
@@ -199,12 +208,12 @@ def test_redeem_matrix(world, holder):
         p = who[provider]
         v, s = sign_for(cp, h.address, h.private_key, p, sport, AMOUNT, nonce=nonce)
         reason = expected(holder, provider)
-        assert cp.checkVoucher(v, p, s) == (reason or Reason.Ok), provider
+        assert cp.checkVoucher(v, p, s, AMOUNT) == (reason or Reason.Ok), provider
         if reason is None:
-            cp.redeem(v, s, {"from": p})
+            cp.redeem(v, s, v[3], 0, {"from": p})
             assert cp.isNonceUsed(h, sport, nonce)
         else:
-            refused(lambda: cp.redeem.call(v, s, {"from": p}), reason, h, p, sport)
+            refused(lambda: cp.redeem.call(v, s, AMOUNT, 0, {"from": p}), reason, h, p, sport)
             assert not cp.isNonceUsed(h, sport, nonce)
     assert_conserved(cp, sport, world.everyone)
 
@@ -219,14 +228,14 @@ def test_refund_matrix(world):
         v, s = world.paid[(h.address, pool.address)]
         reason = PASS_REASON[holder]
         if holder == "migrated":
-            tx = cp.refund(v, s, 40, {"from": pool})
+            tx = cp.refund(*of(v), 40, {"from": pool})
             assert tx.events["Refunded"].values() == [who["migrated_new"], pool, sport, 40, 0]
             assert cp.balanceOf(h, sport) == 0
         elif reason == Reason.Ok:
-            tx = cp.refund(v, s, 40, {"from": pool})
+            tx = cp.refund(*of(v), 40, {"from": pool})
             assert tx.events["Refunded"].values() == [h, pool, sport, 40, 0]
         else:
-            refused(lambda: cp.refund.call(v, s, 40, {"from": pool}), reason, pool, h, sport)
+            refused(lambda: cp.refund.call(*of(v), 40, {"from": pool}), reason, pool, h, sport)
     assert_conserved(cp, sport, world.everyone)
 
 
@@ -235,17 +244,17 @@ def test_stopped_provider_can_still_refund(world, provider):
     cp, sport, alice, p = world.cp, world.sport, world.who["active"], world.who[provider]
     v, s = world.paid[(alice.address, p.address)]
     before = cp.balanceOf(alice, sport)
-    cp.refund(v, s, 500, {"from": p})
+    cp.refund(*of(v), 500, {"from": p})
     assert cp.balanceOf(alice, sport) == before + 500
 
 
 @pytest.mark.parametrize("caller", ["active", "active2", "outsider", "museum", "club_suspended"])
-def test_refund_by_anyone_but_the_named_provider(world, caller):
-    """The voucher's digest includes the provider that submits it: for anyone else the
-    holder's signature does not match."""
+def test_refund_by_anyone_but_the_redeeming_provider(world, caller):
+    """The chain stored which provider made the refundable redemption: only it can refund."""
     cp, sport, who = world.cp, world.sport, world.who
     v, s = world.paid[(who["active"].address, who["pool"].address)]
-    assert_reverts_with(lambda: cp.refund.call(v, s, 40, {"from": who[caller]}), "InvalidVoucherSignature(address)", who["active"])
+    assert_reverts_with(lambda: cp.refund.call(*of(v), 40, {"from": who[caller]}),
+                        "NotTheRedeemingProvider(address,uint256,uint256,address)", *of(v), who["pool"])
 
 
 # ---------------------------------------------------------------- window, limit, pause
@@ -269,7 +278,7 @@ def test_budget_window_boundaries(world, windowed, path):
     def pay(nonce):
         if path == "redeem":
             v, s = vouchers[nonce] = sign_for(cp, alice.address, alice.private_key, pool, budget, 10, nonce=nonce, deadline=end + 100)
-            return lambda: cp.redeem(v, s, {"from": pool})
+            return lambda: cp.redeemRefundable(v, s, v[3], 0, {"from": pool})
         if path == "single":
             return lambda: cp.safeTransferFrom(alice, pool, budget, 10, b"", {"from": alice})
         return lambda: cp.safeBatchTransferFrom(alice, pool, [budget], [10], b"", {"from": alice})
@@ -285,7 +294,7 @@ def test_budget_window_boundaries(world, windowed, path):
     # A refund after the end is refused too: ended credit stays where it is until reclaim/settle.
     next_block_at(end + 2)
     if path == "redeem":
-        refused(lambda: cp.refund(*vouchers[1], 5, {"from": pool}), Reason.BudgetEnded, pool, alice, budget)
+        refused(lambda: cp.refund(*of(vouchers[1][0]), 5, {"from": pool}), Reason.BudgetEnded, pool, alice, budget)
     assert cp.balanceOf(pool, budget) == 20
 
 
@@ -339,12 +348,12 @@ def test_pause_blocks_every_route(world, roles, sender, receiver, path):
     want = Reason.Paused if receiver in PROVIDER_KINDS else Reason.TransferNotAllowed
     refused(_transfer(world, sender, receiver, path), want, who[sender], who[receiver], sport)
     v, s = sign_for(cp, who["active"].address, who["active"].private_key, who["pool"], sport, 10, nonce=77)
-    refused(lambda: cp.redeem.call(v, s, {"from": who["pool"]}), Reason.Paused, who["active"], who["pool"], sport)
-    refused(lambda: cp.refund.call(*paid, 10, {"from": who["pool"]}), Reason.Paused, who["pool"], who["active"], sport)
+    refused(lambda: cp.redeem.call(v, s, 10, 0, {"from": who["pool"]}), Reason.Paused, who["active"], who["pool"], sport)
+    refused(lambda: cp.refund.call(*of(paid[0]), 10, {"from": who["pool"]}), Reason.Paused, who["pool"], who["active"], sport)
     cp.unpause({"from": roles.pauser})
     if want == Reason.Paused and receiver == "pool":
         _transfer(world, sender, receiver, path)()
-        cp.redeem(v, s, {"from": who["pool"]})
-        cp.refund(*paid, 10, {"from": who["pool"]})
+        cp.redeem(v, s, v[3], 0, {"from": who["pool"]})
+        cp.refund(*of(paid[0]), 10, {"from": who["pool"]})
     else:
         refused(_transfer(world, sender, receiver, path, call=True), expected(sender, receiver), who[sender], who[receiver], sport)

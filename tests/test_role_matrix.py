@@ -25,9 +25,10 @@ ADMIN = "DEFAULT_ADMIN_ROLE"
 
 # Functions anyone may call: what protects them is not a role.
 OPEN = {
-    "redeem": "the caller is the provider the voucher names (the holder's signature binds it); the transfer rules refuse non-providers",
+    "redeem": "the caller must be a provider: the one the voucher names, or any approved one if it names none (the holder's signature binds it)",
+    "redeemRefundable": "as redeem; the chain stores what it debited, for the provider that made it",
     "redeemBatch": "as redeem, voucher by voucher",
-    "refund": "only the provider a redeemed voucher names can refund it (the holder's signature binds it)",
+    "refund": "only the provider that made a refundable redemption can refund it, up to what it debited",
     "safeTransferFrom": "an owner moves its own credit (from == caller); the transfer hook allows only holder -> approved provider",
     "safeBatchTransferFrom": "as safeTransferFrom, id by id",
     "renounceRole": "an account can only give up its own role (AccessControlBadConfirmation otherwise)",
@@ -60,8 +61,14 @@ def _reinstate(c, ready):
 
 def _settle(c, ready):
     if ready:
-        c.cp.redeem(*c.sign(c.alice, c.pool, c.sport, 100), {"from": c.pool})
-    return (c.pool, [c.sport], [100], keccak(text="matrix"))
+        c.cp.redeem(*c.sign(c.alice, c.pool, c.sport, 100), 100, 0, {"from": c.pool})
+    return (c.pool, [c.sport], [100], "matrix")
+
+
+def _migrate_balances(c, ready):
+    if ready:
+        c.cp.migratePass(c.bob, fresh("bob-phone"), [], {"from": c.roles.registrar})
+    return (c.bob, [c.sport])
 
 
 def _unpause(c, ready):
@@ -75,7 +82,8 @@ GATED = {
     "createBudget": (("BUDGET_MANAGER_ROLE",), lambda c, r: (0, c.now, c.now + DAY, 1, "x")),
     "setBudgetCap": (("BUDGET_MANAGER_ROLE",), lambda c, r: (c.sport, 2_000_000)),
     "reclaim": (("BUDGET_MANAGER_ROLE",), _reclaim),
-    "addProvider": (("PROVIDER_MANAGER_ROLE",), lambda c, r: (fresh("club"), 1, 0)),
+    "addProvider": (("PROVIDER_MANAGER_ROLE",), lambda c, r: (fresh("club"), 1, 0, "Club")),
+    "renameProvider": (("PROVIDER_MANAGER_ROLE",), lambda c, r: (c.pool, "Pool")),
     "updateProvider": (("PROVIDER_MANAGER_ROLE",), lambda c, r: (c.pool, 1, 0)),
     "setProviderStatus": (("PROVIDER_MANAGER_ROLE",), lambda c, r: (c.pool, 2)),
     "enrollPasses": (("REGISTRAR_ROLE",), lambda c, r: ([fresh("new")], c.now + DAY)),
@@ -83,8 +91,10 @@ GATED = {
     "suspendPass": (("REGISTRAR_ROLE",), lambda c, r: (c.alice,)),
     "reinstatePass": (("REGISTRAR_ROLE",), _reinstate),
     "revokePass": (("REGISTRAR_ROLE",), lambda c, r: (c.alice,)),
-    "migratePass": (("REGISTRAR_ROLE",), lambda c, r: (c.alice, fresh("phone"))),
+    "migratePass": (("REGISTRAR_ROLE",), lambda c, r: (c.alice, fresh("phone"), [c.sport])),
+    "migrateBalances": (("REGISTRAR_ROLE",), _migrate_balances),
     "issue": (("ISSUER_ROLE",), lambda c, r: (keccak(text="matrix"), c.sport, [c.alice], [1])),
+    "correct": (("ISSUER_ROLE",), lambda c, r: (c.alice, c.sport, 1, "matrix")),
     "enrollAndIssue": (("ISSUER_ROLE", "REGISTRAR_ROLE"),
                        lambda c, r: (keccak(text="matrix"), c.sport, c.now + DAY, [fresh("new")], [1])),
     "settle": (("TREASURER_ROLE",), _settle),

@@ -54,7 +54,7 @@ def test_constructor_rejects_zero_admin(roles):
 @pytest.fixture
 def restricted(cp, roles, sport, pool, alice, sign):
     """Every role-restricted function, called with arguments that succeed for its role."""
-    cp.redeem(*sign(alice, pool, sport, 100), {"from": pool})  # the pool has something to settle
+    cp.redeem(*sign(alice, pool, sport, 100), 100, 0, {"from": pool})  # the pool has something to settle
     now = latest_time()
     # A budget that has already ended, for reclaim (which is refused before the end).
     ended = cp.createBudget(0, now - DAY, now + 60, 1_000, "ended", {"from": roles.budget}).return_value
@@ -66,16 +66,18 @@ def restricted(cp, roles, sport, pool, alice, sign):
         ("BUDGET_MANAGER_ROLE", cp.createBudget, (0, now, now + DAY, 1, "x")),
         ("BUDGET_MANAGER_ROLE", cp.setBudgetCap, (sport, 2_000_000)),
         ("BUDGET_MANAGER_ROLE", cp.reclaim, (ended, [fresh("nobody")])),
-        ("PROVIDER_MANAGER_ROLE", cp.addProvider, (fresh("club"), 1, 0)),
+        ("PROVIDER_MANAGER_ROLE", cp.addProvider, (fresh("club"), 1, 0, "Club")),
+        ("PROVIDER_MANAGER_ROLE", cp.renameProvider, (pool, "Pool")),
         ("PROVIDER_MANAGER_ROLE", cp.updateProvider, (pool, 1, 0)),
         ("PROVIDER_MANAGER_ROLE", cp.setProviderStatus, (pool, 2)),
         ("REGISTRAR_ROLE", cp.enrollPasses, ([fresh("new")], now + DAY)),
         ("REGISTRAR_ROLE", cp.renewPasses, ([alice], now + DAY)),
         ("REGISTRAR_ROLE", cp.suspendPass, (alice,)),
         ("REGISTRAR_ROLE", cp.revokePass, (alice,)),
-        ("REGISTRAR_ROLE", cp.migratePass, (alice, fresh("phone"))),
+        ("REGISTRAR_ROLE", cp.migratePass, (alice, fresh("phone"), [sport])),
         ("ISSUER_ROLE", cp.issue, (keccak(text="roles"), sport, [alice], [1])),
-        ("TREASURER_ROLE", cp.settle, (pool, [sport], [100], keccak(text="roles"))),
+        ("TREASURER_ROLE", cp.settle, (pool, [sport], [100], "roles")),
+        ("ISSUER_ROLE", cp.correct, (alice, sport, 1, "roles")),
         ("PAUSER_ROLE", cp.pause, ()),
     ]
 

@@ -62,17 +62,17 @@ def test_admin_delay_change_takes_effect_later_and_can_be_rolled_back(cp, roles)
 
 def test_after_the_budget_ends_credit_is_reclaimed_and_providers_settled(cp, roles, sport, pool, museum, residents,
                                                                          alice, bob, sign, deployment):
-    cp.redeem(*sign(alice, pool, sport, 300), {"from": pool})
+    cp.redeem(*sign(alice, pool, sport, 300), 300, 0, {"from": pool})
     late = sign(bob, pool, sport, 100, deadline=deployment.end + DAY)
     assert_reverts_with(lambda: cp.reclaim(sport, [alice], {"from": roles.budget}),
                         "BudgetNotEnded(uint256,uint40)", sport, deployment.end)
     sleep_past(deployment.end)
-    refused(lambda: cp.redeem(*late, {"from": pool}), Reason.BudgetEnded, bob, pool, sport)
+    refused(lambda: cp.redeem(*late, 100, 0, {"from": pool}), Reason.BudgetEnded, bob, pool, sport)
     holders = [r.address for r in residents[:4]]
     tx = cp.reclaim(sport, holders, {"from": roles.budget})
     assert tx.events["Reclaimed"].values() == [sport, 4, 4 * 10_000 - 300]
     assert cp.outstanding(sport) == 300  # the pool's balance stays payable
-    reference = keccak(text="citypass-test-time-travel-payment")
+    reference = "citypass-test-time-travel-payment"
     cp.settle(pool, [sport], [300], reference, {"from": roles.treasurer})
-    assert cp.referenceSettled(reference) and cp.balanceOf(pool, sport) == 0
+    assert cp.referenceSettled(keccak(text=reference)) and cp.balanceOf(pool, sport) == 0
     assert_conserved(cp, sport, [r.address for r in residents] + [str(pool), str(museum)])

@@ -376,7 +376,8 @@ def _budget_dict(b: C.BudgetInfo) -> dict[str, Any]:
         "serial": b.serial, "id": str(b.id), "name": b.name, "category": b.category,
         "valid_from": format_date(b.valid_from), "valid_until": format_date(b.valid_until),
         "cap": cents_to_str(b.cap), "issued": cents_to_str(b.issued), "settled": cents_to_str(b.settled),
-        "reclaimed": cents_to_str(b.reclaimed), "outstanding": cents_to_str(b.outstanding),
+        "reclaimed": cents_to_str(b.reclaimed), "corrected": cents_to_str(b.corrected),
+        "outstanding": cents_to_str(b.outstanding),
     }
 
 
@@ -432,18 +433,38 @@ def _max_amount(text: str | None) -> int:
     return 0 if text is None or text.strip().lower() in ("", "none", "0") else parse_euros(text, "--max")
 
 
+NAME_HELP = ("Public name shown in lists, reports and the audit (1-64 bytes), stored on chain for good. "
+             "A one-person practice's name can be personal data: list it under a neutral public name "
+             "instead, e.g. 'Muziekles, Oosterpoort'.")
+MAX_NAME_BYTES = 64
+
+
+def _provider_name(text: str) -> str:
+    name = " ".join(text.split())
+    size = len(name.encode("utf-8"))
+    if not 1 <= size <= MAX_NAME_BYTES:
+        raise UsageError(f"--name: {size} bytes of UTF-8; a provider's name has 1 to {MAX_NAME_BYTES}")
+    return name
+
+
 @provider_group.command("add")
 @click.argument("address", type=ADDRESS)
 @click.option("--categories", required=True, help="Approved categories: numbers or names, comma-separated.")
 @click.option("--max", "max_amount", metavar="EUROS", help="Largest amount per payment (default: no limit).")
+@click.option("--name", required=True, help=NAME_HELP)
 @pass_ctx
-def provider_add(c: Ctx, address: str, categories: str, max_amount: str | None) -> None:
-    """Register a provider."""
+def provider_add(c: Ctx, address: str, categories: str, max_amount: str | None, name: str) -> None:
+    """Register a provider under a public name.
+
+    The name is public and kept on chain for good. Providers are organisations, but a
+    one-person practice's name can be personal data: use a neutral public name for it
+    (e.g. "Muziekles, Oosterpoort").
+    """
     dep = c.deployment
     cats = parse_categories(dep, categories)
     limit = _max_amount(max_amount)
     signer = c.account("PROVIDER_MANAGER")
-    c.send(dep.contract.functions.addProvider(address, _mask(cats), limit),
+    c.send(dep.contract.functions.addProvider(address, _mask(cats), limit, _provider_name(name)),
            f"registered provider {address}", account=signer)
     _fund_on_dev_chain(c, signer, address)
     _show_provider(c, address)
@@ -460,6 +481,24 @@ def _fund_on_dev_chain(c: Ctx, signer: Any, address: str) -> None:
     if funded is not None:
         note(f"dev chain: sent {gas.eth_text(funded.amount)} ETH for gas to {address} from {signer.address} "
              f"(tx {funded.tx_hash})")
+
+
+@provider_group.command("rename")
+@click.argument("address", type=ADDRESS)
+@click.argument("name")
+@pass_ctx
+def provider_rename(c: Ctx, address: str, name: str) -> None:
+    """Give a provider a new public name (e.g. a neutral one instead of a person's name).
+
+    The old name stays in the chain's history: a name that was personal data is not erased
+    by renaming, so choose the first name with care.
+    """
+    dep = c.deployment
+    if C.provider_info(dep, address, names={}).status == "none":
+        raise CityPassError(f"{address} is not a registered provider")
+    c.send(dep.contract.functions.renameProvider(address, _provider_name(name)),
+           f"renamed provider {address}", role="PROVIDER_MANAGER")
+    _show_provider(c, address)
 
 
 @provider_group.command("update")
@@ -508,16 +547,16 @@ _provider_status_command("remove", 3, "removed")
 
 
 def _provider_dict(p: C.ProviderInfo) -> dict[str, Any]:
-    return {"address": p.address, "status": p.status, "categories": list(p.categories),
+    return {"address": p.address, "name": p.name, "status": p.status, "categories": list(p.categories),
             "max_per_payment": cents_to_str(p.max_amount) if p.max_amount else None, "paused": p.paused}
 
 
 def _provider_row(dep: C.Deployment, p: C.ProviderInfo, names: dict[int, str]) -> tuple:
     cats = ", ".join(category_label(dep, x, names) for x in p.categories) or "-"
-    return (p.address, p.status, cats, format_euros(p.max_amount) if p.max_amount else "no limit")
+    return (p.name or "-", p.address, p.status, cats, format_euros(p.max_amount) if p.max_amount else "no limit")
 
 
-_PROVIDER_COLUMNS = ("ADDRESS", "STATUS", "CATEGORIES", "MAX PER PAYMENT")
+_PROVIDER_COLUMNS = ("NAME", "ADDRESS", "STATUS", "CATEGORIES", "MAX PER PAYMENT")
 
 
 def _show_provider(c: Ctx, address: str) -> None:
@@ -684,16 +723,41 @@ _pass_status_command("revoke", "revokePass", "revoked",
                      "Revoke a pass for good; its credit is reclaimed after its budgets end.")
 
 
+MIGRATE_BUDGETS_PER_CALL = 50  # ~30k gas each: well inside any block
+
+
 @pass_group.command("migrate")
 @click.argument("old", type=ADDRESS)
 @click.argument("new", type=ADDRESS)
+@click.option("--budget", "budget_specs", multiple=True, metavar="ID",
+              help="Budgets to move (repeatable; default: every budget the old pass holds credit in).")
 @pass_ctx
-def pass_migrate(c: Ctx, old: str, new: str) -> None:
-    """Lost phone: move the pass and all its credit from OLD to NEW (the old key is dead)."""
+def pass_migrate(c: Ctx, old: str, new: str, budget_specs: tuple[str, ...]) -> None:
+    """Lost phone: move the pass and its credit from OLD to NEW (the old key is dead).
+
+    The credit moves in as many transactions as needed; credit left behind (or arriving
+    later) follows with `pass migrate` again.
+    """
     if old == new:
         raise UsageError("OLD and NEW are the same address")
-    c.send(c.deployment.contract.functions.migratePass(old, new), f"migrated the pass of {old} to {new}",
-           role="REGISTRAR")
+    dep = c.deployment
+    f = dep.contract.functions
+    if budget_specs:
+        ids = [C.find_budget(dep, s).id for s in budget_specs]
+    else:
+        ids = list(C.pass_info(dep, old).balances)
+    parts = [ids[i : i + MIGRATE_BUDGETS_PER_CALL] for i in range(0, len(ids), MIGRATE_BUDGETS_PER_CALL)]
+    moved = C.pass_info(dep, old).migrated_to
+    if moved is not None and moved != new:
+        raise CityPassError(f"the pass of {old} moved to {moved} already, not to {new}")
+    if moved is None:
+        first = parts.pop(0) if parts else []
+        c.send(f.migratePass(old, new, first), f"migrated the pass of {old} to {new} ({len(first)} budget(s))",
+               role="REGISTRAR")
+    elif not parts:
+        note(f"the pass of {old} moved to {new} before, and it holds no credit left to move")
+    for part in parts:
+        c.send(f.migrateBalances(old, part), f"moved {len(part)} more budget(s) of {old} to {new}", role="REGISTRAR")
     _show_pass(c, new)
 
 
@@ -854,6 +918,42 @@ def report_cmd(c: Ctx, out_dir: str) -> None:
     note(f"report written to {result.files.html} (as of block {result.block})")
     output(c, {"html": str(result.files.html), "block": result.block,
                "csv": [str(p) for p in result.files.csvs], "charts": [str(p) for p in result.files.charts]})
+
+
+# ------------------------------------------------------------------ settings
+@main.group("settings")
+def settings_group() -> None:
+    """The municipality's settings, kept in the work directory (settings.json)."""
+
+
+@settings_group.command("show")
+@pass_ctx
+def settings_show(c: Ctx) -> None:
+    """The settings in force (defaults where the file says nothing)."""
+    from dataclasses import asdict
+
+    from citypass import settings
+
+    output(c, asdict(settings.load(c.workdir)))
+
+
+@settings_group.command("set")
+@click.option("--pass-qr-ttl", type=click.IntRange(1, 366 * 86_400), metavar="SECONDS",
+              help="How long a pass QR stays valid after the phone signs it (default 86400: 24 hours).")
+@click.option("--scan-limit", metavar="EUROS", callback=lambda _c, _p, v: None if v is None else parse_euros(v, "--scan-limit"), help="The most one scan of a pass QR may take from one budget (default 150.00).")
+@pass_ctx
+def settings_set(c: Ctx, pass_qr_ttl: int | None, scan_limit: int | None) -> None:
+    """Change a setting."""
+    from dataclasses import asdict
+
+    from citypass import settings
+
+    changes = {k: v for k, v in (("pass_qr_ttl_seconds", pass_qr_ttl), ("scan_limit_cents", scan_limit)) if v is not None}
+    if not changes:
+        raise UsageError("give --pass-qr-ttl and/or --scan-limit")
+    new = settings.update(c.workdir, **changes)
+    note(f"settings saved to {settings.path(c.workdir)}")
+    output(c, asdict(new))
 
 
 # ------------------------------------------------------------------ issuance, vouchers, finance

@@ -1,5 +1,8 @@
-"""`citypass` commands for operations: issuance from CSV, resident vouchers, provider
-redemption, finance. Thin: parse arguments, call the library, print. Registered on the main
+"""`citypass` commands for operations: issuance from CSV, the resident's pass QR, provider
+redemption, finance (settle, reclaim, correct, audit).
+
+Amounts in --json output, everywhere: `X` in euros as a string ("12.50") and `X_cents` as
+an integer (redemption.money). Thin: parse arguments, call the library, print. Registered on the main
 group by citypass/cli/main.py (`register(main)`).
 """
 
@@ -13,17 +16,17 @@ import click
 
 from citypass import budget_id
 from citypass import contract as C
-from citypass import finance, issuance, keys, redemption, tx, wallet
-from citypass import voucher as V
+from citypass import finance, issuance, keys, passqr, redemption, settings, tx, wallet
 from citypass.cli.common import (
     ADDRESS, DATE, EUROS, EUROS_OR_ZERO, Ctx, cents_to_str, end_of_day, err_console, format_date, format_euros,
-    note, output, pass_ctx,
+    note, output, parse_euros, pass_ctx,
 )
 from citypass.errors import CityPassError, UsageError
 
 
 def register(group: click.Group) -> None:
-    for command in (issue_cmd, voucher_group, redeem_cmd, refund_cmd, balance_cmd, reclaim_cmd, settle_cmd, audit_cmd):
+    for command in (issue_cmd, voucher_group, redeem_cmd, refund_cmd, balance_cmd, reclaim_cmd, settle_cmd, correct_cmd,
+                    audit_cmd):
         group.add_command(command)
 
 
@@ -194,143 +197,205 @@ def _say_what_was_issued(plan: issuance.Plan) -> None:
 # ------------------------------------------------------------------ vouchers (resident)
 @click.group("voucher")
 def voucher_group() -> None:
-    """Resident vouchers: sign one at the till (as a QR code), or check one."""
+    """The resident's pass QR: sign it (as the phone does), or check one."""
+
+
+def _budget_ids(c: Ctx, specs: tuple[str, ...]) -> list[int] | None:
+    return [_budget(c, s).id for s in specs] or None
+
+
+def _pass_qr_dict(pq: passqr.PassQR, text: str) -> dict[str, Any]:
+    return {"payload": text, "holder": pq.holder, "provider": pq.provider,
+            "any_provider": redemption.is_any(pq.provider), "deadline": pq.deadline, "chain_id": pq.chain_id,
+            "contract": pq.contract, "qr_version": passqr.qr_version(text),
+            "vouchers": [{"budget": budget_id.decode(e.budget).serial, "budget_id": str(e.budget),
+                          **redemption.money("max_amount", e.max_amount), "nonce": e.nonce} for e in pq.entries]}
 
 
 @voucher_group.command("sign")
-@click.option("--budget", "budget_spec", required=True, metavar="ID", help="Budget number (#3 or 3) or full id.")
-@click.option("--amount", type=EUROS, required=True, help="Euros taken from the pass, e.g. 12.50.")
-@click.option("--provider", type=ADDRESS, required=True, help="The provider's wallet address.")
-@click.option("--co-payment", type=EUROS_OR_ZERO, default="0", help="Euros the resident pays on top.")
+@click.option("--budget", "budget_specs", multiple=True, metavar="ID",
+              help="Budget number (#3 or 3) or full id, repeatable (default: every budget the pass holds credit in).")
+@click.option("--max", "--amount", "max_amount", type=EUROS,
+              help="Most one payment may take, e.g. 12.50 (default: min(balance, the municipality's per-scan limit)).")
+@click.option("--provider", type=ADDRESS, help="Only this provider may redeem it (default: any approved provider).")
 @click.option("--key", "key_spec", metavar="KEYSPEC", help="The holder's key (default: --from).")
 @click.option("--qr", type=click.Path(dir_okay=False, path_type=Path), help="Write the QR code to this PNG file.")
-@click.option("--ttl", type=click.IntRange(1, 7 * 86_400), default=V.DEFAULT_TTL_SECONDS, show_default=True,
-              help="Seconds the voucher stays valid.")
-@click.option("--nonce", type=click.IntRange(min=0), help="Voucher number (default: the lowest unused).")
+@click.option("--ttl", type=click.IntRange(1, 366 * 86_400),
+              help="Seconds the QR stays valid (default: the municipality's setting, 24 hours).")
+@click.option("--nonce", type=click.IntRange(0, passqr.MAX_U32),
+              help="Voucher number, for one budget (default: the lowest unused of each budget).")
+@click.option("--force", is_flag=True, help="Sign even what the pre-checks say will be refused.")
 @pass_ctx
-def voucher_sign(c: Ctx, budget_spec: str, amount: int, provider: str, co_payment: int, key_spec: str | None,
-                 qr: Path | None, ttl: int, nonce: int | None) -> None:
-    """Sign a voucher as the pass holder and print its payload (and write its QR code)."""
+def voucher_sign(c: Ctx, budget_specs: tuple[str, ...], max_amount: int | None, provider: str | None,
+                 key_spec: str | None, qr: Path | None, ttl: int | None, nonce: int | None, force: bool) -> None:
+    """Sign the pass QR as the pass holder and print its text (and write its QR code).
+
+    One voucher per budget, the same nonce on every refresh until it is used. Refuses,
+    with the reason, what would fail anyway (no credit, more than the balance, a provider
+    not approved for the category or with a lower limit); --force signs anyway.
+    """
     spec = key_spec or c.from_spec
     if not spec:
         raise UsageError("pass --key KEYSPEC (the pass holder's key) or --from")
     account = c.load(spec)
-    b = _budget(c, budget_spec)
-    signed = wallet.sign_voucher(c.deployment, account, b.id, amount, provider, co_payment=co_payment, ttl=ttl, nonce=nonce)
-    payload = V.encode_payload(signed)
+    budgets = _budget_ids(c, budget_specs)
+    if nonce is not None and (budgets is None or len(budgets) != 1):
+        raise UsageError("--nonce needs exactly one --budget")
+    pq = wallet.pass_qr(c.deployment, account, budgets=budgets, provider=provider or passqr.ANY_PROVIDER,
+                        max_amount=max_amount, ttl=ttl, settings=settings.load(c.workdir),
+                        nonces={budgets[0]: nonce} if nonce is not None and budgets else None, force=force)
+    text = pq.encode()
     if qr:
-        wallet.write_qr(payload, qr)
-        note(f"QR code written to {qr}")
-    v = signed.voucher
+        wallet.write_qr(text, qr)
+        note(f"QR code written to {qr} (QR version {passqr.qr_version(text)})")
     if c.json:
-        output(c, {"payload": payload, "holder": v.holder, "provider": v.provider, "budget": b.serial,
-                   "amount": cents_to_str(v.amount), "co_payment": cents_to_str(v.co_payment), "nonce": v.nonce,
-                   "deadline": v.deadline, "qr": str(qr) if qr else None})
+        output(c, _pass_qr_dict(pq, text) | {"qr": str(qr) if qr else None})
     else:
-        click.echo(payload)
+        click.echo(text)
 
 
 @voucher_group.command("show")
 @click.argument("voucher")
-@click.option("--provider", type=ADDRESS, help="Check for this provider (default: the one the voucher names).")
+@click.option("--provider", type=ADDRESS,
+              help="Check for this provider (default: the one the QR names, else the --from wallet's).")
+@click.option("--amount", type=EUROS, help="Check this amount (default: each voucher's limit).")
+@click.option("--budget", "budget_spec", metavar="ID", help="Only the voucher of this budget.")
 @pass_ctx
-def voucher_show(c: Ctx, voucher: str, provider: str | None) -> None:
-    """Decode a voucher (payload text or QR PNG), explain it and run the chain's pre-check."""
-    signed = wallet.load_voucher(voucher)
-    check = redemption.explain(c.deployment, signed, provider)
+def voucher_show(c: Ctx, voucher: str, provider: str | None, amount: int | None, budget_spec: str | None) -> None:
+    """Decode a pass QR (text or PNG), explain each voucher and run the chain's pre-check,
+    judged at the time the next block will have (as `redeem` will be)."""
+    pq = wallet.load_pass_qr(voucher)
+    if provider is None and c.from_spec and redemption.is_any(pq.provider):
+        provider = c.load(c.from_spec).address  # the till's own wallet
+    items = [pq.for_budget(_budget(c, budget_spec).id)] if budget_spec else pq.vouchers()
+    checks = [redemption.explain(c.deployment, s, provider, amount) for s in items]
     if c.json:
-        output(c, check.as_dict())
+        output(c, {"holder": pq.holder, "deadline": pq.deadline, "vouchers": [x.as_dict() for x in checks],
+                   "ok": all(x.ok for x in checks)})
     else:
-        click.echo("\n".join(check.lines()))
-    if not check.ok:
-        raise redemption.VoucherRefused(check.reason, f"voucher refused: {check.message}")
+        click.echo("\n\n".join("\n".join(x.lines()) for x in checks))
+    bad = [x for x in checks if not x.ok]
+    if bad:
+        raise redemption.VoucherRefused(bad[0].reason, f"voucher refused: {bad[0].message}"
+                                        + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
 
 
 # ------------------------------------------------------------------ provider
 @click.command("redeem")
 @click.argument("voucher", required=False)
+@click.option("--amount", type=EUROS, help="Euros the till takes from the pass (at most the voucher's limit).")
+@click.option("--co-payment", type=EUROS_OR_ZERO, default="0", help="Euros the resident pays on top (recorded only).")
+@click.option("--budget", "budget_spec", metavar="ID", help="The budget to pay from (default: the only one this provider takes).")
+@click.option("--refundable", is_flag=True,
+              help="Mark the payment refundable (e.g. a course that may be cancelled): costs more gas.")
 @click.option("--batch", "batch_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="File with one voucher payload per line (collected offline).")
+              help="File of scans collected offline, one per line: QR,AMOUNT[,CO_PAYMENT[,BUDGET]].")
 @pass_ctx
-def redeem_cmd(c: Ctx, voucher: str | None, batch_file: Path | None) -> None:
-    """Redeem a voucher (payload text or QR PNG) from the provider's own wallet (--from).
+def redeem_cmd(c: Ctx, voucher: str | None, amount: int | None, co_payment: int, budget_spec: str | None,
+               refundable: bool, batch_file: Path | None) -> None:
+    """Take AMOUNT from a pass QR (text or PNG) with the provider's own wallet (--from).
 
-    The chain's pre-check runs first: a voucher it would refuse is reported with its plain
-    reason and nothing is sent. On a local dev chain without --from, the dev account the
-    voucher names signs. With --batch, vouchers the chain refuses are skipped (and listed).
+    The chain's pre-check runs first, at the next block's time: a voucher it would refuse
+    is reported with its plain reason and nothing is sent. On a local dev chain a QR for
+    one named provider is redeemed by that dev account without --from. With --batch,
+    vouchers the chain refuses are skipped (and listed).
     """
     if (voucher is None) == (batch_file is None):
         raise UsageError("give either one VOUCHER or --batch FILE")
     dep = c.deployment
     if voucher is not None:
-        signed = wallet.load_voucher(voucher)
-        result = redemption.redeem(dep, _provider_account(c, signed.voucher.provider), signed)
+        if amount is None:
+            raise UsageError("--amount: the euros the till takes from the pass")
+        pq = wallet.load_pass_qr(voucher)
+        account = _provider_account(c, None if redemption.is_any(pq.provider) else pq.provider)
+        signed = redemption.pick(dep, pq, account.address, _budget(c, budget_spec).id if budget_spec else None)
+        result = redemption.redeem(dep, account, signed, amount, co_payment, refundable)
         v = result.voucher
-        note(f"redeemed {format_euros(v.amount)} from {v.holder} (co-payment {format_euros(v.co_payment)}), "
-             f"tx {result.tx_hash}, gas {result.gas_used:,}")
-        output(c, {"redeemed": True, "holder": v.holder, "amount": cents_to_str(v.amount),
-                   "co_payment": cents_to_str(v.co_payment), "nonce": v.nonce, "tx": result.tx_hash,
-                   "block": result.block, "gas_used": result.gas_used})
+        serial = budget_id.decode(v.budget).serial
+        note(f"redeemed {format_euros(amount)} of budget #{serial} from {v.holder} (co-payment {format_euros(co_payment)}"
+             f"{', refundable' if refundable else ''}), tx {result.tx_hash}, gas {result.gas_used:,}")
+        output(c, {"redeemed": True, "holder": v.holder, "provider": account.address, "budget": serial,
+                   **redemption.money("amount", amount), **redemption.money("co_payment", co_payment),
+                   "refundable": refundable, "nonce": v.nonce, "tx": result.tx_hash, "block": result.block,
+                   "gas_used": result.gas_used})
         return
+    if amount is not None or refundable or budget_spec:
+        raise UsageError("with --batch, each line carries its own amount (and budget); a batch is never refundable")
     assert batch_file is not None
-    signed_list, lines = _read_batch(batch_file)
-    if not signed_list:
+    raw, lines = _read_batch(batch_file)
+    if not raw:
         raise CityPassError(f"{batch_file}: no vouchers in the file")
-    account = _provider_account(c, signed_list[0].voucher.provider)
-    outcomes = redemption.redeem_batch(dep, account, signed_list)
-    data = [{"line": lines[o.index], "holder": o.voucher.holder, "amount": cents_to_str(o.voucher.amount),
+    first = raw[0][0]
+    account = _provider_account(c, None if redemption.is_any(first.provider) else first.provider)
+    scans = []
+    for (pq, cents, co, bspec), line in zip(raw, lines):
+        try:
+            signed = redemption.pick(dep, pq, account.address, _budget(c, bspec).id if bspec else None)
+        except CityPassError as exc:
+            raise CityPassError(f"{batch_file}: line {line}: {exc}; nothing was sent") from None
+        scans.append(redemption.Scan(signed, cents, co))
+    outcomes = redemption.redeem_batch(dep, account, scans)
+    data = [{"line": lines[o.index], "holder": o.voucher.holder, **redemption.money("amount", o.amount),
              "nonce": o.voucher.nonce, "redeemed": o.redeemed, "reason": o.reason.name if o.reason else None,
              "message": o.message, "tx": o.tx_hash} for o in outcomes]
-    output(c, data, rows=[(d["line"], d["holder"], format_euros(o.voucher.amount), d["nonce"], d["message"])
+    output(c, data, rows=[(d["line"], d["holder"], format_euros(o.amount), d["nonce"], d["message"])
                           for d, o in zip(data, outcomes)], columns=("LINE", "HOLDER", "AMOUNT", "NONCE", "OUTCOME"))
     done = [o for o in outcomes if o.redeemed]
-    note(f"redeemed {len(done)} of {len(outcomes)} vouchers, {format_euros(sum(o.voucher.amount for o in done))}")
+    note(f"redeemed {len(done)} of {len(outcomes)} vouchers, {format_euros(sum(o.amount for o in done))}")
     if len(done) < len(outcomes):
         raise CityPassError(f"{len(outcomes) - len(done)} of {len(outcomes)} vouchers were refused (see the list)")
 
 
-def _read_batch(path: Path) -> tuple[list[V.SignedVoucher], list[int]]:
-    """Vouchers of a batch file (blank lines skipped); every bad line reported, none sent."""
+def _read_batch(path: Path) -> tuple[list[tuple[passqr.PassQR, int, int, str | None]], list[int]]:
+    """Scans of a batch file, `QR,AMOUNT[,CO_PAYMENT[,BUDGET]]` per line (blank lines
+    skipped; base45 has no comma); every bad line reported, none sent."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise CityPassError(f"cannot read {path}: {exc}") from None
-    vouchers, lines, problems = [], [], []
+    scans, lines, problems = [], [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        fields = [f.strip() for f in line.split(",")]
         try:
-            vouchers.append(V.decode_payload(line))
+            if not 2 <= len(fields) <= 4:
+                raise CityPassError(f"{len(fields)} comma-separated fields, expected QR,AMOUNT[,CO_PAYMENT[,BUDGET]]")
+            pq = passqr.decode(fields[0])
+            cents = parse_euros(fields[1], "amount")
+            co = parse_euros(fields[2], "co-payment", allow_zero=True) if len(fields) > 2 and fields[2] else 0
+            scans.append((pq, cents, co, fields[3] if len(fields) > 3 and fields[3] else None))
             lines.append(number)
-        except V.VoucherError as exc:
+        except (passqr.PassQRError, CityPassError) as exc:
             problems.append(f"  line {number}: {exc}")
     if problems:
         raise CityPassError(f"{path}: {len(problems)} bad line(s), nothing was sent:\n" + "\n".join(problems))
-    return vouchers, lines
+    return scans, lines
 
 
 @click.command("refund")
-@click.argument("voucher")
-@click.option("--amount", type=EUROS, help="Euros to give back (default: all that is left to refund of the voucher).")
+@click.argument("holder", type=ADDRESS)
+@click.option("--budget", "budget_spec", required=True, metavar="ID", help="The budget of the redemption.")
+@click.option("--nonce", required=True, type=click.IntRange(min=0), help="The redeemed voucher's nonce.")
+@click.option("--amount", type=EUROS, help="Euros to give back (default: all that is left to refund).")
 @pass_ctx
-def refund_cmd(c: Ctx, voucher: str, amount: int | None) -> None:
-    """Give credit back to a resident for a voucher you redeemed (payload text or QR PNG).
+def refund_cmd(c: Ctx, holder: str, budget_spec: str, nonce: int, amount: int | None) -> None:
+    """Give credit back for a payment you marked refundable when you took it.
 
-    Only the provider the voucher names can refund it, from its own wallet (--from; on a
-    local dev chain the dev account the voucher names), and the refunds of one voucher add
-    up to at most its amount. Checked before anything is sent.
+    HOLDER is the pass that paid (as the redemption lists it). Only the provider that made
+    the redemption can refund it, from its own wallet (--from), and its refunds add up to
+    at most what it debited; ordinary (non-refundable) payments cannot be refunded.
+    Checked before anything is sent.
     """
-    signed = wallet.load_voucher(voucher)
-    result = redemption.refund(c.deployment, _provider_account(c, signed.voucher.provider), signed, amount)
-    v = signed.voucher
-    serial = budget_id.decode(v.budget).serial
-    note(f"refunded {format_euros(result.amount)} of budget #{serial} to {result.to} "
-         f"({format_euros(result.left)} of this voucher's {format_euros(v.amount)} left to refund), tx {result.tx_hash}")
-    output(c, {"refunded": cents_to_str(result.amount), "holder": v.holder, "to": result.to, "budget": serial,
-               "nonce": v.nonce, "voucher_digest": "0x" + result.state.digest.hex(), "voucher_amount": cents_to_str(v.amount),
-               "refunded_total": cents_to_str(result.state.refunded + result.amount),
-               "left_to_refund": cents_to_str(result.left), "tx": result.tx_hash, "block": result.block,
-               "gas_used": result.gas_used})
+    dep = c.deployment
+    b = _budget(c, budget_spec)
+    state = redemption.refund_state(dep, holder, b.id, nonce)
+    result = redemption.refund(dep, _provider_account(c, state.provider), holder, b.id, nonce, amount)
+    note(f"refunded {format_euros(result.amount)} of budget #{b.serial} to {result.to} "
+         f"({format_euros(result.left)} of this redemption left to refund), tx {result.tx_hash}")
+    output(c, {**redemption.money("refunded", result.amount), "holder": holder, "to": result.to, "budget": b.serial,
+               "nonce": nonce, **redemption.money("left_to_refund", result.left), "tx": result.tx_hash,
+               "block": result.block, "gas_used": result.gas_used})
 
 
 @click.command("balance")
@@ -344,8 +409,8 @@ def balance_cmd(c: Ctx, provider: str | None) -> None:
         provider = c.load(c.from_spec).address
     items = redemption.balance(c.deployment, provider)
     total = sum(b.cents for b in items)
-    output(c, {"provider": provider, "total": cents_to_str(total),
-               "budgets": [{"budget": b.serial, "name": b.name, "category": b.category, "amount": cents_to_str(b.cents)}
+    output(c, {"provider": provider, **redemption.money("total", total),
+               "budgets": [{"budget": b.serial, "name": b.name, "category": b.category, **redemption.money("amount", b.cents)}
                            for b in items]},
            rows=[(f"#{b.serial}", b.name, b.category, format_euros(b.cents)) for b in items] + [("", "total", "", format_euros(total))],
            columns=("BUDGET", "NAME", "CATEGORY", "AMOUNT"))
@@ -373,7 +438,9 @@ def reclaim_cmd(c: Ctx, budget_spec: str, batch_size: int) -> None:
 
 @click.command("settle")
 @click.option("--provider", type=ADDRESS, required=True)
-@click.option("--reference", required=True, help="Payment reference (case and spacing do not matter; used once).")
+@click.option("--reference", required=True,
+              help="Payment reference, e.g. the bank transfer's (case and spacing do not matter; used once; "
+                   "kept on chain as text, so no personal data).")
 @click.option("--budget", "budget_specs", multiple=True, metavar="ID", help="Only these budgets (repeatable).")
 @pass_ctx
 def settle_cmd(c: Ctx, provider: str, reference: str, budget_specs: tuple[str, ...]) -> None:
@@ -382,10 +449,31 @@ def settle_cmd(c: Ctx, provider: str, reference: str, budget_specs: tuple[str, .
     result = finance.settle(c.deployment, c.account("TREASURER"), provider, reference, budgets)
     note(f"settled {format_euros(result.total)} with {provider} under reference {result.reference!r} (tx {result.tx_hash})")
     output(c, {"provider": provider, "reference": result.reference, "reference_hash": result.reference_hash,
-               "total": cents_to_str(result.total), "tx": result.tx_hash,
-               "budgets": [{"budget": str(bid), "amount": cents_to_str(a)} for bid, a in result.amounts]},
+               **redemption.money("total", result.total), "tx": result.tx_hash,
+               "budgets": [{"budget": str(bid), **redemption.money("amount", a)} for bid, a in result.amounts]},
            rows=[(f"#{budget_id.decode(bid).serial}", format_euros(a)) for bid, a in result.amounts]
            + [("total", format_euros(result.total))], columns=("BUDGET", "SETTLED"))
+
+
+@click.command("correct")
+@click.argument("holder", type=ADDRESS)
+@click.option("--budget", "budget_spec", required=True, metavar="ID")
+@click.option("--amount", type=EUROS, required=True, help="Euros of unspent credit to take back.")
+@click.option("--reference", required=True, help="The case number the correction is made under (kept on chain; no personal data).")
+@pass_ctx
+def correct_cmd(c: Ctx, holder: str, budget_spec: str, amount: int, reference: str) -> None:
+    """Take back unspent credit issued to HOLDER in error. Needs ISSUER.
+
+    Never more than the holder still has; refused while paused. Counted apart in the
+    report (issued = held + settled + reclaimed + corrected). To credit too little, issue
+    the difference instead.
+    """
+    b = _budget(c, budget_spec)
+    result = finance.correct(c.deployment, c.account("ISSUER"), holder, b.id, amount, reference)
+    note(f"took back {format_euros(result.amount)} of budget #{b.serial} from {result.holder} under {result.reference!r} "
+         f"({format_euros(result.left)} left on the pass), tx {result.tx_hash}")
+    output(c, {"holder": result.holder, "budget": b.serial, **redemption.money("corrected", result.amount),
+               **redemption.money("left", result.left), "reference": result.reference, "tx": result.tx_hash})
 
 
 @click.command("audit")

@@ -47,3 +47,47 @@ contract MigrationWitnessMock is ERC1155Holder {
         return super.onERC1155Received(operator, from, id, value, data);
     }
 }
+
+/// @dev Test double for a resident contract whose ERC-1155 hook always reverts.
+contract RevertingReceiverMock {
+    function onERC1155Received(address, address, uint256, uint256, bytes calldata) external pure returns (bytes4) {
+        revert("no credit for me");
+    }
+}
+
+/// @dev Test double for a resident contract whose ERC-1155 hook burns all the gas it gets.
+contract GasBurnerReceiverMock {
+    function onERC1155Received(address, address, uint256, uint256, bytes calldata) external pure returns (bytes4) {
+        uint256 x;
+        while (true) {
+            unchecked {
+                ++x;
+            }
+        }
+        return bytes4(uint32(x));
+    }
+}
+
+/// @dev Test double for a resident smart account whose ERC-1271 check burns all the gas it gets.
+contract GasBurner1271Mock is ERC1155Holder {
+    function isValidSignature(bytes32, bytes calldata) external pure returns (bytes4) {
+        uint256 x;
+        while (true) {
+            unchecked {
+                ++x;
+            }
+        }
+        return bytes4(uint32(x));
+    }
+}
+
+/// @dev Test double for a smart account that answers the ERC-1271 magic value followed by a
+/// megabyte of return data (the contract copies one word).
+contract HugeAnswer1271Mock is ERC1155Holder {
+    function isValidSignature(bytes32, bytes calldata) external pure returns (bytes4) {
+        assembly {
+            mstore(0, 0x1626ba7e00000000000000000000000000000000000000000000000000000000)
+            return(0, 100000)
+        }
+    }
+}

@@ -122,23 +122,31 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
     /// Calls `_checkMove` first, so an inheriting contract enforces its rules on every path.
     /// Emits nothing: callers emit `TransferSingle`/`TransferBatch`.
     function _update(address from, address to, uint256 id, uint256 value) internal virtual {
-        _update(from, to, id, value, 0);
+        _checkMove(from, to, id, value);
+        _move(from, to, id, value, 0);
     }
 
-    /// @dev `_update` that also sets `senderFlags` in the sender's ledger slot, in the same
-    /// storage write as the debit. Returns the sender's flags from before the call.
-    function _update(address from, address to, uint256 id, uint256 value, uint128 senderFlags)
+    /// @dev `_update` without `_checkMove`, for a caller that has just applied the very same
+    /// rule to the very same state (CityPass's redemption, after its pre-check), and that also
+    /// sets `senderFlags` in the sender's ledger slot, in the same storage write as the debit.
+    /// `fromWord` is `from`'s ledger word as the caller read it in this call, with nothing
+    /// written since; the caller checked `value` <= its balance (so neither can fail here).
+    function _moveChecked(address from, address to, uint256 id, uint256 value, uint128 senderFlags, uint256 fromWord)
         internal
         virtual
-        returns (uint128 flagsBefore)
     {
-        _checkMove(from, to, id, value);
+        unchecked {
+            _ledger[id][from] = (fromWord | (uint256(senderFlags) << 128)) - value;
+            _ledger[id][to] += value; // bounded by the uint128 issuance cap, as in _move
+        }
+    }
+
+    function _move(address from, address to, uint256 id, uint256 value, uint128 senderFlags) private {
         if (value > type(uint128).max) revert ERC1155InsufficientBalance(from, 0, value, id);
         if (from != address(0)) {
             uint256 word = _ledger[id][from];
             uint256 balance = word & _BALANCE_MASK;
             if (balance < value) revert ERC1155InsufficientBalance(from, balance, value, id);
-            flagsBefore = uint128(word >> 128);
             unchecked {
                 _ledger[id][from] = (word | (uint256(senderFlags) << 128)) - value;
             }
@@ -152,6 +160,15 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
         }
     }
 
+    /// @dev Takes back a credit made earlier in the same transaction, when the recipient
+    /// refused it (only a static call ran in between, so nothing can have moved it: see
+    /// CityPass._contractAccepts). Emits nothing, like `_update`.
+    function _undoMint(address account, uint256 id, uint256 value) internal virtual {
+        unchecked {
+            _ledger[id][account] -= value;
+        }
+    }
+
     /// @dev Storage slot of the inner mapping `_ledger[id]`: account `a`'s word for `id` is at
     /// keccak256(abi.encode(a, _ledgerBaseSlot(id))). For loops that credit many accounts.
     function _ledgerBaseSlot(uint256 id) internal pure returns (bytes32 base) {
@@ -160,6 +177,11 @@ abstract contract RestrictedERC1155 is ERC165, IERC1155, IERC1155MetadataURI, IE
             mstore(0x20, _ledger.slot)
             base := keccak256(0x00, 0x40)
         }
+    }
+
+    /// @dev The whole ledger word of (`id`, `account`): flags in the high, balance in the low 128 bits.
+    function _ledgerWord(uint256 id, address account) internal view returns (uint256) {
+        return _ledger[id][account];
     }
 
     /// @dev The flags of (`id`, `account`) (see `_ledger`).
