@@ -53,9 +53,10 @@ def _cache_file(size: int, history: int) -> Path:
 
 
 def _sign(dep: Any, resident: Any, budget: int, amount: int, provider: str, nonce: int, now: int) -> Any:
-    """wallet.sign_voucher without its per-voucher look at the chain's clock (set-up speed)."""
-    v = V.build(resident.address, provider, budget, amount, nonce=nonce, co_payment=0, ttl=3_600, now=now)
-    return V.sign(v, resident.key, dep.chain.chain_id, dep.address)
+    """A scan of `amount` cents, its voucher made out to `provider` and signed without a look
+    at the chain's clock per voucher (set-up speed)."""
+    v = V.build(resident.address, provider, budget, amount, nonce=nonce, ttl=3_600, now=now)
+    return redemption.Scan(V.sign(v, resident.key, dep.chain.chain_id, dep.address), amount)
 
 
 def _connect(workdir: Path) -> Any:
@@ -75,7 +76,8 @@ def build(size: int, history: int, workdir: Path, say: Any) -> dict[str, Any]:
     now = chain.now()
     tx.send(chain, office, f.createBudget(SPORT, now - DAY, now + 4 * 365 * DAY, 10**15, "Bench durability"))
     budget = int(f.budgets().call()[-1])
-    tx.send_many(chain, pm, [f.addProvider(p.address, 1 << SPORT, 0) for p in providers])
+    tx.send_many(chain, pm, [f.addProvider(p.address, 1 << SPORT, 0, f"Bench provider {i}")
+                             for i, p in enumerate(providers)])
     residents = [resident_key(f"durable-{size}", i) for i in range(size)]
     fns = [f.enrollAndIssue(os.urandom(32), budget, now + 4 * 365 * DAY, [r.address for r in residents[i:i + ISSUE_STEP]],
                             [CREDIT] * len(residents[i:i + ISSUE_STEP])) for i in range(0, size, ISSUE_STEP)]

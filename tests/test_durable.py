@@ -123,17 +123,21 @@ def effect_enrol(w: World, label: str) -> Check:
     return lambda w: _eq(w.f.passOf(h).call()[0], 1, f"enrol {label}: pass status")
 
 
+def _voucher(w: World, r: Any, limit: int, ttl: int | None = None) -> Any:
+    """The resident's pass QR voucher for Sport (any provider), up to `limit` cents."""
+    return wallet.pass_qr(w.dep, r, budgets=[w.sport], max_amount=limit, ttl=ttl).for_budget(w.sport)
+
+
 def effect_redeem(w: World, label: str) -> Check:
     r = _resident(w, label)
-    signed = wallet.sign_voucher(w.dep, r, w.sport, 700, w.pool.address)
-    redemption.redeem(w.dep, w.pool, signed)
+    redemption.redeem(w.dep, w.pool, _voucher(w, r, 700), 700)
     return lambda w: _eq(w.f.balanceOf(r.address, w.sport).call(), 5_000 - 700, f"redeem {label}: resident balance")
 
 
 def effect_redeem_batch(w: World, label: str) -> Check:
     rs = [_resident(w, f"{label}-{i}") for i in range(3)]
-    signed = [wallet.sign_voucher(w.dep, r, w.sport, 300 + i, w.pool.address) for i, r in enumerate(rs)]
-    outcomes = redemption.redeem_batch(w.dep, w.pool, signed)
+    scans = [redemption.Scan(_voucher(w, r, 300 + i), 300 + i) for i, r in enumerate(rs)]
+    outcomes = redemption.redeem_batch(w.dep, w.pool, scans)
     assert all(o.redeemed for o in outcomes), outcomes
 
     def check(w: World) -> None:
@@ -144,15 +148,15 @@ def effect_redeem_batch(w: World, label: str) -> Check:
 
 def effect_refund(w: World, label: str) -> Check:
     r = _resident(w, label)
-    signed = wallet.sign_voucher(w.dep, r, w.sport, 900, w.pool.address)
-    redemption.redeem(w.dep, w.pool, signed)
-    redemption.refund(w.dep, w.pool, signed, 400)
+    signed = _voucher(w, r, 900)
+    redemption.redeem(w.dep, w.pool, signed, 900, refundable=True)
+    redemption.refund(w.dep, w.pool, r.address, w.sport, signed.voucher.nonce, 400)
     return lambda w: _eq(w.f.balanceOf(r.address, w.sport).call(), 5_000 - 900 + 400, f"refund {label}")
 
 
 def effect_settle(w: World, label: str) -> Check:
     r = _resident(w, label)
-    redemption.redeem(w.dep, w.pool, wallet.sign_voucher(w.dep, r, w.sport, 250, w.pool.address))
+    redemption.redeem(w.dep, w.pool, _voucher(w, r, 250), 250)
     reference = f"DURABLE-{SEED}-{label}"
     finance.settle(w.dep, w.treasurer, w.pool.address, reference)
     ref = finance.reference_hash(reference)
@@ -184,13 +188,13 @@ def effect_revoke(w: World, label: str) -> Check:
 def effect_migrate(w: World, label: str) -> Check:
     a, b = holder(f"{label}-old"), holder(f"{label}-new")
     w.send(w.issuer, w.f.enrollPasses([a], w.end + 365 * DAY))
-    w.send(w.issuer, w.f.migratePass(a, b))
+    w.send(w.issuer, w.f.migratePass(a, b, []))
     return lambda w: _eq(to_checksum_address(w.f.migratedTo(a).call()), b, f"migrate {label}")
 
 
 def effect_provider_suspend(w: World, label: str) -> Check:
     p = holder(label)
-    w.send(w.provider_manager, w.f.addProvider(p, 1 << SPORT, 0))
+    w.send(w.provider_manager, w.f.addProvider(p, 1 << SPORT, 0, f"Durable {label}"))
     w.send(w.provider_manager, w.f.setProviderStatus(p, 2))
     return lambda w: _eq(w.f.providerOf(p).call()[0], 2, f"provider suspend {label}")
 
@@ -419,8 +423,8 @@ def test_a_journaled_redemption_is_replayed_at_its_own_time_after_its_deadline_p
     w = world
     r = _resident(w, "deadline")
     node.node_backup(w.workdir, tmp_path / "before.json")  # a snapshot: the restart loads it, then replays
-    signed = wallet.sign_voucher(w.dep, r, w.sport, 600, w.pool.address, ttl=5)
-    redeemed = redemption.redeem(w.dep, w.pool, signed)
+    signed = _voucher(w, r, 600, ttl=5)
+    redeemed = redemption.redeem(w.dep, w.pool, signed, 600)
     block = w.chain.w3.eth.get_transaction_receipt(redeemed.tx_hash).blockNumber
     stamp = w.chain.w3.eth.get_block(block).timestamp
     w.chain.advance_time(3 * DAY)  # the voucher's deadline is long past now
