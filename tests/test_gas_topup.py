@@ -39,7 +39,7 @@ def unfunded_providers(w: World, *labels: str) -> list[str]:
     out = []
     for label in labels:
         address = synthetic_account(f"gas-{label}").address
-        w.send(w.provider_manager, w.f.addProvider(address, 1, 0))
+        w.send(w.provider_manager, w.f.addProvider(address, 1, 0, f"Gas test provider {address[:8]}"))
         assert balance(w, address) == 0
         out.append(address)
     return out
@@ -47,7 +47,7 @@ def unfunded_providers(w: World, *labels: str) -> list[str]:
 
 def test_provider_add_on_a_dev_chain_funds_the_new_provider(w):
     new = synthetic_account("gas-new-provider").address
-    r = cli(w, "provider", "add", new, "--categories", "0")
+    r = cli(w, "provider", "add", new, "--categories", "0", "--name", "Gas test provider")
     assert r.exit_code == 0, r.stderr
     assert balance(w, new) == gas.DEV_TARGET
     assert f"dev chain: sent 1 ETH for gas to {new}" in r.stderr
