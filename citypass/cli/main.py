@@ -17,7 +17,7 @@ import requests
 
 from citypass import __version__, keys, node
 from citypass import contract as C
-from citypass.cli import ops
+from citypass.cli import ops, web
 from citypass.cli.common import (
     ADDRESS, DATE, ROLE, Ctx, category_label, cents_to_str, end_of_day, format_date,
     format_euros, note, output, parse_categories, parse_euros, pass_ctx, role_label,
@@ -716,6 +716,7 @@ def report_cmd(c: Ctx, out_dir: str) -> None:
 
 # ------------------------------------------------------------------ issuance, vouchers, finance
 ops.register(main)
+main.add_command(web.web_cmd)  # citypass web (citypass/cli/web.py)
 
 
 def run_cli(rpc: str, args: list[str]) -> None:
