@@ -248,7 +248,7 @@ def check(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
     for v in scanned:
         left = pass_.balances.get(v.budget, 0)
         spendable = min(v.max_amount, left, p.max_amount or left)
-        amount = amounts.get(v.budget, max(1, spendable))
+        amount = v.max_amount if v.fixed_amount else amounts.get(v.budget, max(1, spendable))
         reason, code, message = vouchers.check(s.dep, v, who, amount)
         limit = p.max_amount
         short = max(0, amount - left)
@@ -276,7 +276,7 @@ def takings(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
     """A provider's redemptions and refunds in a time range (public per-provider figures)."""
     _only(body, "provider", "from", "to")
     who = address(body, "provider")
-    now = int(time.time())
+    now = s.chain.now()  # the chain's clock: a dev chain's may have been moved
     start = integer(body, "from", 0, 2**40, required=False)
     end = integer(body, "to", 0, 2**40, required=False)
     if start is None:

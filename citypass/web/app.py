@@ -45,6 +45,15 @@ class WebConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class _Static(StaticFiles):
+    """StaticFiles that answers 404 JSON (not an error) while the folder is not built yet."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.directory is not None and not Path(self.directory).is_dir():
+            raise HTTPException(404, f"{scope.get('path', '')[:100]}: the page is not built (see `make web`)")
+        await super().__call__(scope, receive, send)
+
+
 def _origin(request: Request) -> str:
     """The page's own origin (scheme from the proxy's X-Forwarded-Proto only if it says https)."""
     host = request.headers.get("host", "")
@@ -96,7 +105,8 @@ def create_app(service: api.Service, config: WebConfig) -> Starlette:
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 400
         if status == 404:
-            return error_response(ApiError(404, f"nothing at {request.url.path[:100]}"))
+            detail = exc.detail if isinstance(exc, HTTPException) and exc.detail != "Not Found" else None
+            return error_response(ApiError(404, detail or f"nothing at {request.url.path[:100]}"))
         if status == 405:
             return error_response(ApiError(405, f"{request.method} is not allowed on {request.url.path[:100]}"))
         if not 400 <= status < 500:
@@ -107,8 +117,8 @@ def create_app(service: api.Service, config: WebConfig) -> Starlette:
     routes = [
         Route("/", to_till, methods=["GET", "HEAD"]),
         Route("/till", to_till, methods=["GET", "HEAD"]),
-        Mount("/till", app=StaticFiles(directory=config.static_dir / "till", html=True, check_dir=False)),
-        Mount("/assets", app=StaticFiles(directory=config.static_dir / "assets", check_dir=False)),
+        Mount("/till", app=_Static(directory=config.static_dir / "till", html=True, check_dir=False)),
+        Mount("/assets", app=_Static(directory=config.static_dir / "assets", check_dir=False)),
         Route("/api/{name:str}", api_route, methods=["POST"]),
         Route("/rpc", rpc_route, methods=["POST"]),
     ]

@@ -36,6 +36,11 @@ class Scanned:
     contract: str
     signed: Any  # the library's SignedVoucher
 
+    @property
+    def fixed_amount(self) -> bool:
+        """v1 vouchers carry the amount itself; v2's carry only a limit."""
+        return contract_version_of(self.signed) == 1
+
     def struct(self) -> dict[str, Any]:
         """The EIP-712 struct as the page passes it to redeem()."""
         if contract_version_of(self.signed) == 1:
