@@ -34,10 +34,11 @@ def resident(label: str) -> Any:
     return Account.from_key(keccak(text=f"citypass-web-test-{label}"))
 
 
-def cli(workdir: Path, *args: str) -> Any:
+def _cli(workdir: Path, *args: str, rpc: str | None = None) -> Any:
     runner = CliRunner(mix_stderr=False, env={"CITYPASS_RPC": None, "CITYPASS_FROM": None,
                                               "CITYPASS_CONTRACT": None, "CITYPASS_HOME": None})
-    result = runner.invoke(main, ["--workdir", str(workdir), "--json", *args], catch_exceptions=False)
+    where = ["--rpc", rpc] if rpc else []
+    result = runner.invoke(main, ["--workdir", str(workdir), *where, "--json", *args], catch_exceptions=False)
     assert result.exit_code == 0, f"citypass {' '.join(args)}: {result.stderr}"
     return json.loads(result.stdout) if result.stdout.strip() else None
 
@@ -56,26 +57,32 @@ class World:
         return self.service.dep
 
 
-def make_world(workdir: Path) -> World:
-    cli(workdir, "node", "start")
-    cli(workdir, "deploy")
-    cli(workdir, "category", "define", "0", "sport")
-    cli(workdir, "category", "define", "1", "culture")
+def make_world(workdir: Path, rpc: str | None = None) -> World:
+    """Two budgets (sport, culture), two providers (POOL: sport, at most 50 euros; MUSEUM:
+    culture), alice and bob with 25 and 10 euros in each. On `rpc`, else the embedded node."""
+    def cli(*args: str) -> Any:
+        return _cli(workdir, *args, rpc=rpc)
+
+    if rpc is None:
+        cli("node", "start")
+    cli("deploy")
+    cli("category", "define", "0", "sport")
+    cli("category", "define", "1", "culture")
     today = time.strftime("%Y-%m-%d", time.gmtime())
     next_year = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 300 * 86_400))
-    sport = int(cli(workdir, "budget", "create", "--category", "sport", "--valid-from", today, "--valid-until",
+    sport = int(cli("budget", "create", "--category", "sport", "--valid-from", today, "--valid-until",
                     next_year, "--cap", "10000", "--name", "Sport 2026")["id"])
-    culture = int(cli(workdir, "budget", "create", "--category", "culture", "--valid-from", today, "--valid-until",
+    culture = int(cli("budget", "create", "--category", "culture", "--valid-from", today, "--valid-until",
                       next_year, "--cap", "10000", "--name", "Cultuur 2026")["id"])
-    cli(workdir, "provider", "add", POOL, "--categories", "sport", "--max", "50")
-    cli(workdir, "provider", "add", MUSEUM, "--categories", "culture")
+    cli("provider", "add", POOL, "--categories", "sport", "--max", "50")
+    cli("provider", "add", MUSEUM, "--categories", "culture")
     alice, bob = resident("alice"), resident("bob")
-    cli(workdir, "pass", "enroll", alice.address, bob.address, "--valid-until", next_year)
+    cli("pass", "enroll", alice.address, bob.address, "--valid-until", next_year)
     for budget in ("1", "2"):
         rows = workdir / f"issue-{budget}.csv"
         rows.write_text(f"holder,amount\n{alice.address},25.00\n{bob.address},10.00\n")
-        cli(workdir, "issue", str(rows), "--budget", budget)
-    service = Service.connect(None, workdir)
+        cli("issue", str(rows), "--budget", budget)
+    service = Service.connect(rpc, workdir)
     return World(workdir, service, alice, bob, sport, culture)
 
 
