@@ -26,30 +26,20 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from click.testing import CliRunner  # noqa: E402
 from eth_account import Account  # noqa: E402
 from eth_utils import keccak  # noqa: E402
 
-from citypass import keys, node  # noqa: E402
+from citypass import node  # noqa: E402
 from citypass.cli import main  # noqa: E402
 import media  # noqa: E402
+from tillkit import BUILD, CAMERA, CHROMIUM, MUSEUM, POOL, POOL_KEY, ROOT, SHOTS, SIZES  # noqa: E402,F401
 
-DEV = [keys.dev_account(i).address for i in range(10)]
-POOL, MUSEUM = DEV[7], DEV[8]  # sport at most 50 euros a payment; culture, no limit
 
-CHROMIUM = os.environ.get("CITYPASS_CHROMIUM", "/usr/bin/chromium")
-BUILD = ROOT / "build" / "test-web"
-SHOTS = ROOT / "build" / "screenshots"
-SIZES = [(1280, 800), (768, 1024), (390, 844)]
-CAMERA = BUILD / "camera.y4m"
-
-POOL_KEY = "0x" + bytes(keys.dev_account(DEV.index(POOL)).key).hex()
-MUSEUM_KEY = "0x" + bytes(keys.dev_account(DEV.index(MUSEUM)).key).hex()
-STRANGER_KEY = "0x" + bytes(keys.dev_account(9).key).hex()  # a dev account that is no provider
+def pytest_configure(config):
+    config.addinivalue_line("markers", "v2: needs contract v2 (CP2 pass QRs, spending-limit vouchers)")
 
 
 @pytest.fixture(autouse=True)

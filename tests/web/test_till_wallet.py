@@ -4,7 +4,7 @@ page, and the offline reload through the service worker."""
 
 from __future__ import annotations
 
-from conftest import MUSEUM_KEY, POOL, STRANGER_KEY
+from tillkit import MUSEUM_KEY, POOL, STRANGER_KEY
 
 
 def test_connects_and_shows_the_provider(open_till, server):

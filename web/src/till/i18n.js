@@ -46,6 +46,7 @@ export const UI = {
     typedSubmit: "Controleren",
     notCityPass: "Dit is geen CityPass-code. Vraag de klant de pas-QR in de CityPass-app te tonen.",
     checking: "Pas wordt gecontroleerd…",
+    qrRefused: "De kassa kan deze pas niet gebruiken. Vraag de klant de pas-QR opnieuw te laten zien. (Server: {message})",
     // verdict
     verdictHeading: "3. Tegoed en betalen",
     noScanYet: "Scan eerst een pas.",
@@ -163,6 +164,7 @@ export const UI = {
     typedSubmit: "Check",
     notCityPass: "This is not a CityPass code. Ask the customer to show the pass QR in the CityPass app.",
     checking: "Checking the pass…",
+    qrRefused: "The till cannot use this pass. Ask the customer to show the pass QR again. (Server: {message})",
     verdictHeading: "3. Credit and payment",
     noScanYet: "Scan a pass first.",
     entitledNone: "This pass gives no credit here.",

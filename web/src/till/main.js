@@ -323,6 +323,7 @@ async function onCode(text, seenAt) {
   text = String(text).trim();
   if (!text.startsWith("CP2:")) {
     showVerdictError(t("notCityPass"));
+    markVerdict(seenAt);
     return;
   }
   $("scan-status").textContent = t("checking");
@@ -340,8 +341,10 @@ async function onCode(text, seenAt) {
     } catch (e) {
       if (!(e instanceof Offline)) {
         state.scan = null;
-        showVerdictError(e instanceof ApiError ? e.message : t("serverError", { message: e.message }));
+        showVerdictError(e instanceof ApiError && e.field === "qr" ? t("qrRefused", { message: e.message })
+          : e instanceof ApiError ? e.message : t("serverError", { message: e.message }));
         $("scan-status").textContent = "";
+        markVerdict(seenAt);
         return;
       }
     }
@@ -353,12 +356,18 @@ async function onCode(text, seenAt) {
     } catch (e) {
       state.scan = null;
       showVerdictError(e instanceof PassQrError ? t("notCityPass") : String(e));
+      markVerdict(seenAt);
       return;
     }
   }
   $("scan-status").textContent = "";
   renderVerdict();
-  document.body.dataset.verdictAt = String(performance.now() - seenAt);
+  markVerdict(seenAt);
+}
+
+/** For tests and the bench: how many verdicts were shown, and how long the last one took. */
+function markVerdict(seenAt) {
+  document.body.dataset.verdictMs = String(Math.round(performance.now() - seenAt));
   document.body.dataset.verdicts = String(Number(document.body.dataset.verdicts || 0) + 1);
 }
 
