@@ -136,6 +136,27 @@ def test_check_refusals(server, world):
     assert other["entries"][0]["reason"] is None and "made out to provider" in other["entries"][0]["message"]
 
 
+def test_check_without_a_wallet(server, world):
+    """No provider yet (no wallet connected): the provider-independent checks still answer."""
+    def verdict(qr):
+        answer = server.api("check", {"qr": qr})
+        assert answer["provider"] is None and answer["provider_checked"] is False
+        return answer["entries"][0]["reason"]
+
+    assert verdict(qr_v1(world, world.bob, world.sport, 700)) == "Ok"
+    assert verdict(qr_v1(world, world.bob, world.sport, 1500)) == "InsufficientCredit"
+    used = V.encode_payload(wallet.sign_voucher(world.dep, world.alice, world.sport, 1250, POOL,
+                                                nonce=world.redemption.voucher.nonce))
+    assert verdict(used) == "NonceUsed"
+    forged = V.build(world.alice.address, POOL, world.sport, 100, nonce=5, now=world.dep.chain.now())
+    assert verdict(V.sign(forged, world.bob.key, 31337, world.dep.address).encode()) == "BadSignature"
+    stranger = resident("no-pass")
+    no_pass = V.build(stranger.address, POOL, world.sport, 100, nonce=0, now=world.dep.chain.now())
+    assert verdict(V.sign(no_pass, stranger.key, 31337, world.dep.address).encode()) == "NoPass"
+    # and with the wallet connected, the same voucher gets the chain's own verdict
+    assert server.api("check", {"qr": used, "provider": POOL})["entries"][0]["reason"] == "NonceUsed"
+
+
 def test_check_bad_qr(server, world):
     for qr, words in [("", "empty"), ("hello", "not a CityPass pass QR"), ("CP2:ABC", "v2 pass QR"),
                       ("CP1" + "0" * 50, "qr:"), ("x" * 5000, "more than a QR code holds")]:

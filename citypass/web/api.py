@@ -230,33 +230,40 @@ def nonces(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
 
 
 def check(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
-    """Pre-check of a scanned pass QR for one provider: per voucher, entitled or why not."""
+    """Pre-check of a scanned pass QR: per voucher, entitled at this provider or why not.
+    Without `provider` (no wallet connected yet) only the provider-independent checks run."""
     _only(body, "qr", "provider", "amounts", "co_payments")
     qr = _field(body, "qr")
     if not isinstance(qr, str):
         raise bad("qr: expected the scanned QR text as a string", "qr")
-    who = address(body, "provider")
+    who = address(body, "provider") if body.get("provider") is not None else None
     amounts = cents_map(body, "amounts")
     cents_map(body, "co_payments")  # validated; the co-payment does not change the verdict
     scanned = vouchers.decode(s.dep, qr)
     names, categories, _ = s.names()
-    p = C.provider_info(s.dep, who)
+    f = s.dep.contract.functions
+    p = C.provider_info(s.dep, who) if who else None
+    limit = p.max_amount if p else 0
     holder = scanned[0].holder
     pass_ = C.pass_info(s.dep, holder)
-    used_flags = s.dep.contract.functions.isNonceUsed
+    now, paused = s.chain.now(), bool(f.paused().call())
     entries = []
     for v in scanned:
         left = pass_.balances.get(v.budget, 0)
-        spendable = min(v.max_amount, left, p.max_amount or left)
+        spendable = max(0, min(v.max_amount, left, limit or left))
         amount = v.max_amount if v.fixed_amount else amounts.get(v.budget, max(1, spendable))
-        reason, code, message = vouchers.check(s.dep, v, who, amount)
-        limit = p.max_amount
+        used = bool(f.isNonceUsed(holder, v.budget, v.nonce).call())
+        if who is not None:
+            reason, code, message = vouchers.check(s.dep, v, who, amount)
+        else:
+            reason, code, message = vouchers.check_without_provider(
+                s.dep, v, amount, now=now, paused=paused, pass_status=pass_.status,
+                pass_valid_until=pass_.valid_until, left=left, nonce_used=used)
         short = max(0, amount - left)
         entries.append({
             **_budget_terms(v.budget, names, categories),
-            "max_amount_cents": v.max_amount, "left_cents": left, "spendable_cents": max(0, spendable),
-            "amount_cents": amount, "nonce": v.nonce,
-            "nonce_used": bool(used_flags(holder, v.budget, v.nonce).call()),
+            "max_amount_cents": v.max_amount, "left_cents": left, "spendable_cents": spendable,
+            "amount_cents": amount, "nonce": v.nonce, "nonce_used": used,
             "reason": reason.name if reason is not None else None, "reason_code": code,
             "entitled": reason == Reason.Ok, "message": message,
             "params": {"left": i18n.euro_text(left), "left_cents": left, "short": i18n.euro_text(short),
@@ -266,6 +273,7 @@ def check(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
         })
     return {
         "holder": holder, "chain_id": s.chain.chain_id, "contract": s.dep.address, "deadline": scanned[0].deadline,
+        "provider": who, "provider_checked": who is not None,
         "provider_in_qr": None if scanned[0].provider == vouchers.ANY_PROVIDER else scanned[0].provider,
         "pass": {"status": pass_.status, "valid_until": pass_.valid_until},
         "entitled": any(e["entitled"] for e in entries), "entries": entries,

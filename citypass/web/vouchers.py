@@ -140,3 +140,55 @@ def refundable(dep: Any, holder: str, budget: int, nonce: int | None, provider: 
         return 0
     who, remaining = dep.contract.functions.refundableOf(holder, budget, nonce).call()
     return int(remaining) if who.lower() == provider.lower() else 0
+
+
+def check_without_provider(dep: Any, s: Scanned, amount: int, *, now: int, paused: bool, pass_status: str,
+                           pass_valid_until: int, left: int, nonce_used: bool) -> tuple[Reason, int, str]:
+    """What can be judged before a provider's wallet is connected (the till still scans and
+    pre-checks then): the voucher's deadline, amount, signature and nonce, the pause, the
+    budget's window, the pass and the credit. The provider's own checks (approved, category,
+    limit) come with `check` once the wallet is known."""
+    from citypass import budget_id
+
+    def out(reason: Reason) -> tuple[Reason, int, str]:
+        return reason, int(reason), reason.message
+
+    terms = budget_id.decode(s.budget)
+    if now > s.deadline:
+        return out(Reason.VoucherExpired)
+    if amount <= 0:
+        return out(Reason.ZeroAmount)
+    if not _signature_ok(dep, s):
+        return out(Reason.BadSignature)
+    if nonce_used:
+        return out(Reason.NonceUsed)
+    if paused:
+        return out(Reason.Paused)
+    if now < terms.valid_from:
+        return out(Reason.BudgetNotStarted)
+    if now > terms.valid_until:
+        return out(Reason.BudgetEnded)
+    by_status = {"none": Reason.NoPass, "provider": Reason.NoPass, "suspended": Reason.PassSuspended,
+                 "revoked": Reason.PassRevoked, "migrated": Reason.PassMigrated}
+    if pass_status in by_status:
+        return out(by_status[pass_status])
+    if now > pass_valid_until:
+        return out(Reason.PassExpired)
+    if not s.fixed_amount and amount > s.max_amount:
+        above = getattr(Reason, "AboveVoucherLimit", None)  # v2's reasons.py has it
+        if above is not None:
+            return out(above)
+    if left < amount:
+        return out(Reason.InsufficientCredit)
+    return out(Reason.Ok)
+
+
+def _signature_ok(dep: Any, s: Scanned) -> bool:
+    """The holder's key signed this voucher (a contract holder's ERC-1271 check is left to
+    the chain's own pre-check, once the provider is known)."""
+    try:
+        if V.recover_signer(s.signed) == to_checksum_address(s.holder):
+            return True
+    except Exception:  # noqa: BLE001 - not a valid ECDSA signature at all
+        pass
+    return bool(dep.chain.w3.eth.get_code(s.holder))
