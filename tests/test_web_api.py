@@ -242,3 +242,36 @@ def test_messages_route(server):
 def test_unknown_route(server):
     err = error(server, "nothing", {}, status=404)
     assert "routes:" in err["message"] and err["code"] == "not_found"
+
+
+def test_citypass_web_command(world):
+    """`citypass web` itself: starts on loopback over the work directory's chain and serves the API."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from web_helpers import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPASS_")}
+    proc = subprocess.Popen([sys.executable, "-m", "citypass", "--workdir", str(world.workdir), "web", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                r = requests.post(base + "/api/deployment", json={}, timeout=2)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None, proc.communicate()[1]
+                time.sleep(0.05)
+        assert r.status_code == 200 and r.json()["contract"] == world.dep.address and r.json()["dev_chain"] is True
+        assert r.json()["rpc_url"] == base + "/rpc"
+        assert requests.post(base + "/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "anvil_mine"}).json()["error"]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "development chain: public Anvil dev keys hold dev:0" in err and "Traceback" not in err
