@@ -123,11 +123,11 @@ def _only(body: dict[str, Any], *allowed: str) -> None:
 
 
 # ------------------------------------------------------------------ shapes
-def _budget_json(b: C.BudgetInfo, categories: dict[int, str], now: int) -> dict[str, Any]:
+def _budget_json(b: C.BudgetInfo, categories: dict[int, str], now: int, corrected: int = 0) -> dict[str, Any]:
     return {"budget": str(b.id), "serial": b.serial, "name": b.name, "category": b.category,
             "category_name": categories.get(b.category), "valid_from": b.valid_from, "valid_until": b.valid_until,
             "cap_cents": b.cap, "issued_cents": b.issued, "settled_cents": b.settled, "reclaimed_cents": b.reclaimed,
-            "open": b.valid_from <= now <= b.valid_until}
+            "corrected_cents": corrected, "open": b.valid_from <= now <= b.valid_until}
 
 
 def _provider_json(p: C.ProviderInfo, categories: dict[int, str], names: dict[str, str]) -> dict[str, Any]:
@@ -170,7 +170,7 @@ def budgets(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
         t = budget_id.decode(bid)
         b = C.BudgetInfo(bid, t.serial, t.category, t.valid_from, t.valid_until, totals[0], totals[1], totals[2],
                          totals[3], names.get(bid, ""))
-        out.append(_budget_json(b, categories, now))
+        out.append(_budget_json(b, categories, now, totals[4] if len(totals) > 4 else 0))  # v2: corrected
     return {"budgets": out}
 
 

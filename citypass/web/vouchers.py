@@ -108,7 +108,8 @@ def _decode_v2(text: str) -> list[Scanned]:  # pragma: no cover - needs citypass
     except (ValueError, TypeError) as exc:
         raise bad(f"qr: {exc}", "qr") from None
     out = []
-    for signed in decoded.vouchers:
+    vouchers = decoded.vouchers() if callable(decoded.vouchers) else decoded.vouchers
+    for signed in vouchers:
         v = signed.voucher
         out.append(Scanned(v.holder, v.provider, v.budget, v.max_amount, v.nonce, v.deadline, signed.signature,
                            signed.chain_id, to_checksum_address(signed.contract), signed))
@@ -116,21 +117,17 @@ def _decode_v2(text: str) -> list[Scanned]:  # pragma: no cover - needs citypass
 
 
 def check(dep: Any, s: Scanned, provider: str, amount: int) -> tuple[Reason | None, int | None, str]:
-    """The chain's pre-check of voucher `s` redeemed by `provider` for `amount` cents:
+    """The chain's pre-check (redemption.explain: checkVoucher, plus what the voucher's own
+    addressing says) of voucher `s` redeemed by `provider` for `amount` cents:
     (Reason or None, the raw code, an English message)."""
-    if contract_version_of(s.signed) == 1:
-        from citypass import redemption
+    from citypass import redemption
 
+    if contract_version_of(s.signed) == 1:
         explained = redemption.explain(dep, s.signed, provider)
-        code = int(explained.reason) if explained.reason is not None else None
-        return explained.reason, code, explained.message
-    code = int(dep.contract.functions.checkVoucher(s.signed.voucher.contract_args(), provider, s.signature,
-                                                   amount).call())
-    try:
-        reason = Reason(code)
-    except ValueError:
-        return None, code, f"the chain refuses it for an unknown reason ({code})"
-    return reason, code, reason.message
+    else:  # v2: judged at the next block's time, for the amount the clerk typed
+        explained = redemption.explain(dep, s.signed, provider, amount)  # type: ignore[call-arg]
+    code = int(explained.reason) if explained.reason is not None else None
+    return explained.reason, code, explained.message
 
 
 def refundable(dep: Any, holder: str, budget: int, nonce: int | None, provider: str) -> int:
