@@ -239,3 +239,42 @@ def test_server_holds_no_key():
 def test_a_provider_address_is_fine_in_a_request(server):
     """Sanity: the guard does not get in the way of an ordinary request."""
     assert server.api("provider", {"address": POOL})["approved"] is True
+
+
+# ------------------------------------------------------------------ the catch-all
+def test_a_bug_in_a_handler_is_a_logged_4xx(server, monkeypatch, caplog):
+    from citypass.web import api
+
+    def broken(*_args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(api.ROUTES, "budgets", broken)
+    with caplog.at_level("ERROR", logger="citypass.web"):
+        r = server.post("/api/budgets", {})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unhandled"
+    assert "incident" in r.json()["error"]["message"] and "a bug" not in r.text and "Traceback" not in r.text
+    assert any("a bug" in (rec.exc_text or str(rec.exc_info)) for rec in caplog.records)
+
+
+def test_an_exception_escaping_the_app_is_caught_by_the_guard(server, monkeypatch):
+    from citypass.web import rpc
+
+    def broken(self, body):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(rpc.WalletRpc, "handle", broken)
+    r = server.post("/rpc", {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unhandled" and "boom" not in r.text
+    check_headers(r)
+
+
+def test_a_dead_node_is_a_424(world, monkeypatch):
+    from citypass.web import api
+
+    def down(*_args):
+        raise requests.ConnectionError("refused")
+
+    monkeypatch.setitem(api.ROUTES, "budgets", down)
+    with Server(world.service) as s:
+        r = s.post("/api/budgets", {})
+    assert r.status_code == 424 and r.json()["error"]["code"] == "chain_unavailable"

@@ -185,8 +185,8 @@ class Guard:
         guarded = path.startswith("/api/") or path == "/api" or path == "/rpc"
         extra = NO_STORE if guarded else {}
 
-        async def reply(status: int, message: str, field: str | None = None) -> None:
-            body = error_body(status, message, field)
+        async def reply(status: int, message: str, field: str | None = None, code: str | None = None) -> None:
+            body = error_body(status, message, field, code)
             await send_headers({"type": "http.response.start", "status": status,
                                 "headers": [(b"content-type", b"application/json"),
                                             (b"content-length", str(len(body)).encode())]})
@@ -254,7 +254,7 @@ class Guard:
         except Exception as exc:  # noqa: BLE001 - the last net: never a 5xx, never a traceback
             err = to_api_error(exc)
             if not started:
-                await reply(err.status, err.message, err.field)
+                await reply(err.status, err.message, err.field, err.code)
 
 
 async def _read_body(receive: Any, limit: int) -> bytes:
