@@ -14,28 +14,19 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from click.testing import CliRunner  # noqa: E402
-from eth_account import Account  # noqa: E402
-from eth_utils import keccak  # noqa: E402
-
 from citypass import node  # noqa: E402
-from citypass.cli import main  # noqa: E402
 import media  # noqa: E402
-from tillkit import BUILD, CAMERA, CHROMIUM, MUSEUM, POOL, POOL_KEY, ROOT, SHOTS, SIZES  # noqa: E402,F401
+from tillkit import (BUILD, CAMERA, CHROMIUM, POOL_KEY, ROOT, SHOTS, SIZES, WebServer, World,  # noqa: E402
+                     bundle_wallet, chromium_args)
 
 
 def pytest_configure(config):
@@ -47,103 +38,11 @@ def isolation():
     """The browser tests run on their own embedded node, not Brownie's."""
 
 
-def resident(label: str) -> Any:
-    """A synthetic resident's key (derived from a label; nobody real)."""
-    return Account.from_key(keccak(text=f"citypass-till-test-{label}"))
-
-
-def cli(workdir: Path, *args: str) -> Any:
-    runner = CliRunner(mix_stderr=False, env={"CITYPASS_RPC": None, "CITYPASS_FROM": None,
-                                              "CITYPASS_CONTRACT": None, "CITYPASS_HOME": None})
-    result = runner.invoke(main, ["--workdir", str(workdir), "--json", *args], catch_exceptions=False)
-    assert result.exit_code == 0, f"citypass {' '.join(args)}: {result.stderr}"
-    return json.loads(result.stdout) if result.stdout.strip() else None
-
-
-class World:
-    """Two budgets (sport, culture), the pool and the museum as providers, residents on demand."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.count = 0
-        cli(workdir, "node", "start")
-        cli(workdir, "deploy")
-        cli(workdir, "category", "define", "0", "sport")
-        cli(workdir, "category", "define", "1", "culture")
-        today = time.strftime("%Y-%m-%d", time.gmtime())
-        self.until = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 300 * 86_400))
-        self.sport = int(cli(workdir, "budget", "create", "--category", "sport", "--valid-from", today,
-                             "--valid-until", self.until, "--cap", "100000", "--name", "Sport 2026")["id"])
-        self.culture = int(cli(workdir, "budget", "create", "--category", "culture", "--valid-from", today,
-                               "--valid-until", self.until, "--cap", "100000", "--name", "Cultuur 2026")["id"])
-        cli(workdir, "provider", "add", POOL, "--categories", "sport", "--max", "50")
-        cli(workdir, "provider", "add", MUSEUM, "--categories", "culture")
-
-    def cli(self, *args: str) -> Any:
-        return cli(self.workdir, *args)
-
-    def new_resident(self, label: str, sport: str = "25.00", culture: str = "10.00") -> Any:
-        """Enrol a fresh synthetic resident and credit both budgets."""
-        self.count += 1
-        who = resident(f"{label}-{self.count}")
-        self.cli("pass", "enroll", who.address, "--valid-until", self.until)
-        for serial, euros in (("1", sport), ("2", culture)):
-            if euros:
-                rows = self.workdir / f"issue-{self.count}-{serial}.csv"
-                rows.write_text(f"holder,amount\n{who.address},{euros}\n")
-                self.cli("issue", str(rows), "--budget", serial)
-        return who
-
-
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
     w = World(tmp_path_factory.mktemp("citypass-till"))
     yield w
     node.node_stop(w.workdir)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class WebServer:
-    """`citypass web` as a clerk's municipality would run it, on a free loopback port."""
-
-    def __init__(self, workdir: Path):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        BUILD.mkdir(parents=True, exist_ok=True)
-        self.log = open(BUILD / "server.log", "ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPASS_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "citypass", "--workdir", str(workdir), "web", "--port", str(self.port)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"citypass web exited with {self.proc.returncode}; see {BUILD / 'server.log'}")
-            try:
-                if requests.post(self.base + "/api/deployment", json={}, timeout=2).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("citypass web did not answer within 60 s")
-
-    def api(self, name: str, body: Any = None) -> Any:
-        r = requests.post(f"{self.base}/api/{name}", json=body or {}, timeout=30)
-        assert r.ok, f"/api/{name}: {r.status_code} {r.text[:300]}"
-        return r.json()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 @pytest.fixture(scope="session")
@@ -155,12 +54,7 @@ def server(world) -> Iterator[WebServer]:
 
 @pytest.fixture(scope="session")
 def wallet_js() -> str:
-    """The stand-in wallet bundled (it imports viem's local account)."""
-    BUILD.mkdir(parents=True, exist_ok=True)
-    out = BUILD / "wallet.js"
-    subprocess.run([str(ROOT / "node_modules/.bin/esbuild"), str(ROOT / "tests/web/wallet.js"), "--bundle",
-                    "--format=iife", "--log-level=warning", f"--outfile={out}"], check=True, cwd=ROOT)
-    return out.read_text()
+    return bundle_wallet()
 
 
 @pytest.fixture(scope="session")
@@ -175,12 +69,7 @@ def browser():
     BUILD.mkdir(parents=True, exist_ok=True)
     media.write_blank_y4m(CAMERA)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-default-apps", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={CAMERA}",
-        ])
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=chromium_args())
         yield b
         b.close()
 

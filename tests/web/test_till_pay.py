@@ -105,7 +105,7 @@ def test_camera_scan_verdict_pay_paid_on_chain(open_till, world, chain, qr):
     assert chain.balance(who.address, world.sport) == before_holder - 1250
     assert chain.balance(POOL, world.sport) == before_pool + 1250
     till.state("till-paid")
-    till.page.click("#next-after")
+    till.page.click("#next")
     assert till.page.is_visible("#verdict-empty")
 
 
@@ -130,7 +130,7 @@ def test_replay_is_refused(open_till, world, qr, server):
     till.type_code(code)
     till.amount("5,00")
     pay_and_wait(till)
-    till.page.click("#next-after")
+    till.page.click("#next")
     till.type_code(code)
     assert entry_reason(till, world.sport) == "NonceUsed"
     assert sentence(server, "NonceUsed") in till.text("#entries")
@@ -282,15 +282,15 @@ def test_offline_queue_of_three_with_one_skipped(open_till, world, qr, chain, se
     till.type_code(used)  # a's voucher is used online first: offline, the till cannot know
     till.amount("2,00")
     pay_and_wait(till)
-    till.page.click("#next-after")
+    till.page.click("#next")
     till.context.set_offline(True)
     for code, euros in ((qr(b), "4,00"), (qr(c), "6,00"), (used, "5,00")):
         till.type_code(code)
         assert till.page.is_visible("#offline-banner")
         till.page.fill("#amount", euros)
         till.page.click("#pay")  # "In de offline wachtrij zetten"
-        till.page.wait_for_selector("#next-after")
-        till.page.click("#next-after")
+        till.page.wait_for_selector("#pay-status >> text=In de wachtrij")
+        till.page.click("#next")
     assert till.page.locator("#queue-list li").count() == 3
     assert "op risico van de aanbieder" in till.text("#queue")
     till.state("till-offline-queue")

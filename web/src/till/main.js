@@ -367,6 +367,7 @@ async function onCode(text, seenAt) {
 
 /** For tests and the bench: how many verdicts were shown, and how long the last one took. */
 function markVerdict(seenAt) {
+  $("next").hidden = false;
   document.body.dataset.verdictMs = String(Math.round(performance.now() - seenAt));
   document.body.dataset.verdicts = String(Number(document.body.dataset.verdicts || 0) + 1);
 }
@@ -558,6 +559,7 @@ async function onPay(event) {
   if (!state.provider || !state.provider.approved) return show("pay-status", alertBox("error", t("needApproval")));
   const budget = state.selected;
   state.busy = true;
+  state.payStarted = performance.now();
   try {
     // The verdict at this very amount, just before the wallet is asked.
     let check;
@@ -717,9 +719,8 @@ async function finish(p, receipt) {
   show("pay-status", el("div", { id: "paid", "data-tx": receipt ? receipt.transactionHash : "" }, alertBox("ok", ...lines)));
   $("pay-form").hidden = true;
   $("next").hidden = false;
-  const again = button(t("scanAgain"), nextCustomer, "primary-action", { id: "next-after" });
-  $("pay-status").append(el("div", { class: "utrecht-button-group" }, again));
-  again.focus();
+  $("next").focus();
+  if (state.payStarted) document.body.dataset.payMs = String(Math.round(performance.now() - state.payStarted));
   loadTakings();
 }
 
@@ -741,6 +742,7 @@ function nextCustomer() {
   $("entries").replaceChildren();
   $("pay-form").hidden = true;
   $("verdict-empty").hidden = false;
+  $("next").hidden = true;
   show("verdict-status");
   show("pay-status");
   $("scan").focus();
@@ -762,9 +764,8 @@ async function enqueue({ amount, co }) {
   await store.put("queue", state.queue);
   show("pay-status", alertBox("info", t("queued", { amount: money(amount), budget: judged.name })));
   $("pay-form").hidden = true;
-  const again = button(t("scanAgain"), nextCustomer, "primary-action", { id: "next-after" });
-  $("pay-status").append(el("div", { class: "utrecht-button-group" }, again));
-  again.focus();
+  $("next").hidden = false;
+  $("next").focus();
   renderQueue();
 }
 

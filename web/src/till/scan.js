@@ -63,12 +63,13 @@ export class Camera {
   async tick() {
     if (this.busy || !this.stream || this.video.readyState < 2) return;
     this.busy = true;
+    const frameAt = performance.now(); // the frame the code is on: the verdict is timed from here
     try {
       const text = await decodeImage(this.video);
       // The same code in front of the camera is one scan, not one per frame.
       if (text && text !== this.last) {
         this.last = text;
-        this.onCode(text, performance.now());
+        this.onCode(text, frameAt);
       }
     } catch {
       // a frame that cannot be decoded: try the next one
