@@ -257,7 +257,8 @@ def test_citypass_web_command(world):
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPASS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "citypass", "--workdir", str(world.workdir), "web", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "citypass", "--workdir", str(world.workdir), "web", "--port", str(port),
+                             "--rebuild-index"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -275,3 +276,4 @@ def test_citypass_web_command(world):
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert "development chain: public Anvil dev keys hold dev:0" in err and "Traceback" not in err
+    assert "event index: " in err and " events up to block " in err

@@ -14,11 +14,15 @@ DEFAULT_PORT = 8600
 
 
 def build(rpc: str | None, workdir: Path, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-          contract: str | None = None, public_names: tuple[str, ...] = (), rate_limit: int = 0) -> tuple[Service, Any]:
-    """(service, app), after the bind check (raises BindRefused)."""
+          contract: str | None = None, public_names: tuple[str, ...] = (), rate_limit: int = 0,
+          rebuild_index: bool = False) -> tuple[Service, Any]:
+    """(service, app), after the bind check (raises BindRefused) and an index sync (or rebuild)."""
     service = Service.connect(rpc, workdir, contract)
     check_bind(host, service.dev_keys)
-    service.index.sync()
+    if rebuild_index:
+        service.index.rebuild()
+    else:
+        service.index.sync()
     config = WebConfig(allowed_hosts=host_names(host, port, public_names), rate_limit=rate_limit)
     return service, create_app(service, config)
 
