@@ -308,21 +308,6 @@ def test_offline_queue_of_three_with_one_skipped(open_till, world, qr, chain, se
     till.state("till-offline-batch-done")
 
 
-def test_offline_limit_per_voucher(open_till, world, qr):
-    who = world.new_resident("limit")
-    till = open_till("ok")
-    till.connect()
-    till.context.set_offline(True)
-    till.type_code(qr(who))
-    till.page.fill("#offline-limit", "3,00")
-    till.page.click("#limit-form button")
-    assert "maximaal €3,00 per offline scan" in till.text("#limit-status")
-    till.amount("4,00")
-    assert "Boven de offline limiet van €3,00" in till.text("#precheck")
-    till.state("till-offline-above-limit")
-    till.context.set_offline(False)
-
-
 # ------------------------------------------------------------------ refunds and takings
 def test_refund_from_todays_takings(open_till, world, qr, chain):
     who = world.new_resident("refund")

@@ -869,7 +869,8 @@ async function loadTakings() {
   }
   try {
     state.takings = await guarded(() => api("takings", { provider: account, from: amsterdamMidnight() }));
-  } catch {
+  } catch (e) {
+    if (!state.takings) $("takings-summary").textContent = e instanceof Offline ? t("takingsOffline") : t("serverError", { message: e.message });
     return;
   }
   renderTakings();
