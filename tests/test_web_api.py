@@ -172,13 +172,29 @@ def test_takings(server, world):
     t = server.api("takings", {"provider": POOL})
     assert t["count"] == 1 and t["redeemed_cents"] == 1250 and t["net_cents"] == 1250
     (item,) = t["items"]
-    assert item["kind"] == "redemption" and item["holder"] == world.alice.address and item["name"] == "Sport 2026"
+    assert t["signed"] is False and "holder" not in item  # who paid: only for the provider's own till
+    assert item["kind"] == "redemption" and item["name"] == "Sport 2026"
     assert item["tx"] == world.redemption.tx_hash and item["nonce"] == world.redemption.voucher.nonce
     assert server.api("takings", {"provider": MUSEUM})["items"] == []
     earlier = server.api("takings", {"provider": POOL, "from": t["from"] - 86_400, "to": t["from"]})
     assert earlier["count"] == 0
     assert error(server, "takings", {"provider": POOL, "from": 10, "to": 5})["field"] == "to"
     assert error(server, "takings", {"provider": POOL, "from": 0, "to": 40 * 86_400})["field"] == "to"
+
+
+def test_takings_with_holders_only_for_the_provider(server, world):
+    from citypass import keys
+
+    pool_key = keys.dev_account(7).key
+    ts, sig = auth.sign_request(pool_key, POOL, "/api/takings", 31337, world.dep.address)
+    t = server.api("takings", {"provider": POOL, "time": ts, "signature": sig})
+    assert t["signed"] is True and t["items"][0]["holder"] == world.alice.address
+    ts, sig = auth.sign_request(world.alice.key, POOL, "/api/takings", 31337, world.dep.address)
+    err = error(server, "takings", {"provider": POOL, "time": ts, "signature": sig}, status=401)
+    assert err["field"] == "signature" and "provider" in err["message"]
+    ts, sig = auth.sign_request(pool_key, POOL, "/api/history", 31337, world.dep.address)  # another route's
+    assert error(server, "takings", {"provider": POOL, "time": ts, "signature": sig}, status=401)["field"] == "signature"
+    assert error(server, "takings", {"provider": POOL, "signature": sig})["field"] == "time"
 
 
 def test_takings_follow_new_redemptions(server, world):

@@ -79,13 +79,16 @@ def templates(world):
     qr = V.encode_payload(wallet.sign_voucher(world.dep, world.alice, world.sport, 500, POOL))
     ts, sig = auth.sign_request(world.alice.key, world.alice.address, "/api/history", 31337, world.dep.address)
     now = world.dep.chain.now()
+    from citypass import keys
+
+    ts2, sig2 = auth.sign_request(keys.dev_account(7).key, POOL, "/api/takings", 31337, world.dep.address)
     return {
         "deployment": {}, "budgets": {}, "providers": {}, "messages": {"lang": "nl"},
         "provider": {"address": POOL},
         "balances": {"holder": world.alice.address},
         "nonces": {"holder": world.alice.address, "items": [{"budget": str(world.sport), "nonce": 0}]},
         "check": {"qr": qr, "provider": POOL, "amounts": {str(world.sport): 300}, "co_payments": {str(world.sport): 0}},
-        "takings": {"provider": POOL, "from": now - 3600, "to": now + 3600},
+        "takings": {"provider": POOL, "from": now - 3600, "to": now + 3600, "time": ts2, "signature": sig2},
         "history": {"holder": world.alice.address, "time": ts, "signature": sig},
     }
 

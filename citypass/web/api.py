@@ -281,9 +281,18 @@ def check(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
 
 
 def takings(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
-    """A provider's redemptions and refunds in a time range (public per-provider figures)."""
-    _only(body, "provider", "from", "to")
+    """A provider's redemptions and refunds in a time range. The figures are public; which
+    holder paid (what a refund needs) only to a request the provider's wallet signed, so the
+    API cannot be used to follow a resident from provider to provider."""
+    _only(body, "provider", "from", "to", "time", "signature")
     who = address(body, "provider")
+    signed = body.get("signature") is not None
+    if signed:
+        sig = body["signature"]
+        if not isinstance(sig, str) or len(sig) > 200:
+            raise ApiError(401, "signature: expected 0x + 130 hex digits (personal_sign)", "signature")
+        ts = integer(body, "time", 0, 2**40)
+        auth.verify(who, "/api/takings", s.chain.chain_id, s.dep.address, ts, sig)  # type: ignore[arg-type]
     now = s.chain.now()  # the chain's clock: a dev chain's may have been moved
     start = integer(body, "from", 0, 2**40, required=False)
     end = integer(body, "to", 0, 2**40, required=False)
@@ -313,9 +322,12 @@ def takings(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
                           "serial": budget_id.decode(f.budget).serial, "name": names.get(f.budget, ""),
                           "amount_cents": f.amount, "nonce": f.redemption_nonce})
     items.sort(key=lambda i: (i["block"], i["log_index"]))
+    if not signed:
+        for i in items:
+            del i["holder"]
     redeemed = sum(i["amount_cents"] for i in items if i["kind"] == "redemption")
     refunded = sum(i["amount_cents"] for i in items if i["kind"] == "refund")
-    return {"provider": who, "from": start, "to": end, "indexed_to_block": idx.tip,
+    return {"provider": who, "from": start, "to": end, "indexed_to_block": idx.tip, "signed": signed,
             "redeemed_cents": redeemed, "refunded_cents": refunded, "net_cents": redeemed - refunded,
             "count": sum(1 for i in items if i["kind"] == "redemption"), "items": items}
 

@@ -1,6 +1,9 @@
-"""Signed requests: a holder's history goes only to a request its pass key signed.
+"""Signed requests: a holder's history goes only to a request its pass key signed, and the
+holders behind a provider's takings only to a request the provider's wallet signed.
 
-The pass app signs this text with EIP-191 `personal_sign` (viem `signMessage`):
+The pass app (or the till's wallet) signs this text with EIP-191 `personal_sign` (viem
+`signMessage`); for the takings the first lines are `CityPass takings request` and
+`provider: 0x...`, with `path: /api/takings`:
 
     CityPass history request
     holder: 0x<checksummed holder>
@@ -28,10 +31,15 @@ from citypass.web.errors import ApiError
 MAX_SKEW = 300  # seconds either side of the server's clock
 
 
+KINDS = {"/api/history": ("history", "holder"), "/api/takings": ("takings", "provider")}
+
+
 def request_text(holder: str, path: str, chain_id: int, contract: str, timestamp: int) -> str:
+    """The text to sign for `path`; `holder` is the signer (the holder, or the provider)."""
+    kind, role = KINDS.get(path, ("history", "holder"))
     return "\n".join([
-        "CityPass history request",
-        f"holder: {to_checksum_address(holder)}",
+        f"CityPass {kind} request",
+        f"{role}: {to_checksum_address(holder)}",
         f"path: {path}",
         f"chain: {chain_id}",
         f"contract: {to_checksum_address(contract)}",
@@ -64,5 +72,6 @@ def verify(holder: str, path: str, chain_id: int, contract: str, timestamp: int,
     except Exception:  # noqa: BLE001 - any malformed signature is simply not the holder's
         raise ApiError(401, "signature: not a valid signature", "signature") from None
     if signer != to_checksum_address(holder):
-        raise ApiError(401, "signature: not signed by the holder's pass key (history is only for the holder)",
+        kind, role = KINDS.get(path, ("history", "holder"))
+        raise ApiError(401, f"signature: not signed by the {role}'s key (the {kind} is only for the {role})",
                        "signature")
