@@ -44,6 +44,7 @@ const common = {
 
 // The till's script: viem (ABI encoding), the zxing-wasm QR reader, the page's own modules.
 await esbuild.build({ ...common, entryPoints: [join(src, "till/main.js")], outfile: join(assets, "till.js") });
+await esbuild.build({ ...common, entryPoints: [join(src, "till/banner.js")], outfile: join(assets, "banner.js") });
 
 // One stylesheet: NL Design System components, the theme's tokens, the font, the page's own rules.
 await esbuild.build({

@@ -273,6 +273,20 @@ def test_wallet_error_after_send_is_looked_up(open_till, world, qr, chain):
     assert chain.balance(who.address, world.sport) == 2500 - 300
 
 
+def test_wallet_vanishing_before_pay_takes_nothing(open_till, world, qr, chain):
+    who = world.new_resident("vanish")
+    till = open_till("ok")
+    till.connect()
+    till.type_code(qr(who))
+    till.amount("5,00")
+    till.page.evaluate("() => window.__standInWalletVanish()")
+    till.page.click("#pay")
+    till.page.wait_for_selector("#pay-status >> text=niet doorgegaan", timeout=20_000)
+    assert "er is niets afgeschreven" in till.text("#pay-status")
+    assert chain.balance(who.address, world.sport) == 2500
+    till.state("till-wallet-vanished")
+
+
 # ------------------------------------------------------------------ offline queue
 def test_offline_queue_of_three_with_one_skipped(open_till, world, qr, chain, server):
     a, b, c = (world.new_resident(f"queue-{i}") for i in range(3))

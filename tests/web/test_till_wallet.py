@@ -103,6 +103,7 @@ def test_help_page_in_dutch(open_till):
     text = till.text("main")
     for needle in ("MetaMask", "herstelzin", "registreren bij de gemeente", "hetzelfde apparaat en hetzelfde aanbiedersadres"):
         assert needle in text
+    till.page.wait_for_selector("#dev-banner:not([hidden])")  # every page says it is a development chain
     till.state("help")
 
 

@@ -10,6 +10,7 @@
 //   mode "wrongChain"    starts on chain 1 and knows only it (switch -> 4902, add -> switches)
 //   mode "vanish"        announces nothing and sets no window.ethereum
 //   mode "failAfterSend" sends the transaction, then throws a non-4001 error (the page must look it up)
+// and window.__standInWalletVanish() makes it disappear mid-session (every request fails with 4900).
 import { privateKeyToAccount } from "viem/accounts";
 
 const cfg = window.__standInWallet || {};
@@ -57,10 +58,18 @@ async function sendTransaction(tx) {
   return hash;
 }
 
+let gone = false;
+// A test can make the wallet vanish mid-session: every request then fails (EIP-1193 4900).
+window.__standInWalletVanish = () => {
+  gone = true;
+  emit("disconnect", err(4900, "The wallet is disconnected."));
+};
+
 const provider = {
   isStandIn: true,
   async request({ method, params = [] }) {
     log.push({ method });
+    if (gone) throw err(4900, "The wallet is disconnected.");
     switch (method) {
       case "eth_requestAccounts":
         if (cfg.mode === "rejectConnect") throw err(4001, "User rejected the request.");
