@@ -258,10 +258,10 @@ function renderWallet() {
     const rows = [
       [t("providerName"), p.name || t("unnamed")],
       [t("providerAddress"), el("span", { class: "cp-mono", text: state.wallet.account })],
-      [t("providerCategories"), (p.category_names || []).join(", ") || "—"],
-      [t("providerLimit"), p.max_amount_cents ? money(p.max_amount_cents) : t("noLimit")],
+      p.approved ? [t("providerCategories"), (p.category_names || []).join(", ") || "—"] : null,
+      p.approved ? [t("providerLimit"), p.max_amount_cents ? money(p.max_amount_cents) : t("noLimit")] : null,
       [t("gasLeft"), `${gasEth.toLocaleString(state.lang === "nl" ? "nl-NL" : "en-GB", { maximumFractionDigits: 4 })} ETH`],
-    ];
+    ].filter(Boolean);
     $("provider-info").replaceChildren(...rows.map(([k, v]) =>
       el("div", { class: "utrecht-data-list__item" },
         el("dt", { class: "utrecht-data-list__item-key", text: k }),
@@ -739,6 +739,8 @@ function nextCustomer() {
   state.selected = null;
   state.precheck = null;
   if (camera) camera.reset();
+  $("typed").value = "";
+  $("photo").value = "";
   $("entries").replaceChildren();
   $("pay-form").hidden = true;
   $("verdict-empty").hidden = false;
