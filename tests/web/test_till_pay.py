@@ -27,7 +27,7 @@ BALANCE_OF = [{"name": "balanceOf", "type": "function", "stateMutability": "view
 @pytest.fixture(scope="session")
 def chain(world, server):
     """The test chain itself (not through the server): balances, automine, time."""
-    w3 = Web3(Web3.HTTPProvider(node.node_status(world.workdir).url))
+    w3 = Web3(Web3.HTTPProvider(node.node_status(world.workdir).rpc_url))
     d = server.api("deployment")
     cp = w3.eth.contract(address=d["contract"], abi=BALANCE_OF)
 
@@ -340,7 +340,7 @@ def test_refund_from_todays_takings(open_till, world, qr, chain):
     till.page.fill("#takings-body input", "4,00")
     till.state("till-refund-form")
     till.page.click("#takings-body button[type=submit]")
-    till.page.wait_for_selector("#refund-status .utrecht-alert--ok", timeout=20_000)
+    till.page.wait_for_selector("#refund-status .utrecht-alert--ok, #refund-status .utrecht-alert--error", timeout=20_000)
     assert "Terugbetaald: €4,00" in till.text("#refund-status")
     assert chain.balance(who.address, world.sport) == 1900
     till.page.wait_for_function("() => document.getElementById('takings-body').textContent.includes('terugbetaling')")

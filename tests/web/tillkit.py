@@ -47,6 +47,10 @@ def cli(workdir: Path, *args: str) -> Any:
     return json.loads(result.stdout) if result.stdout.strip() else None
 
 
+def cli_help(workdir: Path, *args: str) -> str:
+    return CliRunner().invoke(main, ["--workdir", str(workdir), *args, "--help"]).output
+
+
 class World:
     """Two budgets (sport, culture), the pool and the museum as providers, residents on demand."""
 
@@ -63,8 +67,11 @@ class World:
                              "--valid-until", self.until, "--cap", "100000", "--name", "Sport 2026")["id"])
         self.culture = int(cli(workdir, "budget", "create", "--category", "culture", "--valid-from", today,
                                "--valid-until", self.until, "--cap", "100000", "--name", "Cultuur 2026")["id"])
-        cli(workdir, "provider", "add", POOL, "--categories", "sport", "--max", "50")
-        cli(workdir, "provider", "add", MUSEUM, "--categories", "culture")
+        # contract v2 gives providers a public name (`--name`); v1 had none
+        named = "--name" in cli_help(workdir, "provider", "add")
+        cli(workdir, "provider", "add", POOL, "--categories", "sport", "--max", "50",
+            *(("--name", "Zwembad De Wetering") if named else ()))
+        cli(workdir, "provider", "add", MUSEUM, "--categories", "culture", *(("--name", "Museum aan de Gracht") if named else ()))
 
     def cli(self, *args: str) -> Any:
         return cli(self.workdir, *args)

@@ -10,6 +10,7 @@ export const ABI = parseAbi([
   `function redeemBatch(${VOUCHER}[] vouchers, bytes[] signatures, uint256[] amounts, uint256[] coPayments) returns (uint256)`,
   "function refund(address holder, uint256 budget, uint256 nonce, uint256 amount)",
   "event VoucherSkipped(address indexed holder, uint256 indexed budget, uint256 nonce, uint8 reason)",
+  "event Redeemed(address indexed holder, uint256 nonce, uint256 coPayment)",
 ]);
 
 // The contract's Reason enum, in its order (V2-SPEC; citypass/reasons.py mirrors it).
@@ -62,6 +63,21 @@ export function skippedIn(receipt, contract) {
     }
   }
   return out;
+}
+
+/** The holder of the redemption with `nonce` in a transaction (its Redeemed event), or null. */
+export async function redemptionHolder(txHash, contract, nonce) {
+  const receipt = await rpc("eth_getTransactionReceipt", [txHash]);
+  for (const log of (receipt && receipt.logs) || []) {
+    if (log.address.toLowerCase() !== contract.toLowerCase()) continue;
+    try {
+      const ev = decodeEventLog({ abi: ABI, data: log.data, topics: log.topics });
+      if (ev.eventName === "Redeemed" && ev.args.nonce === BigInt(nonce)) return ev.args.holder;
+    } catch {
+      // another event
+    }
+  }
+  return null;
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -4,7 +4,7 @@
 // The rules and numbers come from the server (the Python library); the page only does the
 // wallet, the camera, the QR and the words.
 import { api, ApiError, Offline, rpc } from "./api.js";
-import { encodeBatch, encodeRedeem, encodeRefund, skippedIn, waitForReceipt } from "./contract.js";
+import { encodeBatch, encodeRedeem, encodeRefund, redemptionHolder, skippedIn, waitForReceipt } from "./contract.js";
 import { amsterdamMidnight, fill, formatCents, formatDate, formatTime, parseEuros, UI } from "./i18n.js";
 import { parsePassQr, PassQrError } from "./passqr.js";
 import { Camera, decodeFile, warmUp } from "./scan.js";
@@ -223,7 +223,7 @@ async function loadProvider() {
   }
   renderWallet();
   loadTakings();
-  await resolvePendingIfAny();
+  resolvePendingIfAny(); // in the background: the till shows that it is checking meanwhile
 }
 
 const onRightChain = () => state.wallet && state.deployment && state.wallet.chainId === Number(state.deployment.chain_id);
@@ -669,7 +669,7 @@ async function landedWithoutHash(p) {
   }
   if (p.kind === "refund") {
     const taken = await api("takings", { provider: p.account, from: Math.floor(p.started / 1000) - 60 });
-    if (taken.items.some((i) => i.kind === "refund" && i.holder.toLowerCase() === p.holder.toLowerCase() && String(i.budget) === String(p.budget))) return true;
+    if (taken.items.some((i) => i.kind === "refund" && String(i.budget) === String(p.budget) && Number(i.nonce) === Number(p.nonce) && i.time * 1000 >= p.started - 60_000)) return true;
   }
   const [pending, latest] = await Promise.all([
     rpc("eth_getTransactionCount", [p.account, "pending"]),
@@ -938,6 +938,10 @@ async function sendRefund(item, text, i) {
   }
   state.busy = true;
   try {
+    // The takings name no holder unless signed for: the redemption's own receipt does.
+    const holder = item.holder || (await redemptionHolder(item.tx, state.deployment.contract, item.nonce));
+    if (!holder) throw new Error("the redemption's holder is not in its receipt");
+    item = { ...item, holder };
     const accountNonce = await rpc("eth_getTransactionCount", [state.wallet.account, "pending"]);
     const pending = { kind: "refund", account: state.wallet.account, contract: state.deployment.contract, holder: item.holder, budget: item.budget, nonce: item.nonce, amount, accountNonce, started: Date.now() };
     await store.put("pending", pending);
@@ -1007,7 +1011,7 @@ async function start() {
   loadTakings();
   warmUp();
   await findWallets();
-  if (!state.wallet) await resolvePendingIfAny();
+  if (!state.wallet) resolvePendingIfAny();
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/till/sw.js", { scope: "/till/" }).catch(() => {});
   document.body.dataset.ready = "1";
 }
