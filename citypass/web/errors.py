@@ -41,7 +41,7 @@ def bad(message: str, field: str | None = None) -> ApiError:
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
@@ -49,7 +49,7 @@ def error_body(status: int, message: str, field: str | None = None, code: str | 
     err: dict[str, Any] = {"code": code or CODES.get(status, "bad_request"), "message": message}
     if field:
         err["field"] = field
-    return json.dumps({"error": err}, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps({"error": err}, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def error_response(err: ApiError) -> Response:
