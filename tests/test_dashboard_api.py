@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import sqlite3
 import time
@@ -189,12 +190,16 @@ def test_as_of_block_and_time(server, world):
 
 def test_charts_are_svg_with_a_title_and_the_figures(server):
     for lang, word in (("nl", "uitbetaald"), ("en", "paid")):
-        charts = summary(server, lang=lang)["charts"]
-        assert set(charts) == {"spending_time", "providers", "take_up", "where"}
-        for name, svg in charts.items():
-            assert svg.startswith("<svg") and svg.endswith("</svg>") and 'role="img"' in svg
-            assert "<title" in svg and "<desc" in svg and "style=" not in svg and "<script" not in svg.lower()
-        assert word in charts["providers"]
+        data = summary(server, lang=lang)
+        for layout in ("charts", "charts_narrow"):
+            charts = data[layout]
+            assert set(charts) == {"spending_time", "providers", "take_up", "where"}
+            for name, svg in charts.items():
+                assert svg.startswith("<svg") and svg.endswith("</svg>") and 'role="img"' in svg
+                assert "<title" in svg and "<desc" in svg and "style=" not in svg and "<script" not in svg.lower()
+            assert word in charts["providers"]
+        ids = lambda layout: {i for svg in data[layout].values() for i in re.findall(r'id="([^"]+)"', svg)}  # noqa: E731
+        assert not ids("charts") & ids("charts_narrow")  # both are in the page: no id twice
     assert "€ 21,00" in summary(server, lang="nl")["charts"]["providers"]  # the pool: 23.50 paid in, 2.50 refunded
     assert "€21.00" in summary(server, lang="en")["charts"]["providers"]
 

@@ -148,6 +148,8 @@ class Page:
         for w, h in SIZES:
             self.page.set_viewport_size({"width": w, "height": h})
             self.page.wait_for_timeout(100)
+            layout = "narrow" if w < 544 else "wide"  # the stylesheet's 34rem
+            assert self.page.is_visible(f"#chart-where .db-chart__svg--{layout}"), (name, w)
             path = SHOTS / f"dashboard-{name}-{w}x{h}.png"
             self.page.screenshot(path=str(path), full_page=True)
             paths.append(path)
@@ -235,7 +237,10 @@ def test_every_figure_equals_the_report(server, world, open_page, tmp_path):
     assert d.page.get_attribute("#asof", "data-block") == str(block)
     assert f"blok {block}" in d.page.inner_text("#asof")
     # four charts, each an SVG with a title and a table of its figures
-    assert d.page.locator(".db-chart svg[role='img'] title").count() == 4
+    # (each in two layouts: the wide one on a desk, the narrow one on a phone)
+    assert d.page.locator(".db-chart__svg--wide svg[role='img'] title").count() == 4
+    assert d.page.locator(".db-chart__svg--narrow svg[role='img'] title").count() == 4
+    assert d.page.is_visible("#chart-where .db-chart__svg--wide") and d.page.is_hidden("#chart-where .db-chart__svg--narrow")
     assert d.page.locator(".db-chart details table").count() == 4
     # no resident is named anywhere on the page
     html = d.page.content().lower()

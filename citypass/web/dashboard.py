@@ -43,7 +43,7 @@ REPORT_FILES = {  # download name -> file in the report folder written by report
 }
 EXPORTS = (*REPORT_FILES, "report.zip", "events.csv")
 MEDIA = {".csv": "text/csv; charset=utf-8", ".html": "text/html; charset=utf-8", ".zip": "application/zip"}
-CHART_CACHE = 8  # (version, language) pairs kept
+CHART_CACHE = 8  # (version, language, layout) kept
 
 
 class Dashboard:
@@ -53,7 +53,7 @@ class Dashboard:
         self.service = service
         self.state = DashboardState(service)
         self.folder = Path(service.index.path).parent.parent / "dashboard"  # <workdir>/dashboard
-        self._charts: dict[tuple[str, str], dict[str, str]] = {}
+        self._charts: dict[tuple[str, str, bool], dict[str, str]] = {}
         self._export_lock = threading.Lock()
 
     # ------------------------------------------------------------------ the figures
@@ -81,16 +81,17 @@ class Dashboard:
         data = snap.public(now)
         data.update(head)
         data["unchanged"] = False
-        data["charts"] = self.charts(version, lang, data)
+        data["charts"] = self.charts(version, lang, data, narrow=False)
+        data["charts_narrow"] = self.charts(version, lang, data, narrow=True)  # for phones
         data["lang"] = lang
         return data
 
-    def charts(self, version: str, lang: str, data: dict[str, Any]) -> dict[str, str]:
-        key = (version, lang)
+    def charts(self, version: str, lang: str, data: dict[str, Any], narrow: bool) -> dict[str, str]:
+        key = (version, lang, narrow)
         if key not in self._charts:
             if len(self._charts) >= CHART_CACHE:
                 self._charts.pop(next(iter(self._charts)))
-            self._charts[key] = dashboard_charts.render(data, lang) if data["totals"] is not None else {}
+            self._charts[key] = dashboard_charts.render(data, lang, narrow) if data["totals"] is not None else {}
         return self._charts[key]
 
     # ------------------------------------------------------------------ the exports

@@ -210,9 +210,12 @@ function renderCharts(d) {
   const open = new Set([...document.querySelectorAll("#charts details[open]")].map((n) => n.id));
   const figures = CHARTS.map((name) => {
     const id = "chart-" + name.replace("_", "-");
-    const svgBox = el("div", { class: "db-chart__svg" });
-    // The server's SVG (every text escaped there; the CSP runs no inline script anyway).
-    svgBox.innerHTML = (d.charts || {})[name] || "";
+    // The server's SVG (every text escaped there; the CSP runs no inline script anyway), in
+    // two layouts: the stylesheet shows the narrow one on a phone, the wide one elsewhere.
+    const wide = el("div", { class: "db-chart__svg db-chart__svg--wide" });
+    wide.innerHTML = (d.charts || {})[name] || "";
+    const narrow = el("div", { class: "db-chart__svg db-chart__svg--narrow" });
+    narrow.innerHTML = (d.charts_narrow || {})[name] || "";
     const details = el("details", { class: "db-chart__table", id: id + "-table" }, [
       el("summary", { text: t("asTable") }),
       el("div", { class: "cp-table-wrap db-scroll", tabindex: 0, role: "region", "aria-label": `${t("chart_" + name)}: ${t("asTable").toLowerCase()}` }, [chartTable(name, d)]),
@@ -220,7 +223,8 @@ function renderCharts(d) {
     if (open.has(details.id)) details.open = true;
     return el("figure", { class: "db-chart cp-card", id, "aria-labelledby": id + "-heading" }, [
       el("h3", { class: "utrecht-heading-3", id: id + "-heading", text: t("chart_" + name) }),
-      svgBox,
+      wide,
+      narrow,
       el("figcaption", { class: "utrecht-paragraph db-chart__caption", text: chartCaption(name, d) }),
       details,
     ]);
