@@ -221,6 +221,17 @@ def test_unchanged_until_new_events_then_the_new_figures(server, world):
     assert after["unchanged"] is False and after["version"] != first["version"]
     assert after["totals"]["redeemed_cents"] == first["totals"]["redeemed_cents"] + 100
     assert after["as_of"]["block"] > first["as_of"]["block"] and after["ok"] is True
+    # the new figures come at once; the chain check of the new block follows (a new version)
+    assert after["chain_checked_block"] in (first["computed_block"], after["computed_block"])
+    deadline = time.time() + 30
+    while after["chain_check_pending"]:
+        assert time.time() < deadline, "the chain check of the new block did not finish"
+        time.sleep(0.2)
+        newer = summary(server, have=after["version"])
+        if not newer["unchanged"]:
+            after = newer
+    assert after["chain_checked_block"] == after["computed_block"] and after["ok"] is True
+    assert any(c["group"] == "chain" and "balances replayed" in c["text"] for c in after["checks"])
 
 
 # ------------------------------------------------------------------ refusals

@@ -69,7 +69,8 @@ class Dashboard:
             raise bad("have: expected the `version` of an earlier answer (a short string)", "have")
         snap, tip = self.state.snapshot()
         now = self.state.block_time(tip)
-        version = f"{snap.key}.{now // 3600}"  # days left change with the clock, not only with events
+        # new events, a finished chain check and the hour (days left) each give a new version
+        version = f"{snap.key}.{snap.chain_block}.{now // 3600}"
         head = {
             "version": version, "as_of": {"block": tip, "time": now},
             "chain_id": self.service.chain.chain_id, "contract": self.service.dep.address,
@@ -99,9 +100,9 @@ class Dashboard:
         """(file, download name) of one export, written for the current snapshot if needed."""
         if name not in EXPORTS:
             raise ApiError(404, f"no export {name[:60]!r} (there are: {', '.join(EXPORTS)})")
-        snap, _ = self.state.snapshot()
+        snap, _ = self.state.snapshot(checked=name != "events.csv")
         with self._export_lock:
-            folder = self.folder / f"block-{snap.block}-{snap.key}"
+            folder = self.folder / f"block-{snap.block}-{snap.key}-{snap.chain_block}"
             if name == "events.csv":
                 path = folder / "events.csv"
                 if not path.exists():
@@ -127,7 +128,7 @@ class Dashboard:
                 shutil.rmtree(old, ignore_errors=True)
         tmp = folder / "report.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        files = report.write_report(snap.summary, tmp, checks=snap.chain_checks)
+        files = report.write_report(snap.summary, tmp, checks=snap.chain_lines + snap.findings)
         with zipfile.ZipFile(folder / "report.zip.tmp", "w", zipfile.ZIP_DEFLATED) as z:
             for path in sorted(files.directory.iterdir()):
                 z.write(path, f"citypass-report-block-{snap.block}/{path.name}")

@@ -76,11 +76,25 @@ class Snapshot:
     block: int  # the index's tip when this was computed; the chain checks ran at this block
     time: int  # that block's timestamp
     summary: report.Summary | None  # None when the events could not be read into a summary
-    checks: list[Check]
+    local_checks: list[Check]  # reconcile and refund_findings: from the events alone
     providers: list[dict[str, Any]]
     events: int
     computed_ms: float
-    chain_checks: list[str] = field(default_factory=list)  # verify_against_chain + refund_findings lines
+    chain: list[Check] = field(default_factory=list)  # verify_against_chain ...
+    chain_lines: list[str] = field(default_factory=list)  # ... its lines for the written report ...
+    chain_block: int = 0  # ... run at this block (an earlier one while the check of `block` runs)
+    findings: list[str] = field(default_factory=list)  # refund_findings lines (also in the written report)
+
+    @property
+    def checks(self) -> list[Check]:
+        """In the order of `citypass report`: reconciliation, chain, refunds."""
+        recon = [c for c in self.local_checks if c.group != "refunds"]
+        return recon + self.chain + [c for c in self.local_checks if c.group == "refunds"]
+
+    @property
+    def chain_pending(self) -> bool:
+        """The chain check of this snapshot's own block is still running (the one shown is older)."""
+        return self.summary is not None and self.chain_block != self.block
 
     @property
     def ok(self) -> bool:
@@ -88,8 +102,9 @@ class Snapshot:
 
     @property
     def reconciles(self) -> bool:
-        """The report can be written (reconcile and the chain check passed)."""
-        return self.summary is not None and all(c.ok for c in self.checks if c.group != "refunds")
+        """The report can be written: it reconciles and agrees with the chain at its own block."""
+        return (self.summary is not None and not self.chain_pending
+                and all(c.ok for c in self.checks if c.group != "refunds"))
 
     # ------------------------------------------------------------------ the page's JSON
     def public(self, now: int) -> dict[str, Any]:
@@ -98,7 +113,8 @@ class Snapshot:
         s = self.summary
         money = money_fields()
         out: dict[str, Any] = {
-            "version": self.key, "computed_block": self.block, "computed_time": self.time,
+            "computed_block": self.block, "computed_time": self.time,
+            "chain_checked_block": self.chain_block, "chain_check_pending": self.chain_pending,
             "ok": self.ok, "failed": sum(1 for c in self.checks if not c.ok),
             "checks": [c.json() for c in sorted(self.checks, key=lambda c: c.ok)],  # failures first, stable
             "events": self.events, "money_fields": money, "where_parts": where_parts(),
@@ -205,9 +221,9 @@ def _problems(exc: CityPassError) -> list[str]:
     return lines or [head]
 
 
-def run_checks(summary: report.Summary, contract: Any, block: int, mask: Any) -> tuple[list[Check], list[str]]:
-    """The checks of `citypass report`, each a ✓ or ✗ line: reconcile, verify_against_chain,
-    refund_findings. Returns (checks, chain check lines for the written report)."""
+def local_checks(summary: report.Summary, mask: Any) -> tuple[list[Check], list[str]]:
+    """`report.reconcile` and `report.refund_findings` as ✓/✗ lines (from the events alone).
+    Returns (checks, the refund findings' lines)."""
     checks: list[Check] = []
     try:
         lines = report.reconcile(summary)
@@ -219,15 +235,26 @@ def run_checks(summary: report.Summary, contract: Any, block: int, mask: Any) ->
         named = {p.split(":", 1)[0] for p in problems}
         checks += [Check("reconciliation", True, mask(line)) for line in summary.reconciliation_lines()
                    if line.split(":", 1)[0] not in named and not line.startswith("All budgets:")]
-    chain_lines: list[str] = []
-    try:
-        chain_lines = report.verify_against_chain(summary, contract, block=block)
-        checks += [Check("chain", True, mask(line)) for line in chain_lines]
-    except report.ReconciliationError as exc:
-        checks += [Check("chain", False, mask(p)) for p in _problems(exc)]
     findings = report.refund_findings(summary.activity)
     checks += [Check("refunds", not line.startswith("FINDING"), mask(line)) for line in findings]
-    return checks, chain_lines + findings
+    return checks, findings
+
+
+def chain_checks(summary: report.Summary, contract: Any, block: int, mask: Any) -> tuple[list[Check], list[str]]:
+    """`report.verify_against_chain` at `block` as ✓/✗ lines, and its lines for the report."""
+    try:
+        lines = report.verify_against_chain(summary, contract, block=block)
+        return [Check("chain", True, mask(line)) for line in lines], lines
+    except report.ReconciliationError as exc:
+        return [Check("chain", False, mask(p)) for p in _problems(exc)], []
+
+
+def run_checks(summary: report.Summary, contract: Any, block: int, mask: Any) -> tuple[list[Check], list[str]]:
+    """Every check of `citypass report`, in its order; (checks, chain + findings lines)."""
+    local, findings = local_checks(summary, mask)
+    chain, lines = chain_checks(summary, contract, block, mask)
+    recon = [c for c in local if c.group != "refunds"]
+    return recon + chain + [c for c in local if c.group == "refunds"], lines + findings
 
 
 def masker(public: set[str]) -> Any:
@@ -243,13 +270,20 @@ def masker(public: set[str]) -> Any:
 # ------------------------------------------------------------------ the cache
 class DashboardState:
     """The snapshot of one server, recomputed when the index holds other events than last time.
-    One computation at a time; readers get the last complete snapshot."""
+    One computation at a time; readers get the last complete snapshot.
+
+    The chain check (`verify_against_chain`: every balance against `balanceOfBatch`) is the
+    slow part. The first snapshot waits for it; later ones are served at once with the last
+    chain check (and the block it ran at) while the check of the new block runs in a thread,
+    which then replaces it (the version changes, so open pages fetch it)."""
 
     def __init__(self, service: Any):
         self.service = service
         self._lock = threading.Lock()
         self._snap: Snapshot | None = None
         self._times: dict[int, int] = {}
+        self._checker: threading.Thread | None = None
+        self._mask: Any = masker(set())
 
     def events_key(self, sync: bool = True) -> tuple[int, str]:
         """(tip, key of the indexed events): the count, the last event's block and that block's
@@ -270,28 +304,49 @@ class DashboardState:
             self._times[number] = int(self.service.chain.w3.eth.get_block(number)["timestamp"])
         return self._times[number]
 
-    def snapshot(self) -> tuple[Snapshot, int]:
-        """(the snapshot for the index's current events, the index's tip)."""
+    def snapshot(self, *, checked: bool = False) -> tuple[Snapshot, int]:
+        """(the snapshot for the index's current events, the index's tip). `checked`: wait
+        until its chain check is the one of its own block (for the written report)."""
         tip, key = self.events_key()
         snap = self._snap
-        if snap is not None and snap.key == key:
-            return snap, tip
-        with self._lock:
-            for _ in range(5):
-                tip, key = self.events_key(sync=False)
-                if self._snap is not None and self._snap.key == key:
-                    break
-                fresh = self.compute(key, tip)
-                if fresh is not None:
-                    self._snap = fresh
-                    break
-            else:
-                raise CityPassError("the event index kept changing while the dashboard read it; try again")
-            return self._snap, tip  # type: ignore[return-value]
+        if snap is None or snap.key != key:
+            with self._lock:
+                for _ in range(5):
+                    tip, key = self.events_key(sync=False)
+                    if self._snap is not None and self._snap.key == key:
+                        break
+                    fresh = self.compute(key, tip)
+                    if fresh is not None:
+                        self._snap = fresh
+                        if fresh.chain_pending:
+                            self._start_chain_check(fresh)
+                        break
+                else:
+                    raise CityPassError("the event index kept changing while the dashboard read it; try again")
+        if checked:
+            checker = self._checker
+            if checker is not None:
+                checker.join(120)
+        return self._snap, tip  # type: ignore[return-value]
+
+    def _start_chain_check(self, snap: Snapshot) -> None:
+        def run() -> None:
+            try:
+                assert snap.summary is not None
+                chain, lines = chain_checks(snap.summary, self.service.dep.contract, snap.block, self._mask)
+            except Exception as exc:  # noqa: BLE001 - shown as a failed check, never lost
+                chain, lines = [Check("chain", False, f"the chain check could not run: {str(exc)[:300]}")], []
+            with self._lock:
+                if self._snap is not None and self._snap.key == snap.key:
+                    self._snap = dataclasses.replace(self._snap, chain=chain, chain_lines=lines, chain_block=snap.block)
+
+        self._checker = threading.Thread(target=run, name="dashboard-chain-check", daemon=True)
+        self._checker.start()
 
     def compute(self, key: str, tip: int) -> Snapshot | None:
-        """The snapshot of the events `key` names, checked against the chain at block `tip`;
-        None if another sync changed the index meanwhile (then the caller reads again)."""
+        """The snapshot of the events `key` names, at block `tip`; None if another sync changed
+        the index meanwhile (then the caller reads again). The first one runs the chain check
+        itself; later ones carry the last chain check over (see the class docstring)."""
         started = time.perf_counter()
         s = self.service
         idx = s.index
@@ -310,13 +365,20 @@ class DashboardState:
         except CityPassError as exc:  # the events do not make sense (UnexplainedTransfer): say so first
             check = Check("index", False, mask(f"the indexed events cannot be read into a report: {exc}"))
             return Snapshot(key, tip, self.block_time(tip), None, [check], [], events,
-                            (time.perf_counter() - started) * 1000)
+                            (time.perf_counter() - started) * 1000, chain_block=tip)
         public |= set(act.providers)
-        mask = masker(public)
-        checks, chain_lines = run_checks(summary, s.dep.contract, tip, mask)
+        self._mask = mask = masker(public)
+        local, findings = local_checks(summary, mask)
         rows = providers_json(summary, infos, gas, {**getattr(act, "provider_names", {}), **names})
-        return Snapshot(key, tip, self.block_time(tip), summary, checks, rows, events,
-                        (time.perf_counter() - started) * 1000, chain_lines)
+        previous = self._snap
+        if previous is None or previous.summary is None:
+            chain, lines = chain_checks(summary, s.dep.contract, tip, mask)
+            chain_block = tip
+        else:
+            chain, lines, chain_block = previous.chain, previous.chain_lines, previous.chain_block
+        return Snapshot(key, tip, self.block_time(tip), summary, local, rows, events,
+                        (time.perf_counter() - started) * 1000, chain, lines, chain_block, findings)
 
 
-__all__ = ["Check", "DashboardState", "Snapshot", "money_fields", "run_checks", "weeks_per_category", "where_parts"]
+__all__ = ["Check", "DashboardState", "Snapshot", "chain_checks", "local_checks", "money_fields", "run_checks",
+           "weeks_per_category", "where_parts"]
