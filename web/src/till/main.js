@@ -686,7 +686,7 @@ async function finish(p, receipt) {
   if (p.kind === "refund") {
     if (receipt && receipt.status !== "0x1") show("refund-status", alertBox("error", t("reverted")));
     else show("refund-status", alertBox("ok", t("refundDone", { amount: money(p.amount) })));
-    loadTakings();
+    takingsUntil(receipt && receipt.transactionHash);
     return;
   }
   if (receipt && receipt.status !== "0x1") {
@@ -717,11 +717,23 @@ async function finish(p, receipt) {
     receipt ? el("p", { class: "utrecht-paragraph cp-muted cp-mono", text: receipt.transactionHash }) : null,
   ];
   show("pay-status", el("div", { id: "paid", "data-tx": receipt ? receipt.transactionHash : "" }, alertBox("ok", ...lines)));
+  // The verdict above was before the payment: only the paid box stays, with what is left now.
+  $("entries").replaceChildren();
+  show("verdict-status");
   $("pay-form").hidden = true;
   $("next").hidden = false;
   $("next").focus();
   if (state.payStarted) document.body.dataset.payMs = String(Math.round(performance.now() - state.payStarted));
-  loadTakings();
+  takingsUntil(receipt && receipt.transactionHash);
+}
+
+/** Refresh today's takings until the event index has caught up with `tx` (a few seconds at most). */
+async function takingsUntil(tx) {
+  for (let i = 0; i < 8; i++) {
+    await loadTakings();
+    if (!tx || (state.takings && state.takings.items.some((item) => item.tx === tx))) return;
+    await new Promise((r) => setTimeout(r, 600));
+  }
 }
 
 async function resolvePendingIfAny() {
@@ -858,7 +870,7 @@ async function finishBatch(p, receipt) {
       el("p", { class: "utrecht-paragraph" }, el("strong", { text: reason === "Ok" ? t("queuePaid") : t("queueSkipped") }), ` · ${item.name} · ${money(item.amount)}`),
       reason === "Ok" ? null : el("p", { class: "utrecht-paragraph", text: reasonSentence(reason, {}, reason) }))));
   renderQueue();
-  loadTakings();
+  takingsUntil(receipt && receipt.transactionHash);
 }
 
 // ------------------------------------------------------------------ today's takings and refunds
