@@ -9,7 +9,7 @@ from citypass import voucher as V
 from citypass import wallet
 from citypass.reasons import Reason
 from citypass.web import auth, i18n
-from web_helpers import MUSEUM, POOL, Server, make_world, redeem_v1, resident, stop_node
+from tests.web_helpers import MUSEUM, POOL, Server, make_world, redeem_v1, resident, stop_node
 
 OUTSIDER = resident("outsider").address
 
@@ -269,7 +269,7 @@ def test_citypass_web_command(world):
 
     import requests
 
-    from web_helpers import free_port
+    from tests.web_helpers import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPASS_")}
