@@ -625,8 +625,10 @@ async function resolvePending(p) {
   $("pay").disabled = true;
   const kind = p.kind;
   const statusId = kind === "refund" ? "refund-status" : kind === "batch" ? "queue-status" : "pay-status";
-  const offlineNote = () => show(statusId, alertBox("warning", t("resolvedLater")));
-  show(statusId, alertBox("info", p.hash ? t("waitingChain") : t("resolving")));
+  const offlineNote = () => show(statusId, alertBox("warning", t("resolvedLater"), what));
+  const what = p.kind === "redeem" ? t("pendingWhat", { amount: money(p.amount), budget: p.name })
+    : p.kind === "refund" ? t("pendingRefund", { amount: money(p.amount) }) : t("pendingBatch", { count: p.items.length });
+  show(statusId, alertBox("info", p.hash ? t("waitingChain") : t("resolving"), what));
   try {
     for (;;) {
       try {
@@ -907,12 +909,12 @@ function renderTakings() {
       ? button(t("refund"), () => openRefund(item, i), "secondary-action", { id: `refund-${i}`, "aria-describedby": `row-${i}` })
       : "";
     rows.push(el("tr", { class: "utrecht-table__row", id: `row-${i}` },
-      el("td", { class: "utrecht-table__cell", text: formatTime(item.time, state.lang) }),
-      el("td", { class: "utrecht-table__cell", text: item.name }),
-      el("td", { class: "utrecht-table__cell" }, item.kind === "refund" ? t("kindRefund") : t("kindRedemption"),
+      el("td", { class: "utrecht-table__cell", "data-label": t("colTime"), text: formatTime(item.time, state.lang) }),
+      el("td", { class: "utrecht-table__cell", "data-label": t("colBudget"), text: item.name }),
+      el("td", { class: "utrecht-table__cell", "data-label": t("colKind") }, item.kind === "refund" ? t("kindRefund") : t("kindRedemption"),
         item.kind === "redemption" && item.refundable_cents > 0 ? el("span", { class: "cp-muted", text: ` (${t("refundLeft", { amount: money(item.refundable_cents) })})` }) : null),
-      el("td", { class: "utrecht-table__cell cp-num", text: (item.kind === "refund" ? "−" : "") + money(item.amount_cents) }),
-      el("td", { class: "utrecht-table__cell" }, action)));
+      el("td", { class: "utrecht-table__cell cp-num", "data-label": t("colAmount"), text: (item.kind === "refund" ? "−" : "") + money(item.amount_cents) }),
+      el("td", { class: "utrecht-table__cell cp-action" }, action)));
     rows.push(el("tr", { class: "utrecht-table__row", id: `refund-row-${i}`, hidden: true }, el("td", { class: "utrecht-table__cell", colspan: "5" })));
   });
   $("takings-body").replaceChildren(...rows);
