@@ -105,7 +105,7 @@ export const UI = {
     // takings
     takingsHeading: "Vandaag",
     takingsEmpty: "Vandaag nog geen betalingen.",
-    takingsTotal: "Ontvangen {redeemed}, terugbetaald {refunded}, netto {net} ({count} betalingen).",
+    takingsTotal: "Ontvangen {redeemed}, terugbetaald {refunded}, netto {net}.",
     takingsRefresh: "Vernieuwen",
     takingsOffline: "Offline: de betalingen van vandaag verschijnen weer als de verbinding terug is.",
     colTime: "Tijd",
@@ -224,7 +224,7 @@ export const UI = {
     online: "The connection is back.",
     takingsHeading: "Today",
     takingsEmpty: "No payments yet today.",
-    takingsTotal: "Received {redeemed}, refunded {refunded}, net {net} ({count} payments).",
+    takingsTotal: "Received {redeemed}, refunded {refunded}, net {net}.",
     takingsRefresh: "Refresh",
     takingsOffline: "Offline: today's payments show again when the connection is back.",
     colTime: "Time",
