@@ -472,6 +472,14 @@ function readAmounts() {
 }
 
 async function precheck() {
+  try {
+    await runPrecheck();
+  } finally {
+    document.body.dataset.prechecks = String(Number(document.body.dataset.prechecks || 0) + 1); // for tests
+  }
+}
+
+async function runPrecheck() {
   if (!state.scan) return;
   let amounts;
   try {
