@@ -164,7 +164,9 @@ def test_check_bad_qr(server, world):
         assert err["field"] == "qr" and words in err["message"], (qr[:20], err)
     assert error(server, "check", {"qr": 5, "provider": POOL})["field"] == "qr"
     assert error(server, "check", {"qr": "CP1", "provider": "pool"})["field"] == "provider"
-    assert error(server, "check", {"qr": "CP1", "provider": POOL, "amounts": {"x": 1}})["field"].startswith("amounts")
+    assert error(server, "check", {"qr": "CP1", "provider": POOL, "amounts": {"x": 1}})["field"] == "amounts.x"
+    err = error(server, "check", {"qr": "CP1", "provider": POOL, "amounts": {"12": -5}})
+    assert err["field"] == "amounts.12" and "out of range" in err["message"]
 
 
 # ------------------------------------------------------------------ takings and history (event index)
