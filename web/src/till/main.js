@@ -418,10 +418,8 @@ function renderVerdict() {
   $("verdict-empty").hidden = true;
   show("verdict-status");
   const entitled = entries.filter((e) => e.entitled);
-  if (!entitled.length) {
-    const first = entries[0];
-    show("verdict-status", alertBox("error", t("entitledNone"), first ? reasonSentence(first.reason, { ...first.params, until: first.valid_until }, first.message) : null));
-  }
+  // Nothing to pay from: one line on top, each budget's own reason below it (said once).
+  if (!entitled.length) show("verdict-status", alertBox("error", t("entitledNone")));
   $("entries").replaceChildren(...entries.map((e) => {
     const lines = [el("h3", { class: "utrecht-heading-3", text: e.name })];
     if (e.entitled) {
