@@ -16,9 +16,9 @@ How it stays right:
   mismatch (a reorg, or a dev chain rolled back) it looks for the highest stored block whose
   hash the chain still has: that block is a common ancestor. Everything above it is deleted
   and read again. If no stored block matches, the index starts again from scratch.
-- A chunk is kept only if its last block's hash did not change while its logs were read, every
-  log's block hash is the chain's hash for that block, and the tip it extends is still on the
-  chain: so a reorg in the middle of a read never leaves a mix of two forks.
+- A chunk is kept only if its last block's hash did not change while its logs were read (a
+  block hash commits to all its ancestors) and the tip it extends is still on the chain: so a
+  reorg in the middle of a read never leaves a mix of two forks.
 - `rebuild()` deletes everything and reads the chain again; the file can also simply be deleted.
 """
 
@@ -239,25 +239,27 @@ class EventIndex:
 
     def _read_chunk(self, lo: int, hi: int, tip: int | None
                     ) -> tuple[dict[int, str], list[dict[str, Any]]] | None:
-        """The logs of [lo, hi] and the hashes to store, or None if the chain changed meanwhile."""
+        """The logs of [lo, hi] and the block hashes to store, or None if the chain changed
+        meanwhile: the hash of `hi` must be the same before and after the logs were read (a
+        block hash commits to all its ancestors, so nothing at or below `hi` changed), the
+        tip it extends must still be on the chain, and every log must name its block by the
+        hash the chain had (the log blocks' hashes are stored as the logs give them)."""
         before = self._chain_hashes([hi]).get(hi)
         if before is None:
             return None  # the head went down (a rollback) since we asked for it
         logs: list[dict[str, Any]] = []
         for part in E.iter_log_chunks(self.dep.chain.w3, self.dep.address, lo, hi, self.chunk):
             logs.extend(part)
-        check = {hi} | {int(log["blockNumber"], 16) for log in logs}
-        if tip is not None:
-            check.add(tip)
-        now = self._chain_hashes(sorted(check))
+        now = self._chain_hashes([hi] if tip is None else [hi, tip])
         if now.get(hi) != before:
             return None
         if tip is not None and now.get(tip) != self.stored_hash(tip):
             return None
+        hashes = {hi: before}
         for log in logs:
-            if str(log.get("blockHash", "")).lower() != now.get(int(log["blockNumber"], 16)):
-                return None
-        hashes = {n: h for n, h in now.items() if n != tip and h is not None}
+            number, block_hash = int(log["blockNumber"], 16), str(log.get("blockHash", "")).lower()
+            if hashes.setdefault(number, block_hash) != block_hash or not block_hash:
+                return None  # two hashes for one block: logs of two forks
         return hashes, logs
 
     def _store(self, lo: int, hi: int, hashes: dict[int, str], logs: list[dict[str, Any]]) -> int:

@@ -16,7 +16,7 @@ from citypass import events as E
 from citypass import index as I
 from citypass.chain import connect
 from citypass.index import EventIndex
-from web_helpers import MUSEUM, POOL, free_port, make_world, redeem_v1
+from tests.web_helpers import MUSEUM, POOL, free_port, make_world, redeem_v1
 
 
 @pytest.fixture(autouse=True)

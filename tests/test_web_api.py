@@ -9,7 +9,7 @@ from citypass import voucher as V
 from citypass import wallet
 from citypass.reasons import Reason
 from citypass.web import auth, i18n
-from web_helpers import MUSEUM, POOL, Server, make_world, redeem_v1, resident, stop_node
+from tests.web_helpers import MUSEUM, POOL, Server, make_world, redeem_v1, resident, stop_node
 
 OUTSIDER = resident("outsider").address
 
@@ -164,7 +164,9 @@ def test_check_bad_qr(server, world):
         assert err["field"] == "qr" and words in err["message"], (qr[:20], err)
     assert error(server, "check", {"qr": 5, "provider": POOL})["field"] == "qr"
     assert error(server, "check", {"qr": "CP1", "provider": "pool"})["field"] == "provider"
-    assert error(server, "check", {"qr": "CP1", "provider": POOL, "amounts": {"x": 1}})["field"].startswith("amounts")
+    assert error(server, "check", {"qr": "CP1", "provider": POOL, "amounts": {"x": 1}})["field"] == "amounts.x"
+    err = error(server, "check", {"qr": "CP1", "provider": POOL, "amounts": {"12": -5}})
+    assert err["field"] == "amounts.12" and "out of range" in err["message"]
 
 
 # ------------------------------------------------------------------ takings and history (event index)
@@ -269,7 +271,7 @@ def test_citypass_web_command(world):
 
     import requests
 
-    from web_helpers import free_port
+    from tests.web_helpers import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPASS_")}
@@ -293,3 +295,35 @@ def test_citypass_web_command(world):
         _, err = proc.communicate(timeout=20)
     assert "development chain: public Anvil dev keys hold dev:0" in err and "Traceback" not in err
     assert "event index: " in err and " events up to block " in err
+
+
+def test_provider_free_verdicts_in_order(world):
+    """Each provider-independent rule on its own (the chain's state given as arguments)."""
+    from citypass import budget_id
+    from citypass.web import vouchers
+
+    now = world.dep.chain.now()
+    (s,) = vouchers.decode(world.dep, qr_v1(world, world.bob, world.sport, 500))
+    terms = budget_id.decode(world.sport)
+    ok = dict(now=now, paused=False, pass_status="active", pass_valid_until=now + 86_400, left=1000, nonce_used=False)
+
+    def verdict(amount=500, **change):
+        return vouchers.check_without_provider(world.dep, s, amount, **(ok | change))[0].name
+
+    assert verdict() == "Ok"
+    assert verdict(now=s.deadline + 1) == "VoucherExpired"
+    assert verdict(amount=0) == "ZeroAmount"
+    assert verdict(nonce_used=True) == "NonceUsed"
+    assert verdict(paused=True) == "Paused"
+    assert verdict(now=terms.valid_from - 1) == "BudgetNotStarted"
+    import dataclasses
+
+    late = dataclasses.replace(s, deadline=terms.valid_until + 10**6)  # only the rule's input changes
+    assert vouchers.check_without_provider(world.dep, late, 500, **(ok | dict(
+        now=terms.valid_until + 1, pass_valid_until=terms.valid_until + 10**6)))[0].name == "BudgetEnded"
+    for status, reason in [("none", "NoPass"), ("suspended", "PassSuspended"), ("revoked", "PassRevoked"),
+                           ("migrated", "PassMigrated"), ("provider", "NoPass")]:
+        assert verdict(pass_status=status) == reason
+    assert verdict(pass_valid_until=now - 1) == "PassExpired"
+    assert verdict(left=499) == "InsufficientCredit"
+    assert verdict(nonce_used=True, paused=True) == "NonceUsed"  # the first rule that fails is the one said

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from citypass.web import api
 from citypass.web import rpc as R
-from web_helpers import MUSEUM, POOL, Server, make_world, stop_node
+from tests.web_helpers import MUSEUM, POOL, Server, make_world, stop_node
 
-EXAMPLES = int(os.environ.get("CITYPASS_WEB_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("CITYPASS_WEB_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 

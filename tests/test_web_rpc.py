@@ -11,7 +11,7 @@ from eth_account import Account
 
 from citypass import keys
 from citypass.web import rpc as R
-from web_helpers import DEV, POOL, Server, free_port, make_world, stop_node
+from tests.web_helpers import DEV, POOL, Server, free_port, make_world, stop_node
 
 # Every method a wallet page must never reach (the unlocked dev accounts sign for these),
 # plus node-administration namespaces; `eth_sendTransaction` and the signing methods first.

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from citypass.cli import main
 from citypass.web import security
-from web_helpers import POOL, Server, make_world, stop_node
+from tests.web_helpers import POOL, Server, make_world, stop_node
 
 
 @pytest.fixture(autouse=True)

@@ -112,7 +112,11 @@ def cents_map(body: dict[str, Any], name: str) -> dict[int, int]:
         return {}
     if not isinstance(value, dict) or len(value) > 16:
         raise bad(f"{name}: expected an object {{budget id: cents}} with at most 16 entries", name)
-    return {budget_value(k, f"{name}.{str(k)[:80]}"): integer(value, k, 0, 2**53, True) for k in value}  # type: ignore[misc]
+    out: dict[int, int] = {}
+    for k, v in value.items():
+        where = f"{name}.{str(k)[:80]}"
+        out[budget_value(k, where)] = integer({where: v}, where, 0, 2**53)  # type: ignore[assignment]
+    return out
 
 
 def _only(body: dict[str, Any], *allowed: str) -> None:

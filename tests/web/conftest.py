@@ -127,11 +127,13 @@ class Till:
         self.page.wait_for_function(f"() => Number(document.body.dataset.verdicts || 0) > {before}")
 
     def amount(self, euros: str, co: str = "") -> None:
+        """Type the amount (and co-payment) and wait for the pre-check of exactly that."""
+        before = int(self.page.evaluate("() => Number(document.body.dataset.prechecks || 0)"))
         self.page.fill("#amount", euros)
         if co:
             self.page.fill("#co-payment", co)
-        self.page.wait_for_function("() => document.getElementById('precheck').textContent && "
-                                    "!document.getElementById('precheck').textContent.includes('…')")
+        self.page.wait_for_function(f"() => Number(document.body.dataset.prechecks || 0) > {before}")
+        self.page.wait_for_function("() => !document.getElementById('precheck').textContent.includes('…')")
 
     def text(self, selector: str) -> str:
         return self.page.inner_text(selector)

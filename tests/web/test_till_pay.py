@@ -370,3 +370,27 @@ def test_till_is_quick_enough_to_scan(open_till, world, qr):
     start = time.perf_counter()
     till.type_code(qr(who))
     assert time.perf_counter() - start < 2.0
+
+
+def test_keyboard_alone_from_scan_to_paid(open_till, world, qr, chain):
+    """A clerk with only a keyboard (and a hand scanner that types): no mouse anywhere."""
+    who = world.new_resident("keyboard")
+    till = open_till("ok")
+    kb = till.page.keyboard
+    till.page.focus("#wallet-buttons button")
+    kb.press("Enter")
+    till.page.wait_for_selector("#provider-info:not([hidden])")
+    till.page.focus("#typed")
+    kb.insert_text(qr(who))
+    kb.press("Tab")  # to "Controleren"
+    assert till.page.evaluate("() => document.activeElement.textContent") == "Controleren"
+    kb.press("Enter")
+    till.page.wait_for_selector("#entries li[data-reason='Ok']")
+    till.page.focus("#amount")
+    before = int(till.page.evaluate("() => Number(document.body.dataset.prechecks || 0)"))
+    kb.type("6,25")
+    till.page.wait_for_function(f"() => Number(document.body.dataset.prechecks || 0) > {before}")
+    kb.press("Enter")  # submits the payment form
+    till.page.wait_for_selector("#paid", timeout=20_000)
+    assert till.page.evaluate("() => document.activeElement.id") == "next"  # ready for the next customer
+    assert chain.balance(who.address, world.sport) == 2500 - 625

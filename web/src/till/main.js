@@ -418,10 +418,8 @@ function renderVerdict() {
   $("verdict-empty").hidden = true;
   show("verdict-status");
   const entitled = entries.filter((e) => e.entitled);
-  if (!entitled.length) {
-    const first = entries[0];
-    show("verdict-status", alertBox("error", t("entitledNone"), first ? reasonSentence(first.reason, { ...first.params, until: first.valid_until }, first.message) : null));
-  }
+  // Nothing to pay from: one line on top, each budget's own reason below it (said once).
+  if (!entitled.length) show("verdict-status", alertBox("error", t("entitledNone")));
   $("entries").replaceChildren(...entries.map((e) => {
     const lines = [el("h3", { class: "utrecht-heading-3", text: e.name })];
     if (e.entitled) {
@@ -472,6 +470,14 @@ function readAmounts() {
 }
 
 async function precheck() {
+  try {
+    await runPrecheck();
+  } finally {
+    document.body.dataset.prechecks = String(Number(document.body.dataset.prechecks || 0) + 1); // for tests
+  }
+}
+
+async function runPrecheck() {
   if (!state.scan) return;
   let amounts;
   try {
@@ -625,8 +631,10 @@ async function resolvePending(p) {
   $("pay").disabled = true;
   const kind = p.kind;
   const statusId = kind === "refund" ? "refund-status" : kind === "batch" ? "queue-status" : "pay-status";
-  const offlineNote = () => show(statusId, alertBox("warning", t("resolvedLater")));
-  show(statusId, alertBox("info", p.hash ? t("waitingChain") : t("resolving")));
+  const offlineNote = () => show(statusId, alertBox("warning", t("resolvedLater"), what));
+  const what = p.kind === "redeem" ? t("pendingWhat", { amount: money(p.amount), budget: p.name })
+    : p.kind === "refund" ? t("pendingRefund", { amount: money(p.amount) }) : t("pendingBatch", { count: p.items.length });
+  show(statusId, alertBox("info", p.hash ? t("waitingChain") : t("resolving"), what));
   try {
     for (;;) {
       try {
@@ -686,7 +694,7 @@ async function finish(p, receipt) {
   if (p.kind === "refund") {
     if (receipt && receipt.status !== "0x1") show("refund-status", alertBox("error", t("reverted")));
     else show("refund-status", alertBox("ok", t("refundDone", { amount: money(p.amount) })));
-    loadTakings();
+    takingsUntil(receipt && receipt.transactionHash);
     return;
   }
   if (receipt && receipt.status !== "0x1") {
@@ -717,11 +725,23 @@ async function finish(p, receipt) {
     receipt ? el("p", { class: "utrecht-paragraph cp-muted cp-mono", text: receipt.transactionHash }) : null,
   ];
   show("pay-status", el("div", { id: "paid", "data-tx": receipt ? receipt.transactionHash : "" }, alertBox("ok", ...lines)));
+  // The verdict above was before the payment: only the paid box stays, with what is left now.
+  $("entries").replaceChildren();
+  show("verdict-status");
   $("pay-form").hidden = true;
   $("next").hidden = false;
   $("next").focus();
   if (state.payStarted) document.body.dataset.payMs = String(Math.round(performance.now() - state.payStarted));
-  loadTakings();
+  takingsUntil(receipt && receipt.transactionHash);
+}
+
+/** Refresh today's takings until the event index has caught up with `tx` (a few seconds at most). */
+async function takingsUntil(tx) {
+  for (let i = 0; i < 8; i++) {
+    await loadTakings();
+    if (!tx || (state.takings && state.takings.items.some((item) => item.tx === tx))) return;
+    await new Promise((r) => setTimeout(r, 600));
+  }
 }
 
 async function resolvePendingIfAny() {
@@ -858,7 +878,7 @@ async function finishBatch(p, receipt) {
       el("p", { class: "utrecht-paragraph" }, el("strong", { text: reason === "Ok" ? t("queuePaid") : t("queueSkipped") }), ` · ${item.name} · ${money(item.amount)}`),
       reason === "Ok" ? null : el("p", { class: "utrecht-paragraph", text: reasonSentence(reason, {}, reason) }))));
   renderQueue();
-  loadTakings();
+  takingsUntil(receipt && receipt.transactionHash);
 }
 
 // ------------------------------------------------------------------ today's takings and refunds
@@ -895,12 +915,12 @@ function renderTakings() {
       ? button(t("refund"), () => openRefund(item, i), "secondary-action", { id: `refund-${i}`, "aria-describedby": `row-${i}` })
       : "";
     rows.push(el("tr", { class: "utrecht-table__row", id: `row-${i}` },
-      el("td", { class: "utrecht-table__cell", text: formatTime(item.time, state.lang) }),
-      el("td", { class: "utrecht-table__cell", text: item.name }),
-      el("td", { class: "utrecht-table__cell" }, item.kind === "refund" ? t("kindRefund") : t("kindRedemption"),
+      el("td", { class: "utrecht-table__cell", "data-label": t("colTime"), text: formatTime(item.time, state.lang) }),
+      el("td", { class: "utrecht-table__cell", "data-label": t("colBudget"), text: item.name }),
+      el("td", { class: "utrecht-table__cell", "data-label": t("colKind") }, item.kind === "refund" ? t("kindRefund") : t("kindRedemption"),
         item.kind === "redemption" && item.refundable_cents > 0 ? el("span", { class: "cp-muted", text: ` (${t("refundLeft", { amount: money(item.refundable_cents) })})` }) : null),
-      el("td", { class: "utrecht-table__cell cp-num", text: (item.kind === "refund" ? "−" : "") + money(item.amount_cents) }),
-      el("td", { class: "utrecht-table__cell" }, action)));
+      el("td", { class: "utrecht-table__cell cp-num", "data-label": t("colAmount"), text: (item.kind === "refund" ? "−" : "") + money(item.amount_cents) }),
+      el("td", { class: "utrecht-table__cell cp-action" }, action)));
     rows.push(el("tr", { class: "utrecht-table__row", id: `refund-row-${i}`, hidden: true }, el("td", { class: "utrecht-table__cell", colspan: "5" })));
   });
   $("takings-body").replaceChildren(...rows);
