@@ -204,6 +204,16 @@ def test_charts_are_svg_with_a_title_and_the_figures(server):
     assert "€21.00" in summary(server, lang="en")["charts"]["providers"]
 
 
+def test_the_masker_hides_passes_only():
+    from citypass.web.dashboard_data import masker
+
+    batch = "0x" + "ab" * 32
+    mask = masker({POOL})
+    text = f"budget 1: {DEV[3]} holds; {POOL} holds; issuance batch {batch}: BatchIssued says"
+    assert mask(text) == f"budget 1: a pass holds; {POOL} holds; issuance batch {batch}: BatchIssued says"
+    assert mask(DEV[3].lower() + ".") == "a pass."
+
+
 def test_no_resident_is_named(server, world):
     text = json.dumps(summary(server)).lower()
     for who in (world.alice, world.bob):
@@ -312,6 +322,7 @@ def test_a_tampered_index_is_shown_as_a_failed_check_first(world, tmp_path):
         assert all(not c["ok"] for c in data["checks"][:first_ok]) and all(c["ok"] for c in data["checks"][first_ok:])
         failed = " ".join(c["text"] for c in data["checks"] if not c["ok"])
         assert "on chain but" in failed and "BatchIssued says" in failed and "a pass" in failed
+        assert "batch a pass" not in failed  # a batch id is no address
         text = json.dumps(data).lower()
         assert world.alice.address.lower() not in text and world.bob.address.lower() not in text
         r = s.session.get(s.base + "/dashboard/export/budgets.csv")

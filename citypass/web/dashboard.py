@@ -55,6 +55,7 @@ class Dashboard:
         self.folder = Path(service.index.path).parent.parent / "dashboard"  # <workdir>/dashboard
         self._charts: dict[tuple[str, str, bool], dict[str, str]] = {}
         self._export_lock = threading.Lock()
+        self._public: tuple[str, dict[str, Any]] = ("", {})
 
     # ------------------------------------------------------------------ the figures
     def summary(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +80,9 @@ class Dashboard:
         }
         if have == version:
             return {**head, "unchanged": True}
-        data = snap.public(now)
+        if self._public[0] != version:  # the figures of one version are computed once
+            self._public = (version, snap.public(now))
+        data = dict(self._public[1])
         data.update(head)
         data["unchanged"] = False
         data["charts"] = self.charts(version, lang, data, narrow=False)

@@ -44,7 +44,7 @@ _NOT_MONEY = {"budget", "category", "valid_from", "valid_until", "redemptions", 
               "residents_who_spent"}
 # Where issued credit can be now (the conservation equation); `corrected` only if the library has it (v2).
 _WHERE = ("held_by_residents", "held_by_providers", "settled", "reclaimed", "corrected")
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_ADDRESS = re.compile(r"(?<![0-9A-Za-z])0x[0-9a-fA-F]{40}(?![0-9A-Za-z])")  # not part of a longer hex (a batch id)
 
 
 def money_fields() -> list[str]:
