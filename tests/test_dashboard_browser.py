@@ -148,6 +148,8 @@ class Page:
         for w, h in SIZES:
             self.page.set_viewport_size({"width": w, "height": h})
             self.page.wait_for_timeout(100)
+            wide = self.page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= w, f"{name}: the page is {wide} px wide in a {w} px window (it must reflow)"
             layout = "narrow" if w < 544 else "wide"  # the stylesheet's 34rem
             assert self.page.is_visible(f"#chart-where .db-chart__svg--{layout}"), (name, w)
             path = SHOTS / f"dashboard-{name}-{w}x{h}.png"
