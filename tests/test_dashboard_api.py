@@ -233,6 +233,7 @@ def test_unchanged_until_new_events_then_the_new_figures(server, world):
     assert after["as_of"]["block"] > first["as_of"]["block"] and after["ok"] is True
     # the new figures come at once; the chain check of the new block follows (a new version)
     assert after["chain_checked_block"] in (first["computed_block"], after["computed_block"])
+    assert after["report_available"] is True  # also while the new block's chain check runs
     deadline = time.time() + 30
     while after["chain_check_pending"]:
         assert time.time() < deadline, "the chain check of the new block did not finish"

@@ -289,6 +289,7 @@ def test_a_payment_appears_live_without_a_reload(server, world, open_page):
     assert d.page.evaluate("window.__notReloaded") is True
     assert int(d.page.get_attribute("body", "data-block")) > block
     assert "Bijgewerkt tot blok" in d.page.inner_text("#asof")
+    assert d.page.locator("#exports a").count() == 8 and d.page.is_hidden("#export-note")
     d.state("live")
 
 

@@ -104,6 +104,11 @@ class Dashboard:
         if name not in EXPORTS:
             raise ApiError(404, f"no export {name[:60]!r} (there are: {', '.join(EXPORTS)})")
         snap, _ = self.state.snapshot(checked=name != "events.csv")
+        if name != "events.csv" and snap.chain_pending:  # a newer block came meanwhile: its check too
+            snap, _ = self.state.snapshot(checked=True)
+        if name != "events.csv" and snap.chain_pending:
+            raise ApiError(409, "the chain check of the newest block is still running; try again in a moment",
+                           code="check_running")
         with self._export_lock:
             folder = self.folder / f"block-{snap.block}-{snap.key}-{snap.chain_block}"
             if name == "events.csv":
