@@ -256,6 +256,18 @@ def test_bad_requests_are_4xx_json_naming_the_field(server):
     assert r.status_code == 404 and "report.zip" in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("raw, status", [
+    (b"not json", 400), (b"[1, 2]", 400), (b'{"lang": null}', 400), (b'{"lang": "nl", "have": ["x"]}', 400),
+    (b'{"have": "' + b"x" * 100 + b'"}', 400), (b"\xff\xfe", 400), (b"[" * 10_000, 400),
+    (b'{"lang": "' + b"x" * 70_000 + b'"}', 413),
+])
+def test_hostile_bodies_get_a_json_error(server, raw, status):
+    r = server.post("/api/dashboard/summary", raw=raw)
+    assert r.status_code == status and r.json()["error"]["message"], r.text[:200]
+    r = server.post("/api/dashboard/summary", raw=b"{}", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+
+
 def test_the_page_is_served_with_the_csp(server):
     r = server.session.get(server.base + "/dashboard", allow_redirects=False)
     assert r.status_code == 308 and r.headers["location"] == "/dashboard/"
