@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from citypass.web import api
+from citypass.web import api, dashboard
 from citypass.web.errors import ApiError, error_response, json_response, to_api_error
 from citypass.web.rpc import WalletRpc
 from citypass.web.security import Guard, GuardSettings
@@ -122,6 +122,7 @@ def create_app(service: api.Service, config: WebConfig) -> Starlette:
         Route("/api/{name:str}", api_route, methods=["POST"]),
         Route("/rpc", rpc_route, methods=["POST"]),
     ]
+    routes += dashboard.routes(service, config)  # /dashboard/, /api/dashboard/* (citypass/web/dashboard.py)
     guard = GuardSettings(allowed_hosts=config.allowed_hosts, rate_limit=config.rate_limit)
     return Starlette(routes=routes, middleware=[Middleware(Guard, settings=guard)],
                      exception_handlers={HTTPException: http_error})
