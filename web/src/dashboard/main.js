@@ -255,7 +255,7 @@ function renderProviders(d) {
     return [
       { node: name, attrs: { "data-provider": p.address } },
       (p.category_names || []).join(", ") || t("none"),
-      t("status_" + p.status) + (p.paused ? " (paused)" : ""),
+      t("status_" + p.status) + (p.paused ? ` (${t("paused")})` : ""),
       { text: number(p.redemptions, state.lang), num: true, attrs: { "data-figure": "payments", "data-provider": p.address, "data-count": p.redemptions } },
       centsCell(p.received_cents, "received", null, p.address),
       centsCell(p.refunded_cents, "refunded", null, p.address),
