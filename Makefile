@@ -52,7 +52,7 @@ compile: setup
 artifacts: compile
 	$(PY) -m citypass.contract --sync-artifacts
 
-test: setup lint
+test: setup lint chromium
 	$(VENV)/bin/brownie test --network anvil $(PYTEST_ARGS)
 	$(VENV)/bin/brownie test --network ganache-cli -m "ganache and not anvil_only"
 	$(MAKE) forge
@@ -125,3 +125,21 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) node_modules $(SOLCX_DIR)
+
+# The browser pages: toolchain/build-web.mjs bundles web/src into citypass/web/static/ (committed,
+# so `pip install` ships it; tests/test_bundle.py checks it equals a fresh build).
+.PHONY: web chromium test-web bench-till
+web: node_modules/.stamp
+	node toolchain/build-web.mjs
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+# The till's figures in a real browser: scan to verdict, pay to paid beside the CLI, page weight.
+bench-till: setup chromium
+	$(PY) -m bench.till $(BENCH_ARGS)
+
+# Only the till's browser tests (also part of `make test`), on their own embedded chain.
+test-web: setup chromium
+	$(PY) -m pytest tests/web tests/test_bundle.py -p no:pytest-brownie --confcutdir=tests/web $(PYTEST_ARGS)
