@@ -16,7 +16,7 @@ from citypass import events as E
 from citypass import index as I
 from citypass.chain import connect
 from citypass.index import EventIndex
-from tests.web_helpers import MUSEUM, POOL, free_port, make_world, redeem_v1
+from tests.web_helpers import MUSEUM, POOL, free_port, make_world, redeem
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +84,7 @@ def test_sync_reads_every_event_once_and_follows(world, index, snapshot):
     assert first.from_block == world.dep.block and first.to_block == head(world) and first.rolled_back_to is None
     assert rows(index.records()) == full_scan(world) and first.events == len(full_scan(world)) > 10
     assert index.sync().events == 0  # nothing new: nothing read twice
-    r = redeem_v1(world, world.alice, world.sport, 500)
+    r = redeem(world, world.alice, world.sport, 500)
     mine(world, 4)
     follow = index.sync()
     assert follow.from_block == first.to_block + 1 and follow.events == 2  # TransferSingle + Redeemed
@@ -97,14 +97,14 @@ def test_a_reorg_rolls_back_to_the_common_ancestor(world, index, snapshot):
     index.sync()
     before = head(world)
     snap = chain.rpc("evm_snapshot")
-    gone = redeem_v1(world, world.alice, world.sport, 700)
+    gone = redeem(world, world.alice, world.sport, 700)
     mine(world, 2)
     index.sync()
     assert index.count("Redeemed") == 1 and index.tip == before + 3
     # The other fork: the redemption never happened; a museum visit instead, and a longer chain.
     chain.rpc("evm_revert", [snap])
     mine(world, 1)
-    other = redeem_v1(world, world.bob, world.culture, 200, MUSEUM)
+    other = redeem(world, world.bob, world.culture, 200, MUSEUM)
     mine(world, 3)
     result = index.sync()
     assert result.rolled_back_to is not None and result.rolled_back_to <= before and not result.rebuilt
@@ -115,7 +115,7 @@ def test_a_reorg_rolls_back_to_the_common_ancestor(world, index, snapshot):
 
 
 def test_anvil_reorg_at_the_same_height(world, index):  # (Anvil drops its snapshots on a reorg)
-    redeem_v1(world, world.alice, world.sport, 100)
+    redeem(world, world.alice, world.sport, 100)
     index.sync()
     tip = index.tip
     world.dep.chain.rpc("anvil_reorg", [2, []])  # the last two blocks replaced, the redemption dropped
@@ -127,14 +127,14 @@ def test_anvil_reorg_at_the_same_height(world, index):  # (Anvil drops its snaps
 
 
 def test_anvil_rollback_to_a_lower_head(world, index):
-    redeem_v1(world, world.alice, world.sport, 100)
+    redeem(world, world.alice, world.sport, 100)
     mine(world, 2)
     index.sync()
     world.dep.chain.rpc("anvil_rollback", [3])  # head goes down by three blocks (the redemption with it)
     result = index.sync()
     assert result.rolled_back_to is not None and index.tip == head(world)
     assert index.count("Redeemed") == 0 and rows(index.records()) == full_scan(world)
-    redeem_v1(world, world.bob, world.sport, 300)  # and it follows the chain from there
+    redeem(world, world.bob, world.sport, 300)  # and it follows the chain from there
     index.sync()
     assert index.count("Redeemed") == 1 and rows(index.records()) == full_scan(world)
 
@@ -146,7 +146,7 @@ def test_a_reorg_in_the_middle_of_a_read(world, index, snapshot, monkeypatch):
     index.sync()
     redeemed = index.count("Redeemed")
     snap = chain.rpc("evm_snapshot")
-    gone = redeem_v1(world, world.alice, world.sport, 900)
+    gone = redeem(world, world.alice, world.sport, 900)
     mine(world, 1)
     real = E.iter_log_chunks
     fired = []
@@ -167,7 +167,7 @@ def test_a_reorg_in_the_middle_of_a_read(world, index, snapshot, monkeypatch):
 
 
 def test_rebuild_gives_the_same_records(world, index, snapshot):
-    redeem_v1(world, world.alice, world.sport, 250)
+    redeem(world, world.alice, world.sport, 250)
     index.sync()
     incremental = rows(index.records())
     result = index.rebuild()
@@ -180,7 +180,7 @@ def test_reopened_index_carries_on(world, tmp_path, snapshot):
     idx.sync()
     tip, count = idx.tip, idx.count()
     idx.close()
-    redeem_v1(world, world.bob, world.sport, 100)
+    redeem(world, world.bob, world.sport, 100)
     again = EventIndex(world.dep, path)
     assert again.tip == tip and again.count() == count
     assert again.sync().events == 2 and rows(again.records()) == full_scan(world)
@@ -201,7 +201,7 @@ def test_another_deployment_starts_a_fresh_index(world, tmp_path):
 
 
 def test_party_queries_join_whole_transactions(world, index, snapshot):
-    r = redeem_v1(world, world.alice, world.sport, 400)
+    r = redeem(world, world.alice, world.sport, 400)
     index.sync()
     mine_only = index.records(party=world.alice.address)
     assert {x.name for x in mine_only} >= {"TransferSingle", "Redeemed", "PassEnrolled"}

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from citypass import voucher as V
-from citypass import wallet
+import dataclasses
+
+from citypass import passqr, wallet
 from citypass.reasons import Reason
 from citypass.web import auth, i18n
-from tests.web_helpers import MUSEUM, POOL, Server, make_world, redeem_v1, resident, stop_node
+from tests.web_helpers import (MUSEUM, MUSEUM_NAME, POOL, POOL_NAME, Server, make_world, pass_qr, redeem, resident,
+                               stop_node)
 
 OUTSIDER = resident("outsider").address
 
@@ -22,7 +24,7 @@ def isolation():
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     w = make_world(tmp_path_factory.mktemp("citypass-web-api"))
-    w.redemption = redeem_v1(w, w.alice, w.sport, 1250)  # type: ignore[attr-defined]
+    w.redemption = redeem(w, w.alice, w.sport, 1250)  # type: ignore[attr-defined]
     yield w
     stop_node(w.workdir)
 
@@ -44,7 +46,8 @@ def test_deployment(server, world):
     d = server.api("deployment")
     assert d["chain_id"] == 31337 and d["chain_id_hex"] == "0x7a69" and d["contract"] == world.dep.address
     assert d["rpc_url"] == server.base + "/rpc" and d["rpc_path"] == "/rpc"
-    assert d["dev_chain"] is True and d["paused"] is False and d["contract_version"] == 1
+    assert d["dev_chain"] is True and d["paused"] is False and d["contract_version"] == 2
+    assert d["eip712"] == {"name": "CityPass", "version": "2"}
     assert any(k.startswith("dev:0 (") and "admin" in k for k in d["dev_keys"])
     assert d["block"] == world.dep.chain.w3.eth.block_number
 
@@ -64,16 +67,16 @@ def test_budgets(server, world):
 
 def test_providers(server):
     providers = {p["address"]: p for p in server.api("providers")["providers"]}
-    assert providers[POOL] == {"address": POOL, "name": None, "status": "active", "categories": [0],
+    assert providers[POOL] == {"address": POOL, "name": POOL_NAME, "status": "active", "categories": [0],
                                "category_names": ["sport"], "max_amount_cents": 5000, "paused": False}
-    assert providers[MUSEUM]["max_amount_cents"] == 0
+    assert providers[MUSEUM]["max_amount_cents"] == 0 and providers[MUSEUM]["name"] == MUSEUM_NAME
 
 
 def test_provider_one(server, world):
     p = server.api("provider", {"address": POOL})
-    assert p["approved"] is True and p["reason"] is None and int(p["gas_wei"]) > 0
+    assert p["approved"] is True and p["reason"] is None and int(p["gas_wei"]) > 0 and p["name"] == POOL_NAME
     stranger = server.api("provider", {"address": OUTSIDER})
-    assert stranger["status"] == "none" and stranger["approved"] is False and stranger["reason"] == "NotAProvider"
+    assert stranger["status"] == "none" and stranger["name"] is None and stranger["approved"] is False and stranger["reason"] == "NotAProvider"
     assert stranger["message"] == Reason.NotAProvider.message
     assert error(server, "provider", {"address": "0x12"})["field"] == "address"
     assert "missing" in error(server, "provider", {})["message"]
@@ -107,65 +110,109 @@ def test_nonces(server, world):
 
 
 # ------------------------------------------------------------------ the pre-check
-def qr_v1(world, holder, budget: int, cents: int, provider: str = POOL) -> str:
-    return V.encode_payload(wallet.sign_voucher(world.dep, holder, budget, cents, provider))
+def qr(world, holder, budget: int, cents: int, provider: str = passqr.ANY_PROVIDER, nonce: int | None = None) -> str:
+    """The CP2 pass QR text with one voucher of `budget` for up to `cents`."""
+    return pass_qr(world, holder, budget, cents, provider, nonce).encode()
+
+
+def used_qr(world) -> str:
+    """Alice's pass QR re-signed with the nonce her redemption used."""
+    return qr(world, world.alice, world.sport, 1250, nonce=world.redemption.voucher.nonce)
+
+
+def forged_qr(world, holder, signer, budget: int, cents: int) -> str:
+    """A pass QR that names `holder` but carries `signer`'s signatures."""
+    signed = pass_qr(world, signer, budget, cents)
+    return passqr.encode(dataclasses.replace(signed, holder=holder.address))
 
 
 def test_check_ok(server, world):
-    answer = server.api("check", {"qr": qr_v1(world, world.bob, world.sport, 700), "provider": POOL})
-    assert answer["holder"] == world.bob.address and answer["entitled"] is True
+    text = qr(world, world.bob, world.sport, 700)
+    assert text.startswith("CP2:")
+    answer = server.api("check", {"qr": text, "provider": POOL})
+    assert answer["holder"] == world.bob.address and answer["entitled"] is True and answer["provider_in_qr"] is None
     (entry,) = answer["entries"]
     assert entry["reason"] == "Ok" and entry["reason_code"] == 0 and entry["entitled"] is True
     assert entry["name"] == "Sport 2026" and entry["left_cents"] == 1000 and entry["max_amount_cents"] == 700
-    assert entry["spendable_cents"] == 700 and entry["nonce_used"] is False
-    assert entry["voucher"]["holder"] == world.bob.address and entry["signature"].startswith("0x")
-    assert len(entry["signature"]) == 2 + 130
+    assert entry["spendable_cents"] == 700 and entry["amount_cents"] == 700 and entry["nonce_used"] is False
+    assert entry["voucher"] == {"holder": world.bob.address, "provider": passqr.ANY_PROVIDER,
+                                "budget": str(world.sport), "maxAmount": 700, "nonce": entry["nonce"],
+                                "deadline": answer["deadline"]}
+    assert entry["signature"].startswith("0x") and len(entry["signature"]) == 2 + 130
+    typed = server.api("check", {"qr": text, "provider": POOL, "amounts": {str(world.sport): 250}})
+    assert typed["entries"][0]["amount_cents"] == 250 and typed["entries"][0]["reason"] == "Ok"
+
+
+def test_check_a_pass_qr_with_two_budgets(server, world):
+    """One QR, a voucher per budget: each judged for this provider (the pool takes only sport)."""
+    text = wallet.pass_qr(world.dep, world.bob, budgets=[world.sport, world.culture], max_amount=400).encode()
+    answer = server.api("check", {"qr": text, "provider": POOL})
+    assert [(e["serial"], e["reason"]) for e in answer["entries"]] == [(1, "Ok"), (2, "CategoryNotApproved")]
+    assert answer["entitled"] is True
+    museum = server.api("check", {"qr": text, "provider": MUSEUM})
+    assert [e["reason"] for e in museum["entries"]] == ["CategoryNotApproved", "Ok"]
 
 
 def test_check_refusals(server, world):
-    short = server.api("check", {"qr": qr_v1(world, world.bob, world.sport, 1500), "provider": POOL})
+    short = server.api("check", {"qr": qr(world, world.bob, world.sport, 1500), "provider": POOL})
+    (entry,) = short["entries"]
+    assert entry["spendable_cents"] == 1000  # what the pass holds: the till offers that
+    short = server.api("check", {"qr": qr(world, world.bob, world.sport, 1500), "provider": POOL,
+                                 "amounts": {str(world.sport): 1500}})
     (entry,) = short["entries"]
     assert short["entitled"] is False and entry["reason"] == "InsufficientCredit"
     assert entry["params"]["left"] == "€10,00" and entry["params"]["short"] == "€5,00"
     assert i18n.sentence("InsufficientCredit", "nl", **entry["params"]) == \
         "Onvoldoende tegoed: nog €10,00 over. Vraag de klant €5,00 bij te betalen."
-    used = V.encode_payload(wallet.sign_voucher(world.dep, world.alice, world.sport, 1250, POOL,
-                                                nonce=world.redemption.voucher.nonce))
-    assert server.api("check", {"qr": used, "provider": POOL})["entries"][0]["reason"] == "NonceUsed"
-    other = server.api("check", {"qr": qr_v1(world, world.bob, world.sport, 100), "provider": MUSEUM})
-    assert other["entries"][0]["reason"] is None and "made out to provider" in other["entries"][0]["message"]
+    above = server.api("check", {"qr": qr(world, world.bob, world.sport, 500), "provider": POOL,
+                                 "amounts": {str(world.sport): 501}})
+    assert above["entries"][0]["reason"] == "AboveVoucherLimit" and above["entries"][0]["reason_code"] == 21
+    assert server.api("check", {"qr": used_qr(world), "provider": POOL})["entries"][0]["reason"] == "NonceUsed"
+    other = server.api("check", {"qr": qr(world, world.bob, world.sport, 100, POOL), "provider": MUSEUM})
+    assert other["provider_in_qr"] == POOL
+    assert other["entries"][0]["reason"] == "WrongProvider" and "made out to provider" in other["entries"][0]["message"]
 
 
 def test_check_without_a_wallet(server, world):
     """No provider yet (no wallet connected): the provider-independent checks still answer."""
-    def verdict(qr):
-        answer = server.api("check", {"qr": qr})
+    def verdict(body):
+        answer = server.api("check", body if isinstance(body, dict) else {"qr": body})
         assert answer["provider"] is None and answer["provider_checked"] is False
         return answer["entries"][0]["reason"]
 
-    assert verdict(qr_v1(world, world.bob, world.sport, 700)) == "Ok"
-    assert verdict(qr_v1(world, world.bob, world.sport, 1500)) == "InsufficientCredit"
-    used = V.encode_payload(wallet.sign_voucher(world.dep, world.alice, world.sport, 1250, POOL,
-                                                nonce=world.redemption.voucher.nonce))
+    assert verdict(qr(world, world.bob, world.sport, 700)) == "Ok"
+    assert verdict({"qr": qr(world, world.bob, world.sport, 1500), "amounts": {str(world.sport): 1500}}) \
+        == "InsufficientCredit"
+    assert verdict({"qr": qr(world, world.bob, world.sport, 500), "amounts": {str(world.sport): 501}}) \
+        == "AboveVoucherLimit"
+    used = used_qr(world)
     assert verdict(used) == "NonceUsed"
-    forged = V.build(world.alice.address, POOL, world.sport, 100, nonce=5, now=world.dep.chain.now())
-    assert verdict(V.sign(forged, world.bob.key, 31337, world.dep.address).encode()) == "BadSignature"
+    assert verdict(forged_qr(world, world.alice, world.bob, world.sport, 100)) == "BadSignature"
     stranger = resident("no-pass")
-    no_pass = V.build(stranger.address, POOL, world.sport, 100, nonce=0, now=world.dep.chain.now())
-    assert verdict(V.sign(no_pass, stranger.key, 31337, world.dep.address).encode()) == "NoPass"
-    # and with the wallet connected, the same voucher gets the chain's own verdict
+    no_pass = passqr.sign_pass(stranger.key, 31337, world.dep.address, [(world.sport, 100, 0)],
+                               world.dep.chain.now() + 3600)
+    assert verdict(no_pass.encode()) == "NoPass"
+    # and with the wallet connected, the same vouchers get the chain's own verdict
     assert server.api("check", {"qr": used, "provider": POOL})["entries"][0]["reason"] == "NonceUsed"
+    forged = server.api("check", {"qr": forged_qr(world, world.alice, world.bob, world.sport, 100), "provider": POOL})
+    assert forged["entries"][0]["reason"] == "BadSignature"
 
 
 def test_check_bad_qr(server, world):
-    for qr, words in [("", "empty"), ("hello", "not a CityPass pass QR"), ("CP2:ABC", "v2 pass QR"),
-                      ("CP1" + "0" * 50, "qr:"), ("x" * 5000, "more than a QR code holds")]:
-        err = error(server, "check", {"qr": qr, "provider": POOL})
-        assert err["field"] == "qr" and words in err["message"], (qr[:20], err)
+    good = qr(world, world.bob, world.sport, 700)
+    for text, words in [("", "empty"), ("hello", "not a CityPass pass QR"), ("CP2:ABC", "qr: "),
+                        ("CP1:" + "0" * 50, "should start with CP2:"), ("x" * 5000, "more than a QR code holds"),
+                        (good[:-6], "qr: "), (good + "A", "qr: ")]:
+        err = error(server, "check", {"qr": text, "provider": POOL})
+        assert err["field"] == "qr" and words in err["message"], (text[:20], err)
+    other_chain = passqr.sign_pass(world.bob.key, 5, world.dep.address, [(world.sport, 100, 0)], 2**39).encode()
+    assert "chain 5" in error(server, "check", {"qr": other_chain, "provider": POOL})["message"]
+    elsewhere = passqr.sign_pass(world.bob.key, 31337, POOL, [(world.sport, 100, 0)], 2**39).encode()
+    assert "CityPass contract at" in error(server, "check", {"qr": elsewhere, "provider": POOL})["message"]
     assert error(server, "check", {"qr": 5, "provider": POOL})["field"] == "qr"
-    assert error(server, "check", {"qr": "CP1", "provider": "pool"})["field"] == "provider"
-    assert error(server, "check", {"qr": "CP1", "provider": POOL, "amounts": {"x": 1}})["field"] == "amounts.x"
-    err = error(server, "check", {"qr": "CP1", "provider": POOL, "amounts": {"12": -5}})
+    assert error(server, "check", {"qr": good, "provider": "pool"})["field"] == "provider"
+    assert error(server, "check", {"qr": good, "provider": POOL, "amounts": {"x": 1}})["field"] == "amounts.x"
+    err = error(server, "check", {"qr": good, "provider": POOL, "amounts": {"12": -5}})
     assert err["field"] == "amounts.12" and "out of range" in err["message"]
 
 
@@ -201,7 +248,7 @@ def test_takings_with_holders_only_for_the_provider(server, world):
 
 def test_takings_follow_new_redemptions(server, world):
     before = server.api("takings", {"provider": MUSEUM})["count"]
-    redeem_v1(world, world.bob, world.culture, 300, MUSEUM)
+    redeem(world, world.bob, world.culture, 300, MUSEUM)
     import time
     time.sleep(1.1)  # the index syncs at most once a second per request
     after = server.api("takings", {"provider": MUSEUM})
@@ -303,7 +350,7 @@ def test_provider_free_verdicts_in_order(world):
     from citypass.web import vouchers
 
     now = world.dep.chain.now()
-    (s,) = vouchers.decode(world.dep, qr_v1(world, world.bob, world.sport, 500))
+    (s,) = vouchers.decode(world.dep, qr(world, world.bob, world.sport, 500))
     terms = budget_id.decode(world.sport)
     ok = dict(now=now, paused=False, pass_status="active", pass_valid_until=now + 86_400, left=1000, nonce_used=False)
 
@@ -313,16 +360,17 @@ def test_provider_free_verdicts_in_order(world):
     assert verdict() == "Ok"
     assert verdict(now=s.deadline + 1) == "VoucherExpired"
     assert verdict(amount=0) == "ZeroAmount"
+    assert verdict(amount=501) == "AboveVoucherLimit"
+    assert verdict(amount=501, left=100) == "AboveVoucherLimit"  # the limit before the credit, as on chain
     assert verdict(nonce_used=True) == "NonceUsed"
     assert verdict(paused=True) == "Paused"
     assert verdict(now=terms.valid_from - 1) == "BudgetNotStarted"
-    import dataclasses
-
+    assert verdict(now=terms.valid_from - 1, pass_status="suspended") == "PassSuspended"  # the pass first, as on chain
     late = dataclasses.replace(s, deadline=terms.valid_until + 10**6)  # only the rule's input changes
     assert vouchers.check_without_provider(world.dep, late, 500, **(ok | dict(
         now=terms.valid_until + 1, pass_valid_until=terms.valid_until + 10**6)))[0].name == "BudgetEnded"
     for status, reason in [("none", "NoPass"), ("suspended", "PassSuspended"), ("revoked", "PassRevoked"),
-                           ("migrated", "PassMigrated"), ("provider", "NoPass")]:
+                           ("migrated", "PassMigrated"), ("provider", "TransferNotAllowed")]:
         assert verdict(pass_status=status) == reason
     assert verdict(pass_valid_until=now - 1) == "PassExpired"
     assert verdict(left=499) == "InsufficientCredit"

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from eth_account import Account
 from eth_utils import keccak
 
-from citypass import keys, node, wallet
+from citypass import keys, node, passqr, wallet
 from citypass import redemption
 from citypass.cli import main
 from citypass.web.api import Service
@@ -28,6 +28,7 @@ from citypass.web.security import host_names
 
 DEV = [keys.dev_account(i).address for i in range(10)]
 POOL, MUSEUM = DEV[7], DEV[8]
+POOL_NAME, MUSEUM_NAME = "Zwembad De Wiekslag", "Stadsmuseum"
 
 
 def resident(label: str) -> Any:
@@ -58,8 +59,8 @@ class World:
 
 
 def make_world(workdir: Path, rpc: str | None = None) -> World:
-    """Two budgets (sport, culture), two providers (POOL: sport, at most 50 euros; MUSEUM:
-    culture), alice and bob with 25 and 10 euros in each. On `rpc`, else the embedded node."""
+    """Two budgets (sport, culture), two named providers (POOL: sport, at most 50 euros;
+    MUSEUM: culture), alice and bob with 25 and 10 euros in each. On `rpc`, else the embedded node."""
     def cli(*args: str) -> Any:
         return _cli(workdir, *args, rpc=rpc)
 
@@ -74,8 +75,8 @@ def make_world(workdir: Path, rpc: str | None = None) -> World:
                     next_year, "--cap", "10000", "--name", "Sport 2026")["id"])
     culture = int(cli("budget", "create", "--category", "culture", "--valid-from", today, "--valid-until",
                       next_year, "--cap", "10000", "--name", "Cultuur 2026")["id"])
-    cli("provider", "add", POOL, "--categories", "sport", "--max", "50")
-    cli("provider", "add", MUSEUM, "--categories", "culture")
+    cli("provider", "add", POOL, "--categories", "sport", "--max", "50", "--name", POOL_NAME)
+    cli("provider", "add", MUSEUM, "--categories", "culture", "--name", MUSEUM_NAME)
     alice, bob = resident("alice"), resident("bob")
     cli("pass", "enroll", alice.address, bob.address, "--valid-until", next_year)
     for budget in ("1", "2"):
@@ -86,10 +87,20 @@ def make_world(workdir: Path, rpc: str | None = None) -> World:
     return World(workdir, service, alice, bob, sport, culture)
 
 
-def redeem_v1(w: World, holder: Any, budget: int, cents: int, provider: str = POOL) -> Any:
-    """A redemption through the library (contract v1: a fixed-amount voucher)."""
-    signed = wallet.sign_voucher(w.dep, holder, budget, cents, provider)
-    return redemption.redeem(w.dep, keys.dev_account(DEV.index(provider)), signed)
+def pass_qr(w: World, holder: Any, budget: int, cents: int, provider: str = passqr.ANY_PROVIDER,
+            nonce: int | None = None) -> passqr.PassQR:
+    """The holder's pass QR with one voucher of `budget` for up to `cents` (the lowest unused
+    nonce unless `nonce`), for any provider unless `provider`; signed even where the wallet
+    would refuse (the tests want the chain's verdict on it)."""
+    return wallet.pass_qr(w.dep, holder, budgets=[budget], max_amount=cents, provider=provider,
+                          nonces=None if nonce is None else {budget: nonce}, force=True)
+
+
+def redeem(w: World, holder: Any, budget: int, cents: int, provider: str = POOL, refundable: bool = False) -> Any:
+    """A redemption of `cents` through the library: the holder's pass QR (for any provider),
+    redeemed by `provider`'s dev wallet."""
+    signed = pass_qr(w, holder, budget, cents).for_budget(budget)
+    return redemption.redeem(w.dep, keys.dev_account(DEV.index(provider)), signed, cents, refundable=refundable)
 
 
 def free_port() -> int:

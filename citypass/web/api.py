@@ -134,8 +134,8 @@ def _budget_json(b: C.BudgetInfo, categories: dict[int, str], now: int, correcte
             "corrected_cents": corrected, "open": b.valid_from <= now <= b.valid_until}
 
 
-def _provider_json(p: C.ProviderInfo, categories: dict[int, str], names: dict[str, str]) -> dict[str, Any]:
-    return {"address": p.address, "name": names.get(p.address), "status": p.status,
+def _provider_json(p: C.ProviderInfo, categories: dict[int, str]) -> dict[str, Any]:
+    return {"address": p.address, "name": p.name or None, "status": p.status,
             "categories": list(p.categories), "category_names": [categories.get(c) for c in p.categories],
             "max_amount_cents": p.max_amount, "paused": p.paused}
 
@@ -159,8 +159,8 @@ def deployment(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
         "native_currency": {"name": "Ether", "symbol": "ETH", "decimals": 18},
         "dev_chain": dev, "dev_keys": s.dev_keys, "paused": bool(f.paused().call()),
         "block": int(latest["number"]), "time": int(latest["timestamp"]),
-        "eip712": {"name": "CityPass", "version": str(vouchers.contract_version(s.dep))},
-        "contract_version": vouchers.contract_version(s.dep), "server": f"citypass {__version__}",
+        "eip712": {"name": "CityPass", "version": str(vouchers.CONTRACT_VERSION)},
+        "contract_version": vouchers.CONTRACT_VERSION, "server": f"citypass {__version__}",
     }
 
 
@@ -170,26 +170,28 @@ def budgets(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
     now = s.chain.now()
     out = []
     for bid in s.dep.contract.functions.budgets().call():
-        totals = s.dep.contract.functions.budgetTotals(bid).call()
+        cap, issued, settled, reclaimed, corrected = s.dep.contract.functions.budgetTotals(bid).call()
         t = budget_id.decode(bid)
-        b = C.BudgetInfo(bid, t.serial, t.category, t.valid_from, t.valid_until, totals[0], totals[1], totals[2],
-                         totals[3], names.get(bid, ""))
-        out.append(_budget_json(b, categories, now, totals[4] if len(totals) > 4 else 0))  # v2: corrected
+        b = C.BudgetInfo(bid, t.serial, t.category, t.valid_from, t.valid_until, cap, issued, settled, reclaimed,
+                         names.get(bid, ""))
+        out.append(_budget_json(b, categories, now, corrected))
     return {"budgets": out}
 
 
 def providers(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
     _only(body)
     _, categories, names = s.names()
-    return {"providers": [_provider_json(p, categories, names) for p in C.providers(s.dep)]}
+    f = s.dep.contract.functions
+    return {"providers": [_provider_json(C.provider_info(s.dep, a, names), categories)
+                          for a in f.providers().call()]}
 
 
 def provider(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
     _only(body, "address")
     who = address(body, "address")
     _, categories, names = s.names()
-    p = C.provider_info(s.dep, who)
-    out = _provider_json(p, categories, names)
+    p = C.provider_info(s.dep, who, names)
+    out = _provider_json(p, categories)
     reason = PROVIDER_STATUS_REASON.get(p.status)
     out["approved"] = reason is None
     out["reason"] = reason.name if reason else None
@@ -244,9 +246,9 @@ def check(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
     amounts = cents_map(body, "amounts")
     cents_map(body, "co_payments")  # validated; the co-payment does not change the verdict
     scanned = vouchers.decode(s.dep, qr)
-    names, categories, _ = s.names()
+    names, categories, pnames = s.names()
     f = s.dep.contract.functions
-    p = C.provider_info(s.dep, who) if who else None
+    p = C.provider_info(s.dep, who, pnames) if who else None
     limit = p.max_amount if p else 0
     holder = scanned[0].holder
     pass_ = C.pass_info(s.dep, holder)
@@ -255,7 +257,7 @@ def check(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
     for v in scanned:
         left = pass_.balances.get(v.budget, 0)
         spendable = max(0, min(v.max_amount, left, limit or left))
-        amount = v.max_amount if v.fixed_amount else amounts.get(v.budget, max(1, spendable))
+        amount = amounts.get(v.budget, max(1, spendable))  # the amount the clerk typed, else what fits
         used = bool(f.isNonceUsed(holder, v.budget, v.nonce).call())
         if who is not None:
             reason, code, message = vouchers.check(s.dep, v, who, amount)
