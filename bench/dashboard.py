@@ -3,8 +3,9 @@
     python -m bench.dashboard [--residents 1000] [--loads 30] [--json OUT]
 
 The chain: a fresh embedded Anvil (bench/world.py), two budgets (sport, culture) credited to
-every resident, one payment per resident at one of five providers (redeemBatch), refunds of
-2% of them, two providers settled. Then `citypass web`'s app in front of it (uvicorn in a
+every resident, one payment per resident at one of five providers (contract v2: vouchers for
+up to the amount, scanned with the amount typed; redeemBatch), 2% of them paid refundably one
+by one instead (batches are never refundable) and refunded in part, two providers settled. Then `citypass web`'s app in front of it (uvicorn in a
 thread, real HTTP) and Chromium for the page.
 
 - index_cold_sync_s: reading every event of the chain into a new event index;
@@ -72,22 +73,38 @@ def build_chain(world: Any, residents: int) -> dict[str, Any]:
         for i in range(0, residents, step)])
     now = world.chain.now()
     chain_id, contract = world.chain.chain_id, world.dep.address
-    signed_by_provider: dict[int, list[V.SignedVoucher]] = {}
+    scans_by_provider: dict[int, list[redemption.Scan]] = {}
     for i, p in enumerate(people):
         k = i % len(world.providers)
         budget, amount = (sport, 1_200) if i % 3 else (culture, 700)
-        v = V.build(p.address, world.providers[k].address, budget, amount, nonce=0, now=now)
-        signed_by_provider.setdefault(k, []).append(V.sign(v, p.key, chain_id, contract))
-    threads = [threading.Thread(target=redemption.redeem_batch, args=(world.dep, world.providers[k], signed))
-               for k, signed in signed_by_provider.items()]
+        v = V.build(p.address, world.providers[k].address, budget, 2_000, nonce=0, now=now)  # up to 20.00
+        scans_by_provider.setdefault(k, []).append(redemption.Scan(V.sign(v, p.key, chain_id, contract), amount))
+    # 2% of each provider's scans are paid refundably (one transaction each), the rest in batches
+    refundable = {k: scans[: max(1, len(scans) // 50)] for k, scans in scans_by_provider.items()}
+    failures: list[BaseException] = []
+
+    def pay(k: int) -> None:
+        try:
+            for sc in refundable[k]:
+                redemption.redeem(world.dep, world.providers[k], sc.signed, sc.amount, refundable=True)
+            skipped = [o for o in redemption.redeem_batch(world.dep, world.providers[k],
+                                                          scans_by_provider[k][len(refundable[k]):]) if not o.redeemed]
+            assert not skipped, f"provider {k}: {len(skipped)} scans skipped, first {skipped[0]}"
+        except BaseException as exc:  # noqa: BLE001 - raised in the main thread below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=pay, args=(k,)) for k in scans_by_provider]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if failures:
+        raise failures[0]
     refunds = 0
-    for k, signed in signed_by_provider.items():
-        for s in signed[: max(1, len(signed) // 50)]:
-            redemption.refund(world.dep, world.providers[k], s, 200)
+    for k, scans in refundable.items():
+        for sc in scans:
+            v = sc.signed.voucher
+            redemption.refund(world.dep, world.providers[k], v.holder, v.budget, v.nonce, 200)
             refunds += 1
     for k in (0, 1):
         finance.settle(world.dep, world.treasurer, world.providers[k].address, f"BENCH-{k}")
@@ -171,7 +188,7 @@ def measure(residents: int, loads: int) -> dict[str, Any]:
                     v = V.build(people[i].address, world.providers[0].address, chain["sport"], 100, nonce=1 + i,
                                 now=world.chain.now())
                     redemption.redeem(world.dep, world.providers[0],
-                                      V.sign(v, people[i].key, world.chain.chain_id, world.dep.address))
+                                      V.sign(v, people[i].key, world.chain.chain_id, world.dep.address), 100)
                     t = time.perf_counter()
                     index.sync()  # the index reads the new block (the server would within a second)
                     syncs.append((time.perf_counter() - t) * 1000)

@@ -1,7 +1,8 @@
 """The dashboard's API over a real server and an embedded Anvil: every figure equals what
 `citypass report` computes and writes for the same chain (issuance, redemptions, a refund, a
-settlement, a reclaim), the checks are the report's, nothing names a resident, new events show
-up, a tampered index is shown as a failed check first, and the exports are the report's files."""
+settlement, a reclaim, a correction; contract v2), the checks are the report's, nothing names a
+resident, new events show up, a tampered index is shown as a failed check first, and the exports
+are the report's files."""
 
 from __future__ import annotations
 
@@ -23,9 +24,15 @@ from citypass.index import EventIndex
 from citypass.money import cents_from_text
 from citypass.web.api import Service
 from citypass.web.dashboard_data import money_fields
-from web_helpers import MUSEUM, POOL, DEV, Server, _cli, make_world, redeem_v1, stop_node
+from web_helpers import MUSEUM, POOL, DEV, Server, _cli, make_world, stop_node
 
 DAY = 86_400
+
+
+def pay(w, holder, budget: int, cents: int, provider: str = POOL, refundable: bool = False) -> redemption.Redemption:
+    """A v2 payment: the resident's pass QR scanned at `provider`, `cents` typed at the till."""
+    signed = wallet.pass_qr(w.dep, holder, budgets=[budget]).for_budget(budget)
+    return redemption.redeem(w.dep, keys.dev_account(DEV.index(provider)), signed, cents, refundable=refundable)
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +44,8 @@ def isolation():
 def world(tmp_path_factory):
     """make_world's two budgets plus a short sport budget (ends today, reclaimed after two days)
     and a summer budget that ends soon; payments, a refund above 10% of the pool's takings, a
-    settlement, a reclaim and a payment after the settlement."""
+    settlement, a reclaim, a correction (1.00 of bob's culture credit) and a payment after the
+    settlement."""
     w = make_world(tmp_path_factory.mktemp("citypass-dashboard-api"))
     cli = lambda *a: _cli(w.workdir, *a)  # noqa: E731
     today = time.strftime("%Y-%m-%d", time.gmtime(w.service.chain.now()))
@@ -50,15 +58,16 @@ def world(tmp_path_factory):
         path = w.workdir / f"issue-{serial}.csv"
         path.write_text(f"holder,amount\n{w.alice.address},{alice}\n{w.bob.address},{bob}\n")
         cli("issue", str(path), "--budget", serial)
-    first = wallet.sign_voucher(w.dep, w.alice, w.sport, 1250, POOL)
-    redemption.redeem(w.dep, keys.dev_account(DEV.index(POOL)), first)
-    redeem_v1(w, w.bob, w.culture, 400, MUSEUM)
-    redeem_v1(w, w.alice, w.short, 800, POOL)
-    redemption.refund(w.dep, keys.dev_account(DEV.index(POOL)), first, 250)  # 2.50 of 20.50: above 10%
+    first = pay(w, w.alice, w.sport, 1250, POOL, refundable=True)  # only a refundable payment can be refunded
+    pay(w, w.bob, w.culture, 400, MUSEUM)
+    pay(w, w.alice, w.short, 800, POOL)
+    redemption.refund(w.dep, keys.dev_account(DEV.index(POOL)), w.alice.address, w.sport, first.voucher.nonce,
+                      250)  # 2.50 of 20.50: above 10%
+    cli("correct", w.bob.address, "--budget", "2", "--amount", "1.00", "--reference", "CASE-2026-7")
     cli("settle", "--provider", POOL, "--reference", "INV-2026-001")
     w.service.chain.advance_time(2 * DAY)  # the short budget has ended
     cli("reclaim", "--budget", "3")
-    redeem_v1(w, w.bob, w.sport, 300, POOL)  # after the settlement: still to pay
+    pay(w, w.bob, w.sport, 300, POOL)  # after the settlement: still to pay
     yield w
     stop_node(w.workdir)
 
@@ -94,7 +103,8 @@ def test_every_budget_figure_equals_the_report(server, the_report):
     rows = {r["budget_id"]: r for r in tables["budgets.csv"]}
     assert [b["budget"] for b in data["budgets"]] == list(rows) and len(rows) == 4
     money = money_fields()
-    assert {"issued", "redeemed", "refunded", "settled", "reclaimed", "held_by_residents", "held_by_providers"} <= set(money)
+    assert {"issued", "redeemed", "refunded", "settled", "reclaimed", "corrected", "held_by_residents",
+            "held_by_providers"} <= set(money)
     for b in data["budgets"]:
         row = rows[b["budget"]]
         for m in money:
@@ -122,7 +132,10 @@ def test_headline_totals_equal_the_report(server, the_report):
     assert t["issued_cents"] == 10_500 and t["redeemed_cents"] == 2_750 and t["refunded_cents"] == 250
     assert t["settled_cents"] == 1_800 and t["held_by_providers_cents"] == 700
     assert t["reclaimed_cents"] == 1_700  # 12.00 of alice and 5.00 of bob, after the short budget ended
-    assert t["held_by_residents_cents"] == t["issued_cents"] - 2_750 + 250 - 1_700
+    assert t["corrected_cents"] == 100  # v2: taken back by the issuer (credit issued in error)
+    assert t["held_by_residents_cents"] == t["issued_cents"] - 2_750 + 250 - 1_700 - 100
+    assert t["issued_cents"] == (t["held_by_residents_cents"] + t["held_by_providers_cents"] + t["settled_cents"]
+                                 + t["reclaimed_cents"] + t["corrected_cents"])
     assert t["provider_received_cents"] == t["settled_cents"] + t["held_by_providers_cents"]
 
 
@@ -201,6 +214,10 @@ def test_charts_are_svg_with_a_title_and_the_figures(server):
         ids = lambda layout: {i for svg in data[layout].values() for i in re.findall(r'id="([^"]+)"', svg)}  # noqa: E731
         assert not ids("charts") & ids("charts_narrow")  # both are in the page: no id twice
     assert "€ 21,00" in summary(server, lang="nl")["charts"]["providers"]  # the pool: 23.50 paid in, 2.50 refunded
+    # v2's conservation: the correction is a part of where the credit is, in the chart and its figures
+    data = summary(server, lang="nl")
+    assert data["where_parts"] == ["held_by_residents", "held_by_providers", "settled", "reclaimed", "corrected"]
+    assert "gecorrigeerd € 1,00" in data["charts"]["where"] and "corrected €1.00" in summary(server, lang="en")["charts"]["where"]
     assert "€21.00" in summary(server, lang="en")["charts"]["providers"]
 
 
@@ -225,7 +242,7 @@ def test_unchanged_until_new_events_then_the_new_figures(server, world):
     first = summary(server)
     same = summary(server, have=first["version"])
     assert same["unchanged"] is True and "budgets" not in same and same["version"] == first["version"]
-    redeem_v1(world, world.alice, world.sport, 100, POOL)
+    pay(world, world.alice, world.sport, 100, POOL)
     time.sleep(1.1)  # the server syncs its index at most once a second
     after = summary(server, have=first["version"])
     assert after["unchanged"] is False and after["version"] != first["version"]
@@ -285,7 +302,7 @@ def download(server, name: str) -> bytes:
 
 
 def test_exports_are_the_files_citypass_report_writes(server, world, tmp_path):
-    redeem_v1(world, world.bob, world.culture, 50, MUSEUM)
+    pay(world, world.bob, world.culture, 50, MUSEUM)
     time.sleep(1.1)
     summary(server)
     out = tmp_path / "report"

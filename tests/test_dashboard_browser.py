@@ -44,8 +44,9 @@ def isolation():
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The till tests' world (sport and culture budgets, the pool and the museum) with three
-    residents, payments at both providers, a refund, a settlement, a short budget that ended
-    and was reclaimed, and a summer budget ending within 30 days."""
+    residents, payments at both providers, a refund (of a refundable payment), a correction,
+    a settlement, a short budget that ended and was reclaimed, and a summer budget ending
+    within 30 days (contract v2)."""
     w = World(tmp_path_factory.mktemp("citypass-dashboard"))
     chain = connect(None, workdir=w.workdir)
     w.dep = open_deployment(chain, None, w.workdir)
@@ -63,10 +64,11 @@ def world(tmp_path_factory):
             w.cli("issue", str(rows), "--budget", serial)
     w.short_id = max(b for b in w.dep.contract.functions.budgets().call() if b >> 128 == 3)
     alice, bob, _ = w.people
-    first = pay(w, alice, w.sport, 1250, POOL)
+    first = pay(w, alice, w.sport, 1250, POOL, refundable=True)  # only a refundable payment can be refunded
     pay(w, bob, w.culture, 400, MUSEUM)
     pay(w, alice, w.short_id, 800, POOL)
-    redemption.refund(w.dep, keys.dev_account(DEV.index(POOL)), first, 250)
+    redemption.refund(w.dep, keys.dev_account(DEV.index(POOL)), alice.address, w.sport, first.voucher.nonce, 250)
+    w.cli("correct", bob.address, "--budget", "2", "--amount", "1.00", "--reference", "CASE-2026-7")
     w.cli("settle", "--provider", POOL, "--reference", "INV-2026-001")
     chain.advance_time(2 * DAY)
     w.cli("reclaim", "--budget", "3")
@@ -75,10 +77,10 @@ def world(tmp_path_factory):
     node.node_stop(w.workdir)
 
 
-def pay(w: Any, holder: Any, budget: int, cents: int, provider: str) -> Any:
-    signed = wallet.sign_voucher(w.dep, holder, budget, cents, provider)
-    redemption.redeem(w.dep, keys.dev_account(DEV.index(provider)), signed)
-    return signed
+def pay(w: Any, holder: Any, budget: int, cents: int, provider: str, refundable: bool = False) -> Any:
+    """A v2 payment: the resident's pass QR scanned at `provider`, `cents` typed at the till."""
+    signed = wallet.pass_qr(w.dep, holder, budgets=[budget]).for_budget(budget)
+    return redemption.redeem(w.dep, keys.dev_account(DEV.index(provider)), signed, cents, refundable=refundable)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +204,8 @@ def test_every_figure_equals_the_report(server, world, open_page, tmp_path):
         "#budget-figures [data-figure][data-cents]",
         "ns => ns.map(n => [n.dataset.figure, n.dataset.budget, Number(n.dataset.cents), n.textContent])")
     fields = {f for f, _, _, _ in cells}
-    assert {"issued", "redeemed", "refunded", "settled", "held_by_providers", "reclaimed", "held_by_residents"} <= fields
+    assert {"issued", "redeemed", "refunded", "settled", "held_by_providers", "reclaimed", "corrected",
+            "held_by_residents"} <= fields
     checked = 0
     for figure, budget, value, text in cells:
         expected = (sum(cents(r[f"{figure}_eur"]) for r in budgets.values()) if budget == "total"
