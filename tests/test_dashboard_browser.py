@@ -247,6 +247,11 @@ def test_every_figure_equals_the_report(server, world, open_page, tmp_path):
     assert d.page.locator(".db-chart__svg--narrow svg[role='img'] title").count() == 4
     assert d.page.is_visible("#chart-where .db-chart__svg--wide") and d.page.is_hidden("#chart-where .db-chart__svg--narrow")
     assert d.page.locator(".db-chart details table").count() == 4
+    # v2's conservation: the correction (1.00 of bob's culture credit) is a part of where the credit is
+    where_caption = d.page.inner_text("#chart-where figcaption")
+    assert "of gecorrigeerd (" in where_caption and "gecorrigeerd €\xa01,00" in where_caption  # the page's euros: nbsp
+    assert "Gecorrigeerd" in d.page.text_content("#chart-where-table thead")  # the table is folded away
+    assert "gecorrigeerd € 1,00" in d.page.text_content("#chart-where .db-chart__svg--wide desc")
     # no resident is named anywhere on the page
     html = d.page.content().lower()
     assert not any(p.address.lower() in html or p.address.lower()[2:] in html for p in world.people)
