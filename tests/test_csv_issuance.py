@@ -431,7 +431,7 @@ def test_validation_against_the_chain(w, tmp_path):
     w.send(w.issuer, w.f.enrollPasses([r.holder for r in rows[:3]], w.end + 400 * DAY))
     w.send(w.issuer, w.f.suspendPass(rows[0].holder))
     w.send(w.issuer, w.f.revokePass(rows[1].holder))
-    w.send(w.issuer, w.f.migratePass(rows[2].holder, addr("new-phone")))
+    w.send(w.issuer, w.f.migratePass(rows[2].holder, addr("new-phone"), []))
     with pytest.raises(I.IssuanceFileError) as e:
         I.plan_issuance(w.dep, path, w.sport)
     got = [str(p) for p in e.value.problems]
