@@ -158,7 +158,7 @@ def test_refusals_before_pay(open_till, world, qr, server, chain, case):
         amount, reason = {"credit": ("9,00", "InsufficientCredit"), "provider-limit": ("60,00", "AboveProviderLimit"),
                           "voucher-limit": ("12,00", "AboveVoucherLimit")}[case]
         if case == "provider-limit":
-            world.cli("issue", str(_csv(world, who, "100.00")), "--budget", "1")
+            world.cli("issue", str(_csv(world, who, "100.00")), "--budget", "1", "--top-up")  # to €100
         till.amount(amount)
         text = till.text("#precheck")
         if case == "credit":

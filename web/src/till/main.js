@@ -33,6 +33,7 @@ const state = {
   offlineLimit: DEFAULT_OFFLINE_LIMIT,
   probeTimer: null,
   takings: null,
+  refundForm: null, // {key, inputId}: the refund form the clerk has open (kept across takings refreshes)
   lastVerdict: null, // for re-rendering in the other language
 };
 
@@ -738,6 +739,7 @@ async function finish(p, receipt) {
 /** Refresh today's takings until the event index has caught up with `tx` (a few seconds at most). */
 async function takingsUntil(tx) {
   for (let i = 0; i < 8; i++) {
+    if (tx && state.takings && state.takings.items.some((item) => item.tx === tx)) return; // another refresh saw it
     await loadTakings();
     if (!tx || (state.takings && state.takings.items.some((item) => item.tx === tx))) return;
     await new Promise((r) => setTimeout(r, 600));
@@ -908,8 +910,17 @@ function renderTakings() {
   }
   $("takings-summary").textContent = t("takingsTotal", { redeemed: money(tk.redeemed_cents), refunded: money(tk.refunded_cents), net: money(tk.net_cents), count: tk.count });
   $("takings-wrap").hidden = false;
+  // A refresh (the clerk's, or one following a payment) must not throw away a refund form
+  // being filled in: remember what was typed and open it again on the same redemption.
+  const open = state.refundForm;
+  if (open) {
+    const input = document.getElementById(open.inputId);
+    open.value = input ? input.value : open.value;
+    open.focused = !!input && document.activeElement === input;
+  }
+  const items = tk.items.slice().reverse();
   const rows = [];
-  tk.items.slice().reverse().forEach((item, i) => {
+  items.forEach((item, i) => {
     const canRefund = item.kind === "redemption" && item.refundable_cents > 0 && paymentReady();
     const action = canRefund
       ? button(t("refund"), () => openRefund(item, i), "secondary-action", { id: `refund-${i}`, "aria-describedby": `row-${i}` })
@@ -924,22 +935,31 @@ function renderTakings() {
     rows.push(el("tr", { class: "utrecht-table__row", id: `refund-row-${i}`, hidden: true }, el("td", { class: "utrecht-table__cell", colspan: "5" })));
   });
   $("takings-body").replaceChildren(...rows);
+  state.refundForm = null;
+  if (open) {
+    const i = items.findIndex((item) => takingKey(item) === open.key && item.kind === "redemption" && item.refundable_cents > 0);
+    if (i >= 0 && paymentReady()) openRefund(items[i], i, open);
+  }
 }
 
-function openRefund(item, i) {
+const takingKey = (item) => `${item.tx}:${item.log_index}`;
+
+function openRefund(item, i, reopen = null) {
   const row = $(`refund-row-${i}`);
   const inputId = `refund-amount-${i}`;
   const input = el("input", { id: inputId, class: "utrecht-textbox utrecht-textbox--html-input cp-amount", inputmode: "decimal", autocomplete: "off" });
-  input.value = (item.refundable_cents / 100).toFixed(2).replace(".", state.lang === "nl" ? "," : ".");
+  input.value = reopen && reopen.value !== undefined ? reopen.value
+    : (item.refundable_cents / 100).toFixed(2).replace(".", state.lang === "nl" ? "," : ".");
+  state.refundForm = { key: takingKey(item), inputId };
   const form = el("form", { class: "cp-inline-form", novalidate: true, onsubmit: (ev) => { ev.preventDefault(); sendRefund(item, input.value, i); } },
     el("div", { class: "utrecht-form-field" },
       el("p", { class: "utrecht-form-field__label" }, el("label", { class: "utrecht-form-label", for: inputId, text: t("refundAmount") })),
       el("p", { class: "utrecht-form-field__input" }, input)),
     el("button", { type: "submit", class: "utrecht-button utrecht-button--primary-action", text: t("refundConfirm") }),
-    button(t("refundCancel"), () => { row.hidden = true; $(`refund-${i}`).focus(); }));
+    button(t("refundCancel"), () => { row.hidden = true; state.refundForm = null; $(`refund-${i}`).focus(); }));
   row.firstChild.replaceChildren(form);
   row.hidden = false;
-  input.focus();
+  if (!reopen || reopen.focused) input.focus();
 }
 
 async function sendRefund(item, text, i) {
@@ -957,6 +977,7 @@ async function sendRefund(item, text, i) {
     return;
   }
   state.busy = true;
+  state.refundForm = null; // sent: the next refresh shows the refund instead of the form
   try {
     // The takings name no holder unless signed for: the redemption's own receipt does.
     const holder = item.holder || (await redemptionHolder(item.tx, state.deployment.contract, item.nonce));
