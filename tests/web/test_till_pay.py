@@ -338,6 +338,10 @@ def test_refund_from_todays_takings(open_till, world, qr, chain):
     till.state("till-takings")
     button.click()
     till.page.fill("#takings-body input", "4,00")
+    # a refresh of the takings (the clerk's, or one following the payment) keeps the form and what was typed
+    with till.page.expect_response(lambda r: "/api/takings" in r.url):
+        till.page.click("#takings-refresh")
+    till.page.wait_for_function("() => document.getElementById('takings-body').querySelector('input')?.value === '4,00'")
     till.state("till-refund-form")
     till.page.click("#takings-body button[type=submit]")
     till.page.wait_for_selector("#refund-status .utrecht-alert--ok, #refund-status .utrecht-alert--error", timeout=20_000)
