@@ -521,7 +521,8 @@ def _classify(
                                           co_payment=nxt.args["coPayment"], refundable=refundable))
     elif nxt is not None and nxt.name == "Refunded":
         act.refunds.append(Refund(**base, provider=frm, holder=to, redemption_nonce=nxt.args["redemptionNonce"]))
-    elif act.passes_migrated.get(frm) == to:
+    elif frm in act.passes_migrated and to == _current_address(act.passes_migrated, frm):
+        # migratePass moves to the next address; migrateBalances to the end of the chain
         act.migrations.append(Migration(**base, old=frm, new=to))
     elif to in act.providers:  # a holder paying with a plain ERC-1155 transfer
         act.redemptions.append(Redemption(**base, holder=frm, provider=to, nonce=None, co_payment=0))
@@ -529,6 +530,15 @@ def _classify(
         act.refunds.append(Refund(**base, provider=frm, holder=to, redemption_nonce=None))
     else:
         raise UnexplainedTransfer(f"transfer of {value} from {frm} to {to} in tx {r.tx_hash} fits no CityPass path")
+
+
+def _current_address(migrated: dict[str, str], holder: str) -> str:
+    """Where a pass lives now, following its migrations so far (as the contract's currentAddress)."""
+    seen = {holder}
+    while holder in migrated and migrated[holder] not in seen:
+        holder = migrated[holder]
+        seen.add(holder)
+    return holder
 
 
 def _reference_text(args: dict[str, Any]) -> str:
