@@ -64,7 +64,7 @@ def test_provider_list_shows_gas_and_redemptions_it_pays_for(w):
     assert by[w.pool.address]["gas_eth"] == gas.eth_text(pool)
     assert by[w.pool.address]["redemptions_paid"] == pool // (gas.REDEEM_GAS * fee)
     table = cli(w, "provider", "list")
-    assert "GAS\tREDEMPTIONS" in table.stdout.splitlines()[0] and "50,000 gas per redemption" in table.stderr
+    assert "GAS\tREDEMPTIONS" in table.stdout.splitlines()[0] and "52,000 gas per redemption" in table.stderr
 
 
 def test_top_up_every_provider_below_the_threshold_then_nothing(w):
