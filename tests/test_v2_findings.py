@@ -79,10 +79,19 @@ def test_a_refund_goes_to_the_pass_after_migration(cp, sign, alice, pool, sport,
 
 # ---------------------------------------------------------------- Medium: pause in O(1)
 def _add_providers(cp, roles, count, label):
+    # Explicit nonces: Brownie's own pending-nonce count raced Anvil's pool under load
+    # ("nonce too low" in a clean CI run), and Anvil's automine can leave ready
+    # transactions in the pool (foundry#10122), so mine until every one is in.
+    start = web3.eth.get_transaction_count(roles.providers.address)
     for i in range(count):
         cp.addProvider(web3.to_checksum_address(keccak(text=f"{label}-{i}")[:20]), 1 << SPORT, 0,
-                       f"Provider {i}", {"from": roles.providers, "required_confs": 0})
-    chain.mine()
+                       f"Provider {i}", {"from": roles.providers, "required_confs": 0, "nonce": start + i})
+    for _ in range(600):
+        if web3.eth.get_transaction_count(roles.providers.address) == start + count:
+            return
+        chain.mine()
+    raise AssertionError(f"{label}: only {web3.eth.get_transaction_count(roles.providers.address) - start} "
+                         f"of {count} provider registrations were mined")
 
 
 @pytest.mark.anvil_only("1,000 provider registrations: minutes on Ganache 7; the rule is the same on both")
