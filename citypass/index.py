@@ -20,6 +20,8 @@ How it stays right:
   block hash commits to all its ancestors) and the tip it extends is still on the chain: so a
   reorg in the middle of a read never leaves a mix of two forks.
 - `rebuild()` deletes everything and reads the chain again; the file can also simply be deleted.
+- `aggregates` (citypass/index_aggregates.py) keeps the report's running totals in the same
+  file, written in the same transactions as the events (and recomputed on a rollback).
 """
 
 from __future__ import annotations
