@@ -57,6 +57,7 @@ DAY = 86_400
 MARKER = ".citypass-demo"  # marks a work directory as the demo's own, safe to wipe
 CATEGORIES = {0: "sport", 1: "culture", 2: "education"}
 SPORT, CULTURE, EDUCATION = 0, 1, 2
+WEB_PORT = 8600  # `citypass web`'s default --port (a test checks they agree)
 PROVIDER_FUNDING = 10 * 10**18  # wei each provider gets for gas (providers pay their own redemptions)
 BATCH_VOUCHERS = 100  # vouchers per redeemBatch transaction (~5M gas)
 
@@ -239,6 +240,7 @@ class Demo:
             with self.phase("8. Summary and report from the events"):
                 result = self.summarize_and_report()
             self.print_timings()
+            self.print_dashboard()
             return result
         finally:
             if not self.keep_node:
@@ -655,6 +657,11 @@ class Demo:
         return DemoResult(summary, built.reconciliation, built.chain_checks, files, self.timings, self.gas,
                           self.refusals, redeemed)
 
+    def print_dashboard(self) -> None:
+        """The last lines: where the live dashboard of this chain is and how to open it."""
+        for line in dashboard_hint(self.workdir, self.keep_node):
+            self.console.print(line, soft_wrap=True, highlight=False, markup=False)
+
     def print_timings(self) -> None:
         table = Table("phase", "seconds", title="Phase timings")
         for name, seconds in self.timings.items():
@@ -665,6 +672,20 @@ class Demo:
 
 def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
+
+
+def dashboard_url(port: int = WEB_PORT) -> str:
+    return f"http://127.0.0.1:{port}/dashboard/"
+
+
+def dashboard_hint(workdir: Path, node_running: bool = False, port: int = WEB_PORT) -> list[str]:
+    """How to open the demo chain's dashboard: `citypass web` on the demo's work directory
+    (it starts the embedded node again from its saved state if it is not running)."""
+    return [
+        f"Dashboard of this chain: {dashboard_url(port)}",
+        f"  open it with: citypass --workdir {workdir} web --port {port}   (then open the URL in a browser;"
+        f" {'the demo node is still running' if node_running else 'it starts the demo chain again'}; Ctrl-C stops it)",
+    ]
 
 
 def prepare_workdir(workdir: Path) -> None:

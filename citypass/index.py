@@ -20,6 +20,8 @@ How it stays right:
   block hash commits to all its ancestors) and the tip it extends is still on the chain: so a
   reorg in the middle of a read never leaves a mix of two forks.
 - `rebuild()` deletes everything and reads the chain again; the file can also simply be deleted.
+- `aggregates` (citypass/index_aggregates.py) keeps the report's running totals in the same
+  file, written in the same transactions as the events (and recomputed on a rollback).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any, Iterable, Sequence
 
 from citypass import events as E
 from citypass.errors import CityPassError
+from citypass.index_aggregates import Aggregates
 
 SCHEMA_VERSION = 1
 INDEX_DIR = "index"
@@ -77,9 +80,11 @@ class EventIndex:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._create()
+            self.aggregates = Aggregates(self.db, self._lock)  # running totals (citypass/index_aggregates.py)
         except sqlite3.DatabaseError as exc:
             raise EventIndexError(f"the event index {self.path} cannot be opened ({exc}): delete it to rebuild") from exc
         self._check_meta()
+        self._check_aggregates()
 
     @classmethod
     def open(cls, dep: Any, workdir: Path | str | None = None, **kw: Any) -> "EventIndex":
@@ -131,6 +136,18 @@ class EventIndex:
             elif stored != expected:
                 # Another schema or deployment: this file is only a cache, so start it again.
                 self._reset()
+
+    def _check_aggregates(self) -> None:
+        """Totals written by another version (or none, or deleted): recompute them from the events."""
+        with self._lock:
+            if not self.aggregates.current:
+                self.db.execute("BEGIN")
+                try:
+                    self.aggregates.recompute(self.records(), self.tip)
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
 
     @property
     def start_block(self) -> int:
@@ -286,10 +303,12 @@ class EventIndex:
             self.db.executemany(
                 "INSERT INTO parties (address, block, log_index) VALUES (?, ?, ?)",
                 [(a, r.block, r.log_index) for r in records for a in _addresses(r.args)])
+            self.aggregates.apply(records, lo, hi)
             self._set_meta("tip", hi)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
+            self.aggregates.forget_context()
             raise
         return len(records)
 
@@ -299,6 +318,7 @@ class EventIndex:
         for table, column in (("events", "block"), ("parties", "block"), ("blocks", "number")):
             self.db.execute(f"DELETE FROM {table} WHERE {column} > ?", (ancestor,))  # noqa: S608 - fixed names
         self._set_meta("tip", ancestor)
+        self.aggregates.recompute(self.records(), ancestor)
         self.db.execute("COMMIT")
 
     def _reset(self) -> None:
@@ -309,6 +329,7 @@ class EventIndex:
         self._set_meta("chain_id", self.dep.chain.chain_id)
         self._set_meta("contract", self.dep.address.lower())
         self._set_meta("start", self.start_block)
+        self.aggregates.clear()
         self.db.execute("COMMIT")
 
     def rebuild(self) -> SyncResult:

@@ -2,8 +2,11 @@
 
 Everything here is computed from the chain's events (`citypass.events`), never from the
 bookkeeping of whoever ran the operations, so an auditor can rebuild the same report.
+`build_report` reads them from the deployment's event index (`citypass.index`), which it
+brings up to date first; `fetch_events` reads the same records straight from the chain.
 
-    summary = summarize(activity(fetch_events(dep)))
+    idx = EventIndex.open(dep); idx.sync()
+    summary = summarize(activity(idx.records()))     # or activity(fetch_events(dep))
     reconcile(summary)                       # raises ReconciliationError on any gap
     verify_against_chain(summary, dep.contract)
     write_report(summary, "report/")        # CSV tables, PNG charts, index.html
@@ -205,18 +208,11 @@ def summarize(act: Activity, provider_names: Mapping[str, str] | None = None,
     known = {**act.provider_names, **(provider_names or {})}
     names = {p: known.get(p) or _short(p) for p in act.providers}
     texts = {**act.references, **(references or {})}
-    lines: dict[int, BudgetLine] = {}
-    for info in act.budgets.values():
-        lines[info.budget] = BudgetLine(
-            budget=info.budget, name=info.name, category=info.category,
-            category_name=act.categories.get(info.category, f"category {info.category}"),
-            valid_from=info.valid_from, valid_until=info.valid_until, cap=info.cap,
-        )
+    lines = budget_lines(act)
 
     def line(budget: int) -> BudgetLine:
-        if budget not in lines:  # credit of a budget whose creation is outside the range read
-            lines[budget] = BudgetLine(budget, f"budget {budget >> 128}", (budget >> 80) & 0xFF,
-                                       act.categories.get((budget >> 80) & 0xFF, "?"), 0, 0)
+        if budget not in lines:
+            lines[budget] = unknown_budget_line(act, budget)
         return lines[budget]
 
     provs: dict[tuple[str, int], ProviderLine] = {}
@@ -298,6 +294,21 @@ def summarize(act: Activity, provider_names: Mapping[str, str] | None = None,
     )
 
 
+def budget_lines(act: Activity) -> dict[int, BudgetLine]:
+    """An empty line for every budget the activity's BudgetCreated events define."""
+    return {info.budget: BudgetLine(
+        budget=info.budget, name=info.name, category=info.category,
+        category_name=act.categories.get(info.category, f"category {info.category}"),
+        valid_from=info.valid_from, valid_until=info.valid_until, cap=info.cap,
+    ) for info in act.budgets.values()}
+
+
+def unknown_budget_line(act: Activity, budget: int) -> BudgetLine:
+    """The line of a budget whose creation is outside the range read (named by its serial)."""
+    return BudgetLine(budget, f"budget {budget >> 128}", (budget >> 80) & 0xFF,
+                      act.categories.get((budget >> 80) & 0xFF, "?"), 0, 0)
+
+
 def reference_label(digest: str, texts: Mapping[str, str]) -> str:
     """'INV-2026-0001 (0x1a2b3c4d…)': the text the treasurer typed next to the hash the chain
     keys it by, after checking that the text hashes to it."""
@@ -310,11 +321,25 @@ def reference_label(digest: str, texts: Mapping[str, str]) -> str:
 
 
 # ---------------------------------------------------------------------------- the checks
-def reconcile(summary: Summary) -> list[str]:
+def reconcile(summary: Summary, *, transaction_problems: Sequence[str] | None = None) -> list[str]:
     """Checks every equation of the module docstring plus the events' own totals; returns
-    the reconciliation lines, or raises ReconciliationError listing every gap."""
+    the reconciliation lines, or raises ReconciliationError listing every gap.
+    `transaction_problems`: the result of `batch_problems` + `reclaim_problems` when the
+    summary's activity does not hold the per-holder moves (the event index's running totals
+    keep it as the events come in)."""
+    problems = budget_problems(summary)
+    if transaction_problems is None:
+        problems += batch_problems(summary.activity) + reclaim_problems(summary.activity)
+    else:
+        problems += list(transaction_problems)
+    if problems:
+        raise ReconciliationError("the report does not reconcile:\n  " + "\n  ".join(problems))
+    return summary.reconciliation_lines()
+
+
+def budget_problems(summary: Summary) -> list[str]:
+    """The equations per budget, the cap, and no balance below zero."""
     problems = []
-    act = summary.activity
     for b in summary.budgets:
         held = b.held_by_residents + b.held_by_providers + b.settled + b.reclaimed + b.corrected
         if b.issued != held:
@@ -332,7 +357,12 @@ def reconcile(summary: Summary) -> list[str]:
     for (budget, address), amount in summary.balances.items():
         if amount < 0:
             problems.append(f"budget {budget >> 128}: {address} would hold {eur_text(amount)} (more went out than came in)")
-    # The batch and reclaim events state their own totals: the per-holder moves must add up.
+    return problems
+
+
+def batch_problems(act: Activity) -> list[str]:
+    """Each BatchIssued states its total: the per-holder credits of its transaction must add up."""
+    problems = []
     minted: dict[tuple[str, int], int] = defaultdict(int)
     for i in act.issuances:
         minted[(i.tx_hash, i.budget)] += i.amount
@@ -341,6 +371,12 @@ def reconcile(summary: Summary) -> list[str]:
         if minted.get(key, 0) != batch.args["total"]:
             problems.append(f"issuance batch {batch.args['batchId']}: BatchIssued says {eur_text(batch.args['total'])}, "
                             f"the credits add up to {eur_text(minted.get(key, 0))}")
+    return problems
+
+
+def reclaim_problems(act: Activity) -> list[str]:
+    """Each Reclaimed states its total: the burns of its transaction must add up."""
+    problems = []
     burned: dict[tuple[str, int], int] = defaultdict(int)
     for r in act.reclamations:
         burned[(r.tx_hash, r.budget)] += r.amount
@@ -348,19 +384,14 @@ def reconcile(summary: Summary) -> list[str]:
         if burned.get(key, 0) != total:
             problems.append(f"reclaim in tx {key[0]}: Reclaimed says {eur_text(total)}, "
                             f"the burns add up to {eur_text(burned.get(key, 0))}")
-    if problems:
-        raise ReconciliationError("the report does not reconcile:\n  " + "\n  ".join(problems))
-    return summary.reconciliation_lines()
+    return problems
 
 
-def refund_findings(act: Activity) -> list[str]:
-    """Every refund must belong to a redemption marked refundable at the till, by the same
-    provider, budget and nonce (paid by the refunded pass, or by the lost phone it migrated
-    from), and the refunds of one redemption never add up to more than it debited. The
-    contract (v2) enforces this with what it stored at the refundable scan; the report
-    checks it again from the events. Returns one line: all clear, or each finding."""
+def refund_aliases(passes_migrated: Mapping[str, str]) -> Any:
+    """holder -> {holder and every address that migrated into it}: a refund to a pass's new
+    phone belongs to a payment made from its old one."""
     origin: dict[str, list[str]] = defaultdict(list)  # new address -> old addresses
-    for old, new in act.passes_migrated.items():
+    for old, new in passes_migrated.items():
         origin[new].append(old)
 
     def aliases(holder: str) -> set[str]:
@@ -372,38 +403,73 @@ def refund_findings(act: Activity) -> list[str]:
                     todo.append(old)
         return seen
 
-    paid = {(r.holder, r.provider, r.budget, r.nonce): r for r in act.redemptions if r.nonce is not None}
-    refunded: dict[tuple[str, str, int, int], int] = defaultdict(int)
+    return aliases
+
+
+RefundKey = tuple[str, str, int, int]  # (holder, provider, budget, nonce) of a redemption
+
+
+def refund_problems(f: Refund, aliases: set[str], paid: Any, refunded: Any) -> list[str]:
+    """The findings of one refund: `paid.get(key)` gives the redemption (with .amount and
+    .refundable) of a RefundKey or None; `refunded` (key -> cents so far) is updated."""
+    if f.redemption_nonce is None:
+        return [f"credit moved back from provider {f.provider} in tx {f.tx_hash} without the refund function"]
+    keys = [(h, f.provider, f.budget, f.redemption_nonce) for h in sorted(aliases)]
+    key = next((k for k in keys if paid.get(k) is not None), None)
+    if key is None:
+        return [f"refund in tx {f.tx_hash} of {eur_text(f.amount)} to {f.holder}: no matching redemption"]
     findings = []
-    for f in act.refunds:
-        if f.redemption_nonce is None:
-            findings.append(f"credit moved back from provider {f.provider} in tx {f.tx_hash} without the refund function")
-            continue
-        keys = [(h, f.provider, f.budget, f.redemption_nonce) for h in aliases(f.holder)]
-        key = next((k for k in keys if k in paid), None)
-        if key is None:
-            findings.append(f"refund in tx {f.tx_hash} of {eur_text(f.amount)} to {f.holder}: no matching redemption")
-            continue
-        if not paid[key].refundable:
-            findings.append(f"refund in tx {f.tx_hash} of {eur_text(f.amount)}: the redemption (nonce {key[3]}) "
-                            "was not marked refundable")
-        refunded[key] += f.amount
-        if refunded[key] > paid[key].amount:
-            findings.append(f"refund in tx {f.tx_hash}: refunds of the {eur_text(paid[key].amount)} redemption by {key[0]} "
-                            f"(nonce {key[3]}) now total {eur_text(refunded[key])}")
+    redeemed = paid.get(key)
+    if not redeemed.refundable:
+        findings.append(f"refund in tx {f.tx_hash} of {eur_text(f.amount)}: the redemption (nonce {key[3]}) "
+                        "was not marked refundable")
+    refunded[key] = refunded.get(key, 0) + f.amount
+    if refunded[key] > redeemed.amount:
+        findings.append(f"refund in tx {f.tx_hash}: refunds of the {eur_text(redeemed.amount)} redemption by {key[0]} "
+                        f"(nonce {key[3]}) now total {eur_text(refunded[key])}")
+    return findings
+
+
+def refund_lines(findings: Sequence[str], refunds: int, marked: int) -> list[str]:
+    """The refund check's lines: each finding, or one all-clear line with the counts."""
     if findings:
         return ["FINDING: " + line for line in findings]
-    marked = sum(1 for r in act.redemptions if r.refundable)
-    return [f"all {len(act.refunds)} refunds belong to one of the {marked} refundable redemptions, "
+    return [f"all {refunds} refunds belong to one of the {marked} refundable redemptions, "
             "and none exceeds what it debited"]
+
+
+def refund_findings(act: Activity) -> list[str]:
+    """Every refund must belong to a redemption marked refundable at the till, by the same
+    provider, budget and nonce (paid by the refunded pass, or by the lost phone it migrated
+    from), and the refunds of one redemption never add up to more than it debited. The
+    contract (v2) enforces this with what it stored at the refundable scan; the report
+    checks it again from the events. Returns one line: all clear, or each finding."""
+    aliases = refund_aliases(act.passes_migrated)
+    paid = {(r.holder, r.provider, r.budget, r.nonce): r for r in act.redemptions if r.nonce is not None}
+    refunded: dict[RefundKey, int] = {}
+    findings = []
+    for f in act.refunds:
+        findings += refund_problems(f, aliases(f.holder), paid, refunded)
+    return refund_lines(findings, len(act.refunds), sum(1 for r in act.redemptions if r.refundable))
 
 
 def verify_against_chain(summary: Summary, contract: Any, *, block: int | str = "latest") -> list[str]:
     """Checks the event totals against the contract's own state: its counters per budget
     (`budgetTotals`: issued, settled, reclaimed) and the balance of every address the
     events mention. Returns one line per budget; raises ReconciliationError on a gap."""
+    problems, lines = verify_counters(summary.budgets, contract, block)
+    problems += verify_balances(summary.balances, contract, block)
+    if problems:
+        raise ReconciliationError("the events disagree with the chain:\n  " + "\n  ".join(problems))
+    lines.append(balances_line(len(summary.balances)))
+    return lines
+
+
+def verify_counters(budgets: Sequence[BudgetLine], contract: Any, block: int | str = "latest"
+                    ) -> tuple[list[str], list[str]]:
+    """(problems, lines): each budget's event totals against `budgetTotals` on chain."""
     problems, lines = [], []
-    for b in summary.budgets:
+    for b in budgets:
         _cap, issued, settled, reclaimed, corrected = contract.functions.budgetTotals(b.budget).call(
             block_identifier=block)
         for label, chain_value, event_value in (("issued", issued, b.issued), ("settled", settled, b.settled),
@@ -413,21 +479,33 @@ def verify_against_chain(summary: Summary, contract: Any, *, block: int | str = 
                 problems.append(f"{b.name}: {label} is {eur_text(chain_value)} on chain but {eur_text(event_value)} in the events")
         lines.append(f"{b.name}: chain counters agree (issued {eur_text(issued)}, settled {eur_text(settled)}, "
                      f"reclaimed {eur_text(reclaimed)}, corrected {eur_text(corrected)})")
-    keys = sorted(summary.balances)
+    return problems, lines
+
+
+def verify_balances(balances: Mapping[tuple[int, str], int], contract: Any, block: int | str = "latest",
+                    on_agree: Any = None) -> list[str]:
+    """Problems: each (budget, address) -> cents of `balances` against balanceOfBatch on
+    chain. `on_agree(keys)` is told which ones agreed."""
+    problems = []
+    keys = sorted(balances)
     step = 500  # balanceOfBatch arguments per call
-    checked = 0
     for i in range(0, len(keys), step):
         part = keys[i : i + step]
         onchain = contract.functions.balanceOfBatch([a for _, a in part], [b for b, _ in part]).call(block_identifier=block)
+        agreed = []
         for (budget, address), value in zip(part, onchain):
-            if value != summary.balances[(budget, address)]:
+            if value != balances[(budget, address)]:
                 problems.append(f"budget {budget >> 128}: {address} holds {eur_text(value)} on chain, "
-                                f"{eur_text(summary.balances[(budget, address)])} by the events")
-            checked += 1
-    if problems:
-        raise ReconciliationError("the events disagree with the chain:\n  " + "\n  ".join(problems))
-    lines.append(f"all {checked} balances replayed from events agree with balanceOf on chain")
-    return lines
+                                f"{eur_text(balances[(budget, address)])} by the events")
+            else:
+                agreed.append((budget, address))
+        if on_agree is not None:
+            on_agree(agreed)
+    return problems
+
+
+def balances_line(count: int) -> str:
+    return f"all {count} balances replayed from events agree with balanceOf on chain"
 
 
 # ---------------------------------------------------------------------------- the files
@@ -741,14 +819,26 @@ def build_report(
     title: str = "CityPass report",
     intro: str | None = None,
     extra: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    index: Any = None,
 ) -> Report:
     """The whole report of a deployment as of the latest block: events -> figures ->
     reconciliation -> check against the chain -> files. Raises ReconciliationError (and
-    writes nothing) if anything does not add up."""
-    from citypass.events import activity, fetch_events
+    writes nothing) if anything does not add up.
 
-    block = int(dep.contract.w3.eth.block_number)
-    summary = summarize(activity(fetch_events(dep, to_block=block)), provider_names, references)
+    The events come from the deployment's event index (`citypass.index`, under the work
+    directory; `index` gives another one), brought up to the chain's head first: only the
+    blocks it has not read yet are fetched, and a reorg is rolled back before the report reads."""
+    from citypass.events import activity
+    from citypass.index import EventIndex
+
+    idx = index if index is not None else EventIndex.open(dep)
+    try:
+        block = idx.sync().to_block
+        records = [r for r in idx.records() if r.block <= block]  # another process may read on meanwhile
+    finally:
+        if index is None:
+            idx.close()
+    summary = summarize(activity(records), provider_names, references)
     lines = reconcile(summary)
     checks = verify_against_chain(summary, dep.contract, block=block) + refund_findings(summary.activity)
     kwargs = {"intro": intro} if intro else {}
@@ -758,6 +848,8 @@ def build_report(
 
 __all__ = [
     "BudgetLine", "ProviderLine", "ReconciliationError", "Report", "ReportFiles", "Summary", "WeekLine",
-    "build_report", "eur", "eur_text", "iso_week", "reconcile", "reference_label", "refund_findings", "summarize",
-    "verify_against_chain", "write_report",
+    "balances_line", "batch_problems", "budget_lines", "budget_problems", "build_report", "eur", "eur_text",
+    "iso_week", "reclaim_problems", "reconcile", "reference_label", "refund_aliases", "refund_findings",
+    "refund_lines", "refund_problems", "summarize", "unknown_budget_line", "verify_against_chain",
+    "verify_balances", "verify_counters", "write_report",
 ]

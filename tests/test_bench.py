@@ -69,3 +69,49 @@ def test_targets_are_judged_from_the_figures(tiny):
     key = "throughput.redeem_per_second ≥ 50% of anvil_transfer_per_second"
     assert judged[key] == (t["redeem_per_second"] >= 0.5 * t["anvil_transfer_per_second"])
     assert f"| {g['redeem']:,} | {g['baseline_erc20_permit_transfer']:,} |" in table
+
+
+def test_the_dashboard_is_measured_on_two_sizes_of_its_own_chain(tiny):
+    results, table = tiny
+    runs = results["dashboard"]["runs"]
+    assert set(runs) == {"60x120", "30x60"}
+    for r in runs.values():
+        c = r["chain"]
+        assert c["events"] > c["redemptions"] * 2 and c["balances"] >= c["residents"] * 2  # the bench's own chain
+        for key in ("load_ms", "recompute_ms", "poll_ms"):
+            assert 0 < r[key]["p50"] <= r[key]["p95"], key
+        f = r["follow_block_ms"]
+        assert all(f[k] > 0 for k in ("index_sync_median", "answer_with_it_median", "chain_check_done_median"))
+        assert r["index_cold_sync_s"] > 0 and r["first_load_ms"] > 0
+    grows = results["dashboard"]["follow_block_grows"]
+    assert grows["history_ratio"] > 1.5
+    judged = {x["target"]: (x["holds"], x["measured"]) for x in results["web_targets"]}
+    big = runs["60x120"]
+    load = next(k for k in judged if k.startswith("dashboard: a load on the server"))
+    assert judged[load][0] == (big["recompute_ms"]["p95"] <= 300) and "60 residents, 120 redemptions" in load
+    follow = next(k for k in judged if k.startswith("dashboard: following a new block"))
+    assert judged[follow][0] == all(v <= 2 for k, v in grows.items() if k != "history_ratio")
+    assert "| new block: index sync, median (ms) |" in table
+
+
+def test_the_till_is_measured_in_the_same_run(tiny):
+    results, table = tiny
+    t = results["till"]
+    assert t["scan_to_verdict"]["n"] == 3 and t["scan_to_verdict"]["p95_ms"] > 0
+    assert t["pay_to_paid"]["n"] == 2 and t["pay_to_paid"]["p95_ms"] > 0
+    assert t["cli_redeem"]["n"] == 2
+    judged = {x["target"]: x["holds"] for x in results["web_targets"]}
+    assert judged["till: scan to verdict p95 ≤ 500 ms"] == (t["scan_to_verdict"]["p95_ms"] <= 500)
+    assert judged["till: pay to paid p95 ≤ 1,500 ms"] == (t["pay_to_paid"]["p95_ms"] <= 1_500)
+    assert "| scan to verdict (3 camera scans) |" in table
+
+
+def test_the_web_parts_can_be_left_out(tmp_path):
+    out = tmp_path / "r.json"
+    out.write_text(json.dumps({"gas": {"redeem": 1}}))
+    run = subprocess.run([sys.executable, "-m", "bench", "--tiny", "--only-web", "--no-dashboard", "--no-till",
+                          "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    kept = json.loads(out.read_text())
+    assert kept["gas"] == {"redeem": 1} and "dashboard" not in kept and "till" not in kept

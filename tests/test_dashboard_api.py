@@ -341,6 +341,9 @@ def test_a_tampered_index_is_shown_as_a_failed_check_first(world, tmp_path):
     a = json.loads(args)
     a["value"] += 100
     db.execute("UPDATE events SET args = ? WHERE block = ? AND log_index = ?", (json.dumps(a), block, log_index))
+    # The running totals were counted from the true events: forget them, so the index counts
+    # them again from the tampered ones when it opens (citypass/index_aggregates.py).
+    db.execute("DELETE FROM agg_meta")
     db.commit()
     db.close()
     tampered = Service(world.service.chain, world.dep, EventIndex(world.dep, copy), world.service.dev_keys)
@@ -358,3 +361,96 @@ def test_a_tampered_index_is_shown_as_a_failed_check_first(world, tmp_path):
         r = s.session.get(s.base + "/dashboard/export/budgets.csv")
         assert r.status_code == 409 and r.json()["error"]["code"] == "does_not_reconcile"
         assert s.session.get(s.base + "/dashboard/export/events.csv").status_code == 200
+
+
+# ------------------------------------------------------------------ the index behind the report and the totals
+def _copy_of_the_index(world, tmp_path) -> Path:
+    live = world.service.index
+    live.sync()
+    copy = tmp_path / "index" / live.path.name
+    copy.parent.mkdir(exist_ok=True)
+    db = sqlite3.connect(live.path)
+    db.execute("PRAGMA wal_checkpoint(FULL)")
+    db.close()
+    shutil.copy(live.path, copy)
+    return copy
+
+
+def test_citypass_report_reads_the_event_index(world, tmp_path, monkeypatch):
+    """`citypass report` (report.build_report) takes its events from the index: with the index up
+    to date it reads no logs from the chain, and a tampered copy of the index is what it reports on."""
+    idx = EventIndex.open(world.dep)
+    idx.sync()
+    provider = world.dep.chain.w3.provider
+    real, methods = provider.make_request, []
+    monkeypatch.setattr(provider, "make_request", lambda method, params: (methods.append(method), real(method, params))[1])
+    built = report.build_report(world.dep, tmp_path / "from-index", index=idx)
+    assert built.summary.total("redemptions") > 0 and built.block == idx.tip
+    assert "eth_getLogs" not in methods, methods  # every event came from the index
+    monkeypatch.setattr(provider, "make_request", real)
+
+    copy = _copy_of_the_index(world, tmp_path)
+    db = sqlite3.connect(copy)
+    block, log_index, args = db.execute("SELECT block, log_index, args FROM events WHERE name = 'TransferSingle' "
+                                        "AND args LIKE '%\"from\":\"0x0000000000000000000000000000000000000000\"%' "
+                                        "ORDER BY block LIMIT 1").fetchone()
+    a = json.loads(args)
+    a["value"] += 100
+    db.execute("UPDATE events SET args = ? WHERE block = ? AND log_index = ?", (json.dumps(a), block, log_index))
+    db.commit()
+    db.close()
+    with pytest.raises(report.ReconciliationError, match="BatchIssued says"):
+        report.build_report(world.dep, tmp_path / "tampered", index=EventIndex(world.dep, copy))
+    assert not (tmp_path / "tampered").exists()  # nothing written
+
+
+def test_the_running_totals_are_checked_against_the_chain(world, tmp_path):
+    """A copy of the index whose running totals (not its events) are off by a euro: the
+    dashboard's chain check compares the totals with the chain's counters and the providers'
+    balances, and shows the gap first."""
+    copy = _copy_of_the_index(world, tmp_path)
+    db = sqlite3.connect(copy)
+    (budget,) = db.execute("SELECT budget FROM agg_budget WHERE settled > 0 LIMIT 1").fetchone()
+    db.execute("UPDATE agg_budget SET settled = settled + 100, held = held - 100 WHERE budget = ?", (budget,))
+    db.execute("UPDATE agg_balance SET amount = amount - 100 WHERE budget = ? AND address = ?", (budget, POOL))
+    db.commit()
+    db.close()
+    tampered = Service(world.service.chain, world.dep, EventIndex(world.dep, copy), world.service.dev_keys)
+    with Server(tampered) as s:
+        data = s.api("dashboard/summary")
+        failed = [c["text"] for c in data["checks"] if not c["ok"]]
+        assert data["ok"] is False and data["checks"][0]["ok"] is False
+        assert any("settled is" in t and "on chain but" in t for t in failed), failed
+        assert any(POOL in t and "holds" in t and "by the events" in t for t in failed), failed
+
+
+def test_a_load_reads_the_totals_not_the_history(server, world, monkeypatch):
+    """A dashboard load after a new block reads no event rows besides the context records
+    (budgets, names, providers, migrations), and its chain check asks balanceOfBatch only for
+    the balances that block changed and the providers'."""
+    from citypass.index_aggregates import SUMMARY_CONTEXT
+
+    summary(server)
+    idx = world.service.index
+    real_records, asked = idx.records, []
+    monkeypatch.setattr(idx, "records", lambda **kw: (asked.append(kw), real_records(**kw))[1])
+    real_check, checked = report.verify_balances, []
+
+    def counting(balances, *a, **kw):
+        checked.append(set(balances))
+        return real_check(balances, *a, **kw)
+
+    monkeypatch.setattr(report, "verify_balances", counting)
+    pay(world, world.alice, world.sport, 10, POOL)
+    time.sleep(1.1)
+    data = summary(server)
+    deadline = time.time() + 30
+    while data["chain_check_pending"] and time.time() < deadline:
+        time.sleep(0.2)
+        data = summary(server)
+    assert data["ok"] is True and not data["chain_check_pending"]
+    assert asked and all(kw.get("names") is not None and set(kw["names"]) <= set(SUMMARY_CONTEXT) | {
+        "BudgetCreated", "CategoryDefined", "ProviderNamed"} for kw in asked), asked
+    keys = set().union(*checked)
+    assert (world.sport, world.alice.address) in keys  # the balance the new block changed ...
+    assert {a for _, a in keys} <= {world.alice.address, POOL, MUSEUM}, keys  # ... and the providers': not bob's

@@ -166,3 +166,45 @@ def test_demo_never_wipes_a_directory_it_did_not_create(tmp_path):
     (demo_dir / "leftover").write_text("x")
     demo.prepare_workdir(demo_dir)  # its own: wiped for a fresh chain
     assert not (demo_dir / "leftover").exists() and (demo_dir / demo.MARKER).exists()
+
+
+def test_the_demo_ends_with_the_dashboards_url_and_how_to_open_it(run, tmp_path):
+    """The last lines name the dashboard's URL and the `citypass web` command; that command,
+    run as printed (on a free port), serves the dashboard of the demo's chain."""
+    import re
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from citypass.cli.web import web_cmd
+    from tests.web_helpers import free_port
+
+    _, dep, output, _ = run
+    last = [line for line in output.strip().splitlines() if line.strip()][-2:]
+    assert last[0] == f"Dashboard of this chain: http://127.0.0.1:{demo.WEB_PORT}/dashboard/"
+    assert demo.WEB_PORT == next(p.default for p in web_cmd.params if p.name == "port")  # the CLI's default
+    command = re.search(r"open it with: (citypass --workdir \S+ web --port \d+)", last[1])
+    assert command, last[1]
+    args = command.group(1).split()[1:]
+    port = free_port()
+    args[args.index("--port") + 1] = str(port)
+    proc = subprocess.Popen([sys.executable, "-m", "citypass", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = last[0].split(": ", 1)[1].replace(str(demo.WEB_PORT), str(port))
+        deadline = time.time() + 60
+        while True:
+            try:
+                page = requests.get(url, timeout=2)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
+                time.sleep(0.3)
+        assert page.status_code == 200 and "dashboard" in page.text.lower()
+        data = requests.post(url.replace("/dashboard/", "/api/dashboard/summary"), json={},
+                             headers={"Host": f"127.0.0.1:{port}"}, timeout=60).json()
+        assert data["contract"] == dep.address and data["totals"]["redemptions"] > 0, data
+    finally:
+        proc.terminate()
+        proc.wait(20)

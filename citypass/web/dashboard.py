@@ -136,7 +136,7 @@ class Dashboard:
                 shutil.rmtree(old, ignore_errors=True)
         tmp = folder / "report.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        files = report.write_report(snap.summary, tmp, checks=snap.chain_lines + snap.findings)
+        files = report.write_report(self.state.full_summary(snap), tmp, checks=snap.chain_lines + snap.findings)
         with zipfile.ZipFile(folder / "report.zip.tmp", "w", zipfile.ZIP_DEFLATED) as z:
             for path in sorted(files.directory.iterdir()):
                 z.write(path, f"citypass-report-block-{snap.block}/{path.name}")

@@ -1,19 +1,25 @@
-"""The dashboard's figures: one snapshot of the deployment, read from the event index and
-computed by the report's own functions (citypass.report), so the page and `citypass report`
-cannot disagree.
+"""The dashboard's figures: one snapshot of the deployment, read from the event index's
+running totals (citypass/index_aggregates.py) and computed by the report's own functions
+(citypass.report), so the page and `citypass report` cannot disagree, and a load costs
+O(budgets + providers + weeks), not O(history).
 
     state = DashboardState(service)
     snap = state.snapshot()          # cached until the index holds other events
     snap.public(now_block, now_time) # the JSON the page draws (cents, no per-holder data)
 
 Where each figure comes from (the one place to adapt when the library changes):
-- per budget and in total: `report.summarize(index.activity())` -> BudgetLine fields. Every
-  money field of BudgetLine is passed on, so a new one (v2: `corrected`) appears by itself;
-- the checks: `report.reconcile`, `report.verify_against_chain` (at the indexed block) and
-  `report.refund_findings`, exactly what `citypass report` runs; a check that fails comes first;
+- per budget and in total: `index.aggregates.summary()`, a `report.Summary` of the indexed
+  events built from the totals -> BudgetLine fields. Every money field of BudgetLine is passed
+  on, so a new one (v2: `corrected`) appears by itself;
+- the checks: `report.reconcile`, the chain check (`Aggregates.verify_against_chain`: the
+  report's counters per budget, every provider's balances and the balances changed since the
+  last check) and the refund audit, with the lines `citypass report` prints; a check that fails
+  comes first;
 - providers: `report.ProviderLine`s summed per provider, with the contract's status and
   categories (`contract.providers`) and the gas left on each provider's address;
-- spending over time: `Summary.weeks` (ISO weeks, per budget) summed per category.
+- spending over time: `Summary.weeks` (ISO weeks, per budget) summed per category;
+- the exports: the report's files, written from every indexed event up to the snapshot's block
+  (`report.summarize` of them: the files list every redemption).
 
 Privacy: the snapshot holds aggregates only. A check's text from the library can name an
 address (a balance that disagrees with the chain); any address there that is not a provider
@@ -34,9 +40,11 @@ from citypass import budget_id
 from citypass import contract as C
 from citypass import report
 from citypass.errors import CityPassError
+from citypass.index_aggregates import SUMMARY_CONTEXT, IndexedSummary
 
 ENDING_SOON_DAYS = 30  # a budget that ends within this many days gets a warning
 REFUND_FLAG_SHARE = 10  # percent: refunds above this share of what a provider received are flagged
+INLINE_CHECK = 5_000  # a first snapshot with more balances to check than this shows them checking in the background
 DAY = 86_400
 
 # BudgetLine fields that are not money: everything else of type int is cents.
@@ -114,6 +122,7 @@ class Snapshot:
         money = money_fields()
         out: dict[str, Any] = {
             "computed_block": self.block, "computed_time": self.time,
+            "computed_ms": round(self.computed_ms, 1),  # the server's time for this snapshot
             "chain_checked_block": self.chain_block, "chain_check_pending": self.chain_pending,
             "ok": self.ok, "failed": sum(1 for c in self.checks if not c.ok),
             "checks": [c.json() for c in sorted(self.checks, key=lambda c: c.ok)],  # failures first, stable
@@ -213,6 +222,36 @@ def providers_json(s: report.Summary, infos: list[C.ProviderInfo], gas: dict[str
     return sorted(rows.values(), key=lambda r: ((r["name"] or "").lower(), r["address"]))
 
 
+def provider_infos(chain: Any, contract: Any, names: dict[str, str], block: int
+                   ) -> tuple[list[C.ProviderInfo], dict[str, int]]:
+    """contract.provider_info of every provider, and the gas (wei) each holds at `block`: the
+    same reads, in two JSON-RPC batches instead of two round trips per provider."""
+    from eth_utils import to_checksum_address
+
+    from citypass.index_aggregates import contract_reads
+
+    reads, to = contract_reads(contract), contract.address
+    listed, paused = chain.rpc_batch([reads.call(to, block, "providers"), reads.call(to, block, "paused")])
+    addresses = [to_checksum_address(a) for a in reads.decode("providers", listed)[0]]
+    is_paused = bool(reads.decode("paused", paused)[0])
+    replies = chain.rpc_batch([reads.call(to, block, "providerOf", a) for a in addresses]
+                              + [("eth_getBalance", [a, hex(block)]) for a in addresses])
+    infos = []
+    for a, reply in zip(addresses, replies):
+        record = reads.decode("providerOf", reply)
+        if len(record) == 1 and isinstance(record[0], tuple):  # a struct comes back as one tuple
+            record = record[0]
+        if len(record) == 3:  # v2: (status, categories, maxAmount); the pause is one global flag
+            status, cats, max_amount = record
+            provider_paused = is_paused
+        else:  # v1 mirrored the pause into every provider record
+            status, provider_paused, cats, max_amount = record
+        infos.append(C.ProviderInfo(a, C.PROVIDER_STATUS[status], tuple(c for c in range(64) if cats >> c & 1),
+                                    max_amount, provider_paused, names.get(a, "")))
+    gas = {a: int(w, 16) for a, w in zip(addresses, replies[len(addresses):])}
+    return infos, gas
+
+
 # ------------------------------------------------------------------ the checks
 def _problems(exc: CityPassError) -> list[str]:
     """The library lists every gap after a first line: 'the report does not reconcile:\\n  a\\n  b'."""
@@ -225,8 +264,9 @@ def local_checks(summary: report.Summary, mask: Any) -> tuple[list[Check], list[
     """`report.reconcile` and `report.refund_findings` as ✓/✗ lines (from the events alone).
     Returns (checks, the refund findings' lines)."""
     checks: list[Check] = []
+    indexed = isinstance(summary, IndexedSummary)
     try:
-        lines = report.reconcile(summary)
+        lines = report.reconcile(summary, transaction_problems=summary.transaction_problems if indexed else None)
         checks += [Check("reconciliation", True, mask(line)) for line in lines]
     except report.ReconciliationError as exc:
         problems = _problems(exc)
@@ -235,24 +275,31 @@ def local_checks(summary: report.Summary, mask: Any) -> tuple[list[Check], list[
         named = {p.split(":", 1)[0] for p in problems}
         checks += [Check("reconciliation", True, mask(line)) for line in summary.reconciliation_lines()
                    if line.split(":", 1)[0] not in named and not line.startswith("All budgets:")]
-    findings = report.refund_findings(summary.activity)
+    findings = summary.refund_lines if indexed else report.refund_findings(summary.activity)
     checks += [Check("refunds", not line.startswith("FINDING"), mask(line)) for line in findings]
     return checks, findings
 
 
-def chain_checks(summary: report.Summary, contract: Any, block: int, mask: Any) -> tuple[list[Check], list[str]]:
-    """`report.verify_against_chain` at `block` as ✓/✗ lines, and its lines for the report."""
+def chain_checks(summary: report.Summary, contract: Any, block: int, mask: Any, aggregates: Any = None,
+                 chain: Any = None) -> tuple[list[Check], list[str]]:
+    """The chain check at `block` as ✓/✗ lines, and its lines for the report: from the running
+    totals (`aggregates.verify_against_chain`) for an IndexedSummary, else
+    `report.verify_against_chain`."""
     try:
-        lines = report.verify_against_chain(summary, contract, block=block)
+        if isinstance(summary, IndexedSummary) and aggregates is not None:
+            lines = aggregates.verify_against_chain(summary, contract, block, chain)
+        else:
+            lines = report.verify_against_chain(summary, contract, block=block)
         return [Check("chain", True, mask(line)) for line in lines], lines
     except report.ReconciliationError as exc:
         return [Check("chain", False, mask(p)) for p in _problems(exc)], []
 
 
-def run_checks(summary: report.Summary, contract: Any, block: int, mask: Any) -> tuple[list[Check], list[str]]:
+def run_checks(summary: report.Summary, contract: Any, block: int, mask: Any, aggregates: Any = None
+               ) -> tuple[list[Check], list[str]]:
     """Every check of `citypass report`, in its order; (checks, chain + findings lines)."""
     local, findings = local_checks(summary, mask)
-    chain, lines = chain_checks(summary, contract, block, mask)
+    chain, lines = chain_checks(summary, contract, block, mask, aggregates)
     recon = [c for c in local if c.group != "refunds"]
     return recon + chain + [c for c in local if c.group == "refunds"], lines + findings
 
@@ -291,7 +338,8 @@ class DashboardState:
         index first (at most once a second, see Service.fresh_index) unless `sync` is False."""
         idx = self.service.fresh_index() if sync else self.service.index
         with idx._lock:  # the index's own lock around its connection: tip and events read together
-            count, last = idx.db.execute("SELECT COUNT(*), MAX(block) FROM events").fetchone()
+            last = idx.db.execute("SELECT MAX(block) FROM events").fetchone()[0]
+            count = idx.aggregates.summary_events()  # kept with the events (a COUNT(*) reads them all)
             tip = idx.tip or 0
             stored = idx.stored_hash(last) if last is not None else ""
         digest = hashlib.sha256(f"{idx.path}|{count}|{last}|{stored}".encode())
@@ -333,7 +381,8 @@ class DashboardState:
         def run() -> None:
             try:
                 assert snap.summary is not None
-                chain, lines = chain_checks(snap.summary, self.service.dep.contract, snap.block, self._mask)
+                chain, lines = chain_checks(snap.summary, self.service.dep.contract, snap.block, self._mask,
+                                            self.service.index.aggregates, self.service.chain)
             except Exception as exc:  # noqa: BLE001 - shown as a failed check, never lost
                 chain, lines = [Check("chain", False, f"the chain check could not run: {str(exc)[:300]}")], []
             with self._lock:
@@ -346,38 +395,49 @@ class DashboardState:
     def compute(self, key: str, tip: int) -> Snapshot | None:
         """The snapshot of the events `key` names, at block `tip`; None if another sync changed
         the index meanwhile (then the caller reads again). The first one runs the chain check
-        itself; later ones carry the last chain check over (see the class docstring)."""
+        itself (unless it has many balances to check: then in the background); later ones carry
+        the last chain check over (see the class docstring)."""
         started = time.perf_counter()
         s = self.service
         idx = s.index
-        infos = C.providers(s.dep)
+        _, _, names = s.names()
+        infos, gas = provider_infos(s.chain, s.dep.contract, names, tip)
         public = {p.address for p in infos} | {s.dep.address}
         mask = masker(public)
-        _, _, names = s.names()
-        gas_replies = s.chain.rpc_batch([("eth_getBalance", [p.address, hex(tip)]) for p in infos])
-        gas = {p.address: int(w, 16) for p, w in zip(infos, gas_replies)}
-        events = idx.count()
-        try:
-            act = idx.activity()
+        with idx._lock:  # the totals and the context records of the same events
             if self.events_key(sync=False)[1] != key:
                 return None
-            summary = report.summarize(act, names)
-        except CityPassError as exc:  # the events do not make sense (UnexplainedTransfer): say so first
-            check = Check("index", False, mask(f"the indexed events cannot be read into a report: {exc}"))
+            summary = idx.aggregates.summary(idx.records(names=SUMMARY_CONTEXT), names)
+        events = summary.events
+        if summary.error is not None:  # the events do not make sense (UnexplainedTransfer): say so first
+            check = Check("index", False, mask(summary.error))
             return Snapshot(key, tip, self.block_time(tip), None, [check], [], events,
                             (time.perf_counter() - started) * 1000, chain_block=tip)
+        act = summary.activity
         public |= set(act.providers)
         self._mask = mask = masker(public)
         local, findings = local_checks(summary, mask)
         rows = providers_json(summary, infos, gas, {**getattr(act, "provider_names", {}), **names})
         previous = self._snap
         if previous is None or previous.summary is None:
-            chain, lines = chain_checks(summary, s.dep.contract, tip, mask)
-            chain_block = tip
+            if summary.unchecked <= INLINE_CHECK:
+                chain, lines = chain_checks(summary, s.dep.contract, tip, mask, idx.aggregates, s.chain)
+                chain_block = tip
+            else:  # e.g. a fresh index of a long history: every balance once, in the background
+                chain, lines, chain_block = [], [], 0
         else:
             chain, lines, chain_block = previous.chain, previous.chain_lines, previous.chain_block
         return Snapshot(key, tip, self.block_time(tip), summary, local, rows, events,
                         (time.perf_counter() - started) * 1000, chain, lines, chain_block, findings)
+
+    def full_summary(self, snap: Snapshot) -> report.Summary:
+        """`report.summarize` of every indexed event up to the snapshot's block: what the
+        written report (its list of redemptions, its charts over time) is made of."""
+        from citypass import events as E
+
+        _, _, names = self.service.names()
+        records = [r for r in self.service.index.records() if r.block <= snap.block]
+        return report.summarize(E.activity(records), names)
 
 
 __all__ = ["Check", "DashboardState", "Snapshot", "chain_checks", "local_checks", "money_fields", "run_checks",
