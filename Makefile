@@ -89,7 +89,8 @@ fuzz: setup
 	$(MAKE) forge FORGE_DEPTH=500 FORGE_PAUSE_PROVIDERS=10000
 
 # tests/test_faults.py at full size: 5,000-row issuances killed at 12 points, node restarts;
-# tests/test_durable.py long: 52 kills (random and during saves), 40 restarts.
+# tests/test_durable.py long: 52 kills (random and during saves), 40 restarts, 40 random kills of
+# a client process (2 of 3 together with the node).
 faults-long: setup
 	CITYPASS_LONG=1 $(VENV)/bin/brownie test tests/test_faults.py tests/test_durable.py --network anvil -s $(PYTEST_ARGS)
 

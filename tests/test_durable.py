@@ -2,11 +2,14 @@
 
 Every test runs on its own durable embedded node (citypass/durable/supervisor.py) and kills
 it with SIGKILL (supervisor and Anvil at once: no clean-up, like a power cut) right after a
-success or at random moments, restarts it and checks the chain from its state alone.
+success or at random moments, restarts it and checks the chain from its state alone. The
+CityPass process is killed too: a client process of its own (forked from a zygote, so it
+starts at once) or the `citypass` command, alone or at the same moment as the node.
 
-Each effect is made by one small helper in EFFECTS below (the one place to adapt when a
-contract function changes); it returns a check that the effect is on chain. `make test`
-runs short versions; `make fuzz` (CITYPASS_LONG=1) runs more kills and restarts.
+Each effect is a pair of small functions in EFFECTS below (the one place to adapt when a
+contract function changes): one makes the write, one checks it is on chain. `make test`
+runs short versions; `make faults-long` (CITYPASS_LONG=1, part of `make fuzz`) runs more
+kills and restarts.
 """
 
 from __future__ import annotations
@@ -110,17 +113,30 @@ def _resident(w: World, label: str, cents: int = 5_000) -> Any:
     return r
 
 
-def effect_issue(w: World, label: str) -> Check:
+# Each effect is a pair: `do(w, label)` makes the write and returns the facts its check needs
+# (JSON, so a client process can report them on its stdout), `check(w, label, facts)` asserts
+# it is on chain. `effect(w, name, label)` does one here and returns its check.
+Facts = dict[str, Any]
+
+
+def do_issue(w: World, label: str) -> Facts:
     h = holder(label)
     w.send(w.issuer, w.f.enrollPasses([h], w.end + 365 * DAY))
     w.send(w.issuer, w.f.issue(keccak(text=f"durable-issue-{SEED}-{label}"), w.sport, [h], [1_234]))
-    return lambda w: _eq(w.f.balanceOf(h, w.sport).call(), 1_234, f"issue {label}")
+    return {}
 
 
-def effect_enrol(w: World, label: str) -> Check:
-    h = holder(label)
-    w.send(w.issuer, w.f.enrollPasses([h], w.end + 365 * DAY))
-    return lambda w: _eq(w.f.passOf(h).call()[0], 1, f"enrol {label}: pass status")
+def check_issue(w: World, label: str, facts: Facts) -> None:
+    _eq(w.f.balanceOf(holder(label), w.sport).call(), 1_234, f"issue {label}")
+
+
+def do_enrol(w: World, label: str) -> Facts:
+    w.send(w.issuer, w.f.enrollPasses([holder(label)], w.end + 365 * DAY))
+    return {}
+
+
+def check_enrol(w: World, label: str, facts: Facts) -> None:
+    _eq(w.f.passOf(holder(label)).call()[0], 1, f"enrol {label}: pass status")
 
 
 def _voucher(w: World, r: Any, limit: int, ttl: int | None = None) -> Any:
@@ -128,124 +144,187 @@ def _voucher(w: World, r: Any, limit: int, ttl: int | None = None) -> Any:
     return wallet.pass_qr(w.dep, r, budgets=[w.sport], max_amount=limit, ttl=ttl).for_budget(w.sport)
 
 
-def effect_redeem(w: World, label: str) -> Check:
+def _resident_account(label: str) -> Any:
+    return synthetic_account(f"durable-{SEED}-{label}")
+
+
+def do_redeem(w: World, label: str) -> Facts:
     r = _resident(w, label)
     redemption.redeem(w.dep, w.pool, _voucher(w, r, 700), 700)
-    return lambda w: _eq(w.f.balanceOf(r.address, w.sport).call(), 5_000 - 700, f"redeem {label}: resident balance")
+    return {}
 
 
-def effect_redeem_batch(w: World, label: str) -> Check:
+def check_redeem(w: World, label: str, facts: Facts) -> None:
+    _eq(w.f.balanceOf(_resident_account(label).address, w.sport).call(), 5_000 - 700, f"redeem {label}: resident balance")
+
+
+def do_redeem_batch(w: World, label: str) -> Facts:
     rs = [_resident(w, f"{label}-{i}") for i in range(3)]
     scans = [redemption.Scan(_voucher(w, r, 300 + i), 300 + i) for i, r in enumerate(rs)]
     outcomes = redemption.redeem_batch(w.dep, w.pool, scans)
     assert all(o.redeemed for o in outcomes), outcomes
-
-    def check(w: World) -> None:
-        for i, r in enumerate(rs):
-            _eq(w.f.balanceOf(r.address, w.sport).call(), 5_000 - 300 - i, f"redeem batch {label}: resident {i}")
-    return check
+    return {}
 
 
-def effect_refund(w: World, label: str) -> Check:
+def check_redeem_batch(w: World, label: str, facts: Facts) -> None:
+    for i in range(3):
+        _eq(w.f.balanceOf(_resident_account(f"{label}-{i}").address, w.sport).call(), 5_000 - 300 - i,
+            f"redeem batch {label}: resident {i}")
+
+
+def do_refund(w: World, label: str) -> Facts:
     r = _resident(w, label)
     signed = _voucher(w, r, 900)
     redemption.redeem(w.dep, w.pool, signed, 900, refundable=True)
     redemption.refund(w.dep, w.pool, r.address, w.sport, signed.voucher.nonce, 400)
-    return lambda w: _eq(w.f.balanceOf(r.address, w.sport).call(), 5_000 - 900 + 400, f"refund {label}")
+    return {}
 
 
-def effect_settle(w: World, label: str) -> Check:
+def check_refund(w: World, label: str, facts: Facts) -> None:
+    _eq(w.f.balanceOf(_resident_account(label).address, w.sport).call(), 5_000 - 900 + 400, f"refund {label}")
+
+
+def do_settle(w: World, label: str) -> Facts:
     r = _resident(w, label)
     redemption.redeem(w.dep, w.pool, _voucher(w, r, 250), 250)
-    reference = f"DURABLE-{SEED}-{label}"
-    finance.settle(w.dep, w.treasurer, w.pool.address, reference)
-    ref = finance.reference_hash(reference)
-    return lambda w: _eq(len(w.dep.events("Settled", argument_filters={"paymentReference": ref})), 1,
-                         f"settle {label}: Settled events")
+    finance.settle(w.dep, w.treasurer, w.pool.address, f"DURABLE-{SEED}-{label}")
+    return {}
 
 
-def effect_reclaim(w: World, label: str) -> Check:
+def check_settle(w: World, label: str, facts: Facts) -> None:
+    ref = finance.reference_hash(f"DURABLE-{SEED}-{label}")
+    _eq(len(w.dep.events("Settled", argument_filters={"paymentReference": ref})), 1, f"settle {label}: Settled events")
+
+
+def do_reclaim(w: World, label: str) -> Facts:
     now = w.chain.now()
     w.send(w.budget_manager, w.f.createBudget(SPORT, now - DAY, now + 600, 10**9, f"Durable reclaim {label}"))
     budget = int(w.f.budgets().call()[-1])
-    h = holder(label)
     w.send(w.issuer, w.f.enrollAndIssue(keccak(text=f"durable-reclaim-{SEED}-{label}"), budget, w.end + 365 * DAY,
-                                        [h], [777]))
+                                        [holder(label)], [777]))
     w.chain.advance_time(700)
     result = finance.reclaim(w.dep, w.budget_manager, budget)
     assert result.total == 777, result
-    return lambda w: (_eq(w.f.balanceOf(h, budget).call(), 0, f"reclaim {label}: holder balance"),
-                      _eq(int(w.f.budgetTotals(budget).call()[3]), 777, f"reclaim {label}: reclaimed total"))
+    return {"budget": budget}
 
 
-def effect_revoke(w: World, label: str) -> Check:
+def check_reclaim(w: World, label: str, facts: Facts) -> None:
+    budget = facts["budget"]
+    _eq(w.f.balanceOf(holder(label), budget).call(), 0, f"reclaim {label}: holder balance")
+    _eq(int(w.f.budgetTotals(budget).call()[3]), 777, f"reclaim {label}: reclaimed total")
+
+
+def do_revoke(w: World, label: str) -> Facts:
     h = holder(label)
     w.send(w.issuer, w.f.enrollPasses([h], w.end + 365 * DAY))
     w.send(w.issuer, w.f.revokePass(h))
-    return lambda w: _eq(w.f.passOf(h).call()[0], 3, f"revoke {label}: pass status")
+    return {}
 
 
-def effect_migrate(w: World, label: str) -> Check:
+def check_revoke(w: World, label: str, facts: Facts) -> None:
+    _eq(w.f.passOf(holder(label)).call()[0], 3, f"revoke {label}: pass status")
+
+
+def do_migrate(w: World, label: str) -> Facts:
     a, b = holder(f"{label}-old"), holder(f"{label}-new")
     w.send(w.issuer, w.f.enrollPasses([a], w.end + 365 * DAY))
     w.send(w.issuer, w.f.migratePass(a, b, []))
-    return lambda w: _eq(to_checksum_address(w.f.migratedTo(a).call()), b, f"migrate {label}")
+    return {}
 
 
-def effect_provider_suspend(w: World, label: str) -> Check:
+def check_migrate(w: World, label: str, facts: Facts) -> None:
+    _eq(to_checksum_address(w.f.migratedTo(holder(f"{label}-old")).call()), holder(f"{label}-new"), f"migrate {label}")
+
+
+def do_provider_suspend(w: World, label: str) -> Facts:
     p = holder(label)
     w.send(w.provider_manager, w.f.addProvider(p, 1 << SPORT, 0, f"Durable {label}"))
     w.send(w.provider_manager, w.f.setProviderStatus(p, 2))
-    return lambda w: _eq(w.f.providerOf(p).call()[0], 2, f"provider suspend {label}")
+    return {}
 
 
-def effect_role_grant(w: World, label: str) -> Check:
-    h = holder(label)
-    w.send(w.admin, w.f.grantRole(ROLE_IDS["PAUSER"], h))
-    return lambda w: _eq(w.f.hasRole(ROLE_IDS["PAUSER"], h).call(), True, f"role grant {label}")
+def check_provider_suspend(w: World, label: str, facts: Facts) -> None:
+    _eq(w.f.providerOf(holder(label)).call()[0], 2, f"provider suspend {label}")
 
 
-def effect_pause(w: World, label: str) -> Check:
+def do_role_grant(w: World, label: str) -> Facts:
+    w.send(w.admin, w.f.grantRole(ROLE_IDS["PAUSER"], holder(label)))
+    return {}
+
+
+def check_role_grant(w: World, label: str, facts: Facts) -> None:
+    _eq(w.f.hasRole(ROLE_IDS["PAUSER"], holder(label)).call(), True, f"role grant {label}")
+
+
+def do_pause(w: World, label: str) -> Facts:
     receipt = tx.send(w.chain, pauser(), w.f.pause())
-    block, tx_hash = receipt.blockNumber, "0x" + bytes(receipt.transactionHash).hex()
-    first = [True]
-
-    def check(w: World) -> None:
-        if first.pop() if first else False:
-            _eq(w.f.paused().call(), True, f"pause {label}")
-            tx.send(w.chain, pauser(), w.f.unpause())  # the next effects need a running contract
-        mined = w.chain.rpc("eth_getTransactionReceipt", [tx_hash])  # still on chain, still a success
-        _eq((mined or {}).get("status"), "0x1", f"pause {label}: its transaction")
-        _eq(int(mined["blockNumber"], 16), block, f"pause {label}: its block")
-    return check
+    return {"block": receipt.blockNumber, "tx": "0x" + bytes(receipt.transactionHash).hex()}
 
 
-def effect_budget_create(w: World, label: str) -> Check:
+def check_pause(w: World, label: str, facts: Facts) -> None:
+    if not facts.get("unpaused"):  # the first check: still paused; then unpause for the next effects
+        _eq(w.f.paused().call(), True, f"pause {label}")
+        tx.send(w.chain, pauser(), w.f.unpause())
+        facts["unpaused"] = True
+    mined = w.chain.rpc("eth_getTransactionReceipt", [facts["tx"]])  # still on chain, still a success
+    _eq((mined or {}).get("status"), "0x1", f"pause {label}: its transaction")
+    _eq(int(mined["blockNumber"], 16), facts["block"], f"pause {label}: its block")
+
+
+def do_budget_create(w: World, label: str) -> Facts:
     now = w.chain.now()
-    name = f"Durable budget {label}"
-    receipt = w.send(w.budget_manager, w.f.createBudget(SPORT, now - DAY, now + 30 * DAY, 10**6, name))
-    budget = w.dep.contract.events.BudgetCreated().process_receipt(receipt)[0].args.budget
-    return lambda w: _eq(int(w.f.budgetTotals(budget).call()[0]), 10**6, f"budget create {label}: its cap")
+    receipt = w.send(w.budget_manager, w.f.createBudget(SPORT, now - DAY, now + 30 * DAY, 10**6,
+                                                        f"Durable budget {label}"))
+    return {"budget": w.dep.contract.events.BudgetCreated().process_receipt(receipt)[0].args.budget}
 
 
-def effect_cli_enrol(w: World, label: str) -> Check:
+def check_budget_create(w: World, label: str, facts: Facts) -> None:
+    _eq(int(w.f.budgetTotals(facts["budget"]).call()[0]), 10**6, f"budget create {label}: its cap")
+
+
+def cli_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CITYPASS_")}
+
+
+def cli_enrol_args(w: World, label: str) -> list[str]:
+    return [sys.executable, "-m", "citypass", "--workdir", str(w.workdir), "--from", "dev:3",
+            "pass", "enroll", holder(label), "--valid-until", "2099-12-31"]
+
+
+def do_cli_enrol(w: World, label: str) -> Facts:
     """Through the `citypass` command in its own process: success = exit 0."""
-    h = holder(label)
-    r = subprocess.run([sys.executable, "-m", "citypass", "--workdir", str(w.workdir), "--from", "dev:3",
-                        "pass", "enroll", h, "--valid-until", "2099-12-31"], capture_output=True, text=True, cwd=ROOT,
-                       env={k: v for k, v in os.environ.items() if not k.startswith("CITYPASS_")})
+    r = subprocess.run(cli_enrol_args(w, label), capture_output=True, text=True, cwd=ROOT, env=cli_env())
     assert r.returncode == 0, r.stderr
-    return lambda w: _eq(w.f.passOf(h).call()[0], 1, f"CLI enrol {label}")
+    return {}
 
 
-EFFECTS: dict[str, Callable[[World, str], Check]] = {
-    "issue": effect_issue, "enrol": effect_enrol, "redeem": effect_redeem, "redeem batch": effect_redeem_batch,
-    "refund": effect_refund, "settle": effect_settle, "reclaim": effect_reclaim, "pass revoke": effect_revoke,
-    "pass migrate": effect_migrate, "provider suspend": effect_provider_suspend, "role grant": effect_role_grant,
-    "pause": effect_pause, "budget create": effect_budget_create, "CLI enrol": effect_cli_enrol,
+def check_cli_enrol(w: World, label: str, facts: Facts) -> None:
+    _eq(w.f.passOf(holder(label)).call()[0], 1, f"CLI enrol {label}")
+
+
+EFFECTS: dict[str, tuple[Callable[[World, str], Facts], Callable[[World, str, Facts], None]]] = {
+    "issue": (do_issue, check_issue), "enrol": (do_enrol, check_enrol), "redeem": (do_redeem, check_redeem),
+    "redeem batch": (do_redeem_batch, check_redeem_batch), "refund": (do_refund, check_refund),
+    "settle": (do_settle, check_settle), "reclaim": (do_reclaim, check_reclaim), "pass revoke": (do_revoke, check_revoke),
+    "pass migrate": (do_migrate, check_migrate), "provider suspend": (do_provider_suspend, check_provider_suspend),
+    "role grant": (do_role_grant, check_role_grant), "pause": (do_pause, check_pause),
+    "budget create": (do_budget_create, check_budget_create), "CLI enrol": (do_cli_enrol, check_cli_enrol),
 }
 # Cheap effects for the random streams (no time moves, no pause).
 STREAM = ("issue", "enrol", "redeem", "pass revoke", "pass migrate", "provider suspend", "role grant", "budget create")
+
+
+def checker(name: str, label: str, facts: Facts) -> Check:
+    return lambda w: EFFECTS[name][1](w, label, facts)
+
+
+def effect(w: World, name: str, label: str) -> Check:
+    """Makes effect `name` here (in this process) and returns its check."""
+    return checker(name, label, EFFECTS[name][0](w, label))
+
+
+def effect_enrol(w: World, label: str) -> Check:
+    return effect(w, "enrol", label)
 
 
 def _eq(got: Any, want: Any, what: str) -> None:
@@ -262,14 +341,256 @@ def check_all(w: World, checks: list[tuple[str, Check]]) -> int:
 def test_kill_right_after_each_kind_of_success_loses_nothing(world):
     w = world
     checks: list[tuple[str, Check]] = []
-    for k, (name, make) in enumerate(EFFECTS.items()):
-        check = make(w, f"point-{k}")
+    for k, name in enumerate(EFFECTS):
+        check = effect(w, name, f"point-{k}")
         kill_node(w)  # right after the success
         restart(w)
         checks.append((name, check))
         check_all(w, checks)  # this effect and every earlier one
     assert not replay_problems(w), replay_problems(w)[:5]
     print(f"kill points: {len(EFFECTS)} kills, {len(EFFECTS)} restarts, 0 effects lost ({', '.join(EFFECTS)})")
+
+
+# ---------------------------------------------------------------------------- 1b. the CityPass process too
+# A CityPass client process is forked from a "zygote" (started once: it has imported the library,
+# so a client starts in milliseconds, not seconds). The client writes one JSON line per event
+# to its stdout: {"pid"}, {"done": name, "label", "facts"} right after each success, {"error"}.
+# The test reads the lines and kills: the client alone, or the client and the node at once.
+def _world_in_client(spec: dict[str, Any]) -> World:
+    workdir = Path(spec["workdir"])
+    chain = C.connect(workdir=workdir, start_node=False)
+    dep = K.open_deployment(chain, workdir=workdir)
+    dev = [keys.load_account(f"dev:{i}", chain) for i in range(10)]
+    return World(workdir, chain, dep, dev[0], dev[1], dev[2], dev[3], dev[5], dev[8], dev[9],
+                 spec["sport"], spec["culture"], spec["end"])
+
+
+def _say(**line: Any) -> None:
+    os.write(1, (json.dumps(line) + "\n").encode())  # one write: a line is never torn
+
+
+def _client(spec: dict[str, Any]) -> None:
+    """The client's work: `effects` one after another (or, with `stream`, random effects until
+    it is killed), each reported right after its success; then unreported writes, so a kill
+    finds it busy, as a CLI or web server would be."""
+    try:
+        w = _world_in_client(spec)
+        _say(pid=os.getpid())
+        rng = random.Random(spec["seed"])
+        names = list(spec.get("effects") or [])
+        j = 0
+        while names or spec.get("stream"):
+            name = names.pop(0) if names else rng.choice(STREAM)
+            label = f"{spec['prefix']}-{j}"
+            facts = EFFECTS[name][0](w, label)
+            _say(done=name, label=label, facts=facts)
+            j += 1
+        while True:
+            w.send(w.issuer, w.f.enrollPasses([holder(f"{spec['prefix']}-busy-{j}")], w.end))
+            j += 1
+    except BaseException:  # noqa: BLE001 (reported; the test decides whether it matters)
+        import traceback
+
+        _say(error=traceback.format_exc())
+        os._exit(1)
+
+
+def _zygote() -> None:
+    """Reads one JSON spec per line on stdin; forks a client for each and reports its end."""
+    for line in sys.stdin:
+        spec = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _client(spec)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        _say(exited=pid, status=status)
+
+
+class Clients:
+    """The zygote of this test and the lines its clients report."""
+
+    def __init__(self) -> None:
+        import queue
+
+        code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tests.test_durable import _zygote; _zygote()"
+        env = {**cli_env(), "CITYPASS_FAULT_SEED": str(SEED)}
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     cwd=ROOT, env=env, text=True, bufsize=1)
+        self.lines: "queue.Queue[dict[str, Any]]" = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(json.loads(line))
+        self.lines.put({"zygote_gone": True})
+
+    def next(self, timeout: float = 120) -> dict[str, Any]:
+        line = self.lines.get(timeout=timeout)
+        assert "zygote_gone" not in line, "the zygote died"
+        return line
+
+    def start(self, w: World, prefix: str, *, effects: list[str] = (), stream: bool = False, seed: int = 0) -> int:
+        """Forks a client; returns its pid once it is connected."""
+        self.proc.stdin.write(json.dumps({"workdir": str(w.workdir), "sport": w.sport, "culture": w.culture,
+                                          "end": w.end, "prefix": prefix, "effects": list(effects),
+                                          "stream": stream, "seed": seed}) + "\n")
+        line = self.next()
+        assert "pid" in line, f"seed {SEED}: the client did not start: {line.get('error', line)}"
+        return line["pid"]
+
+    def until_exit(self, pid: int) -> list[dict[str, Any]]:
+        """Every line the client wrote (a killed client's are still in the pipe), to its end."""
+        got = []
+        while True:
+            line = self.next()
+            if line.get("exited") == pid:
+                return got
+            got.append(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+@pytest.fixture
+def clients():
+    c = Clients()
+    yield c
+    c.close()
+
+
+def kill_at_once(pids: list[int]) -> None:
+    """SIGKILL of every pid, back to back (microseconds apart)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def node_pids(w: World) -> list[int]:
+    info = node.node_status(w.workdir)
+    assert info is not None and info.durable, "no durable node runs"
+    return [info.pid, info.anvil_pid]
+
+
+def wait_node_dead(pids: list[int]) -> None:
+    for pid in pids:
+        _wait_dead(pid)
+
+
+def _done(lines: list[dict[str, Any]]) -> list[tuple[str, Check]]:
+    return [(l["done"], checker(l["done"], l["label"], l["facts"])) for l in lines if "done" in l]
+
+
+def _run_to_success(clients: Clients, w: World, name: str, label: str) -> tuple[int, dict[str, Any]]:
+    """Starts a client that makes effect `name`; returns once it reported success (it goes
+    on with unreported writes)."""
+    pid = clients.start(w, label, effects=[name])
+    line = clients.next()
+    assert "done" in line, f"seed {SEED}: {name} failed in the client: {line.get('error', line)}"
+    return pid, line
+
+
+def _cli_to_success(w: World, label: str) -> subprocess.Popen:
+    """`citypass pass enroll` in its own process, returned as soon as it printed its success
+    (before it exits)."""
+    proc = subprocess.Popen(cli_enrol_args(w, label), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=ROOT, env=cli_env(), text=True)
+    for line in proc.stderr:
+        if "enrolled 1 pass(es)" in line:
+            return proc
+    raise AssertionError(f"the CLI did not report success: {proc.wait()}")
+
+
+def test_kill_of_the_client_and_the_node_at_once_right_after_each_success_loses_nothing(world, clients):
+    """Each kind of write in a CityPass process of its own; at its success the process and the
+    node (supervisor and Anvil) are SIGKILLed at once; after the restart every effect so far
+    must be on chain. The `citypass` command itself too, killed as it prints its success."""
+    w = world
+    checks: list[tuple[str, Check]] = []
+    kills = 0
+    for k, name in enumerate([*EFFECTS, "citypass command"]):
+        label = f"both-{k}"
+        if name == "citypass command":
+            proc = _cli_to_success(w, label)
+            pids, client = node_pids(w), proc.pid
+            kill_at_once([client, *pids])
+            proc.wait()
+            checks.append((name, checker("CLI enrol", label, {})))
+        else:
+            pids = node_pids(w)
+            client, line = _run_to_success(clients, w, name, label)
+            kill_at_once([client, *pids])
+            clients.until_exit(client)
+            checks.append((name, checker(name, line["label"], line["facts"])))
+        wait_node_dead(pids)
+        kills += 1
+        restart(w)
+        check_all(w, checks)  # this effect and every earlier one
+    assert not replay_problems(w), replay_problems(w)[:5]
+    print(f"client + node at once: {kills} kills, {kills} restarts, 0 of {len(checks)} effects lost")
+
+
+def test_kill_of_the_client_alone_right_after_each_success_loses_nothing(world, clients):
+    """The CityPass process is SIGKILLed right after each success, the node runs on: the
+    effect is on chain at once, and still after a later kill of the node."""
+    w = world
+    checks: list[tuple[str, Check]] = []
+    for k, name in enumerate([*EFFECTS, "citypass command"]):
+        label = f"client-{k}"
+        if name == "citypass command":
+            proc = _cli_to_success(w, label)
+            kill_at_once([proc.pid])
+            proc.wait()
+            checks.append((name, checker("CLI enrol", label, {})))
+        else:
+            client, line = _run_to_success(clients, w, name, label)
+            kill_at_once([client])
+            clients.until_exit(client)
+            checks.append((name, checker(name, line["label"], line["facts"])))
+        checks[-1][1](w)
+    kill_node(w)
+    restart(w)
+    check_all(w, checks)
+    print(f"client alone: {len(checks)} kills, 0 of {len(checks)} effects lost; then 1 node kill, 1 restart, 0 lost")
+
+
+def test_random_kills_of_the_client_and_of_client_and_node_at_once_lose_nothing(world, clients):
+    """Clients run a stream of random writes; at a random moment the client alone, or the
+    client and the node at once (in random order), are SIGKILLed. After each kill every write
+    a client reported done must be on chain (after a restart where the node died)."""
+    w = world
+    rng = random.Random(SEED + 1)
+    rounds = 40 if LONG else 12
+    checks: list[tuple[str, Check]] = []
+    stats = {"both": 0, "client": 0, "restarts": 0, "reported": 0}
+    for k in range(rounds):
+        both = k % 3 != 2
+        pids = node_pids(w)
+        client = clients.start(w, f"rand-{k}", stream=True, seed=rng.randrange(10**9))
+        time.sleep(rng.uniform(0.05, 2.5))
+        victims = [client, *pids] if both else [client]
+        if both:
+            rng.shuffle(victims)
+        kill_at_once(victims)
+        lines = clients.until_exit(client)
+        errors = [l["error"] for l in lines if "error" in l]
+        assert both or not errors, f"seed {SEED}: the client failed before it was killed: {errors[0]}"
+        done = _done(lines)
+        checks += done
+        stats["reported"] += len(done)
+        stats["both" if both else "client"] += 1
+        if both:
+            wait_node_dead(pids)
+            restart(w)
+            stats["restarts"] += 1
+        check_all(w, done if k % 4 else checks)  # this round's, and every 4th round all so far
+    check_all(w, checks)
+    assert stats["reported"] >= rounds, stats  # the kills did not all land before any success
+    assert not replay_problems(w), replay_problems(w)[:5]
+    print(f"seed {SEED}: random client kills: {stats}, 0 lost")
 
 
 # ---------------------------------------------------------------------------- 2+3. random kills, during saves
@@ -309,7 +630,7 @@ def _stream(w: World, rng: random.Random, kills: int, fault_kills: list[str], mo
         while True:
             name = rng.choice(STREAM)
             try:
-                check = EFFECTS[name](w, f"stream-{k}-{j}")
+                check = effect(w, name, f"stream-{k}-{j}")
             except (CityPassError, requests.RequestException, AssertionError, ValueError) as exc:
                 alive = node.node_status(w.workdir)
                 if alive is not None:
