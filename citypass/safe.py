@@ -126,14 +126,18 @@ def safe_info(chain: Chain, address: str, what: str = "address") -> SafeInfo:
     c = safe_contract(chain, address)
     try:
         version = c.functions.VERSION().call()
+    except Exception:
+        raise NotASafe(f"{what} {address} is a contract but not a Safe (it does not answer VERSION, getOwners "
+                       "and getThreshold)") from None
+    try:
         owners = tuple(to_checksum_address(o) for o in c.functions.getOwners().call())
         threshold = int(c.functions.getThreshold().call())
         nonce = int(c.functions.nonce().call())
     except Exception:
-        raise NotASafe(f"{what} {address} is a contract but not a Safe (it does not answer VERSION, getOwners "
-                       "and getThreshold)") from None
+        owners, threshold, nonce = (), 0, 0
     if threshold == 0 or not owners:
-        raise NotASafe(f"{what} {address} is a Safe that was never set up (no owners)")
+        raise NotASafe(f"{what} {address} is a Safe contract that was never set up (no owners): a Safe singleton, "
+                       "not a Safe made by the proxy factory")
     return SafeInfo(address, owners, threshold, nonce, str(version))
 
 
