@@ -247,13 +247,19 @@ def propose(chain: Chain, workdir: Path | str, safe: str, calls: Sequence[tuple[
 
 
 # ------------------------------------------------------------------ sign and execute
-def sign(chain: Chain, workdir: Path | str, p: Proposal, account: LocalAccount) -> tuple[int, int]:
-    """The owner `account` signs every transaction of `p` still to execute; (signatures of
-    the least-signed one, threshold). Refuses a key that is not an owner."""
+def require_owner(chain: Chain, p: Proposal, account: LocalAccount) -> S.SafeInfo:
+    """The proposal's Safe, if `account` is one of its owners now (else a refusal that names them)."""
     info = S.safe_info(chain, p.safe)
     if account.address not in info.owners:
         raise CityPassError(f"{account.address} is not an owner of Safe {p.safe} (owners: {', '.join(info.owners)}); "
                             "nothing was signed: sign with an owner's own key (--from)")
+    return info
+
+
+def sign(chain: Chain, workdir: Path | str, p: Proposal, account: LocalAccount) -> tuple[int, int]:
+    """The owner `account` signs every transaction of `p` still to execute; (signatures of
+    the least-signed one, threshold). Refuses a key that is not an owner."""
+    info = require_owner(chain, p, account)
     items = states(chain, p, info)
     open_ = [s for s in items if s.state in ("ready", "waiting")]
     if not open_:

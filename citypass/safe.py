@@ -219,9 +219,10 @@ def create_safe(chain: Chain, sender: LocalAccount, owners: Sequence[str], thres
     singleton = safe_contract(chain, infra.singleton)
     setup = singleton.functions.setup(owners, threshold, ZERO, b"", infra.fallback_handler, ZERO, 0, ZERO)
     initializer = setup._encode_transaction_data()
-    salt = salt if salt is not None else int.from_bytes(keccak(abi_encode(["address[]", "uint256", "uint256"],
-                                                                          [owners, threshold, chain.now()])), "big")
     factory = chain.w3.eth.contract(address=infra.factory, abi=artifacts()["SafeProxyFactory"]["abi"])
+    if salt is None:  # the factory's count of proxies: unique, and the same on every fresh dev chain
+        salt = len(chain.w3.eth.get_logs({"address": infra.factory, "fromBlock": 0, "toBlock": "latest",
+                                          "topics": ["0x" + keccak(text="ProxyCreation(address,address)").hex()]}))
     receipt = send(chain, sender, factory.functions.createProxyWithNonce(infra.singleton, initializer, salt))
     (event,) = factory.events.ProxyCreation().process_receipt(receipt, errors=DISCARD)
     return safe_info(chain, event.args.proxy)

@@ -230,6 +230,45 @@ def test_pause_through_a_safe_and_directly_through_the_pauser_key(w):
     assert f"Safe {w.issuer} lacks the PAUSER role" in error(wrong)
 
 
+def test_budget_and_provider_commands_propose_when_their_role_is_held_by_a_safe(w, tmp_path):
+    # A second CityPass on the same chain whose budget manager, provider manager and
+    # treasurer are the admin Safe (a work directory of its own: its own proposals).
+    other = tmp_path / "other"
+    other.mkdir()
+    base = ("--rpc", chain_of(w).rpc_url)
+    run(other, *base, "deploy", "--budget-manager", w.admin, "--provider-manager", w.admin, "--treasurer", w.admin)
+
+    def approved(*args: str) -> dict:
+        p = data(run(other, *base, "--json", *args))
+        run(other, *base, "--from", "dev:0", "safe", "sign", p["proposal"])
+        run(other, *base, "--from", "dev:2", "safe", "sign", p["proposal"])
+        run(other, *base, "safe", "execute", p["proposal"])
+        return p
+
+    assert approved("category", "define", "0", "sport")["what"] == "name category 0 'sport'"
+    created = approved("budget", "create", "--category", "sport", "--valid-from", "2026-01-01", "--valid-until",
+                       "2030-12-31", "--cap", "1000", "--name", "Sport Safe")
+    assert created["what"] == ("create budget 'Sport Safe' (category 0, 2026-01-01 00:00 UTC .. 2030-12-31 23:59 UTC, "
+                               "cap €1,000.00)")
+    assert [b["name"] for b in data(run(other, *base, "--json", "budget", "list"))] == ["Sport Safe"]
+    assert approved("provider", "add", POOL, "--categories", "sport", "--name", "Zwembad Safe")["what"] == (
+        f"register provider 'Zwembad Safe' ({POOL})")
+    assert data(run(other, *base, "--json", "provider", "list"))[0]["status"] == "active"
+    refused = run(other, *base, "settle", "--provider", POOL, "--reference", "INV-1", code=1)
+    assert error(refused) == f"error: provider {POOL} holds no credit to settle; nothing was proposed"
+    cap = run(other, *base, "budget", "set-cap", "1", "--cap", "0.01")  # the chain allows it: proposed
+    assert "proposed Safe transaction" in cap.stderr
+    second = run(other, *base, "budget", "create", "--category", "sport", "--valid-from", "2026-01-01",
+                 "--valid-until", "2030-12-31", "--cap", "5", "--name", "Sport Safe")
+    assert "proposed Safe transaction" in second.stderr  # a second budget of the same name is allowed
+    dup = run(other, *base, "budget", "create", "--category", "sport", "--valid-from", "2026-01-01",
+              "--valid-until", "2030-12-31", "--cap", "5", "--name", "Sport Safe")
+    assert "proposed already" in dup.stderr  # the same call, still waiting
+    for p in proposals.load_all(other, chain_of(w).chain_id):
+        if proposals.is_open(chain_of(w), p):
+            run(other, *base, "safe", "discard", p.id)
+
+
 def test_the_admin_moves_to_another_safe_in_two_steps_through_the_safes(w):
     dep = dep_of(w)
     f = dep.contract.functions

@@ -128,6 +128,7 @@ def safe_sign(c: Ctx, proposal: str) -> None:
         raise UsageError("pass --from KEY: each owner signs with their own key (keystore name, or dev:N on a dev chain)")
     p = proposals.find(c.workdir, proposal, c.chain.chain_id)
     account = c.load(c.from_spec)
+    proposals.require_owner(c.chain, p, account)
     note(f"signing: {p.description}")
     for k, v in p.details.items():
         note(f"  {k.replace('_', ' ')}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
