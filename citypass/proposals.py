@@ -290,8 +290,13 @@ def execute(chain: Chain, workdir: Path | str, p: Proposal, sender: LocalAccount
     threshold of owners signed it. Checked before each send: the Safe's nonce, the
     signatures (each recovered and checked against the owners on chain) and the call itself
     (run as the Safe would); a refusal sends nothing more."""
+    from citypass.tx import wait_idle
+
     done: list[Executed] = []
     while True:
+        # An execution an earlier, interrupted run left in flight counts: wait for it to be
+        # mined before reading the Safe's nonce, so it is never sent a second time.
+        wait_idle(chain, sender.address)
         info = S.safe_info(chain, p.safe)
         items = states(chain, p, info)
         bad = [b for s in items if s.state in ("ready", "waiting") for b in s.bad]

@@ -206,6 +206,24 @@ def test_issuing_a_csv_through_the_issuer_safe_credits_once_whatever_is_re_run(w
     assert issued() == before + 3450 and not open_proposals(w)
 
 
+def test_an_issuance_of_several_batches_is_one_proposal_signed_once_executed_in_nonce_order(w, tmp_path):
+    holders = [resident(f"batches-{i}") for i in range(5)]
+    csv = tmp_path / "batches.csv"
+    csv.write_text("holder,amount\n" + "".join(f"{h},2.00\n" for h in holders))
+    p = data(run(w.dir, "--json", "issue", str(csv), "--budget", "1", "--batch-size", "2", "--tranche", "autumn"))
+    assert [t["nonce"] for t in p["transactions"]] == [p["transactions"][0]["nonce"] + i for i in range(3)]
+    assert p["what"].startswith("issue €10.00 of Sport 2026 (budget #1, tranche 'autumn') to 5 residents (5 new passes)")
+    assert len(p["details"]["batch_ids"]) == 3 and p["details"]["tranche"] == "autumn"
+    for owner in ("dev:4", "dev:5"):
+        run(w.dir, "--from", owner, "safe", "sign", p["proposal"])  # one signature covers every batch
+    done = run(w.dir, "safe", "execute", p["proposal"])
+    assert done.stderr.count("executed Safe transaction") == 3
+    dep = dep_of(w)
+    budget = dep.contract.functions.budgets().call()[0]
+    assert [dep.contract.functions.balanceOf(h, budget).call() for h in holders] == [200] * 5
+    assert "nothing to send" in run(w.dir, "issue", str(csv), "--budget", "1", "--tranche", "autumn").stderr
+
+
 def test_pause_through_a_safe_and_directly_through_the_pauser_key(w):
     dep = dep_of(w)
     paused = dep.contract.functions.paused
