@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citypass import contract as C
-from citypass import keys
+from citypass import keys, safe
 from citypass.chain import Chain, connect
 from citypass.errors import ROLE_IDS, CityPassError, UsageError, euros
 from citypass.money import parse_euros as money_parse_euros
@@ -42,6 +42,7 @@ class Ctx:
     from_spec: str | None = None
     confirmations: int | None = None
     contract_address: str | None = None
+    via_safe: str | None = None  # --via-safe: propose through this Safe instead of sending
     _chain: Chain | None = None
     _deployment: C.Deployment | None = None
     _accounts: dict[str, LocalAccount] = field(default_factory=dict)
@@ -74,7 +75,8 @@ class Ctx:
             holder = self.dev_holding([role])
             if holder is not None:
                 return holder
-            raise CityPassError(f"no dev account holds the {role} role on this chain: pass --from KEYSPEC")
+            raise CityPassError(f"no dev account holds the {role} role on this chain: pass --from KEYSPEC"
+                                + self._safe_hint(role))
         what = f" (an account with the {role} role)" if role else ""
         raise UsageError(f"no signing account: pass --from KEYSPEC{what} or set CITYPASS_FROM")
 
@@ -88,8 +90,82 @@ class Ctx:
                 return self.load(f"dev:{i}")
         return None
 
+    def _safe_hint(self, role: str) -> str:
+        safes = [a for a in C.role_members(self.deployment).get(role, []) if safe.is_safe(self.chain, a)]
+        return f" (Safe {safes[0]} holds it: this command cannot propose through a Safe yet)" if safes else ""
+
+    def safe_route(self, roles: str | Sequence[str] | None) -> str | None:
+        """The Safe through which this command proposes instead of sending, or None to send:
+        --via-safe; else, when the signer (--from, or on a dev chain a dev account) lacks
+        `roles` and one Safe holds them all, that Safe (said on stderr)."""
+        wanted = [roles] if isinstance(roles, str) else list(roles or [])
+        dep = self.deployment
+        if self.via_safe:
+            info = safe.safe_info(self.chain, self.via_safe, "--via-safe")
+            missing = [r for r in wanted if not C.has_role(dep, r, info.address)]
+            if missing:
+                raise CityPassError(f"Safe {info.address} lacks the {' and '.join(missing)} role(s) on the contract at "
+                                    f"{dep.address}: nothing was proposed")
+            return info.address
+        if not wanted:
+            return None
+        if self.from_spec:
+            if all(C.has_role(dep, r, self.load(self.from_spec).address) for r in wanted):
+                return None
+        elif self.chain.is_local_dev and any(
+                all(C.has_role(dep, r, keys.dev_account(i).address) for r in wanted) for i in range(keys.DEV_ACCOUNTS)):
+            return None
+        members = C.role_members(dep)
+        holders = [a for a in members.get(wanted[0], []) if all(C.has_role(dep, r, a) for r in wanted[1:])]
+        safes = [a for a in holders if safe.is_safe(self.chain, a)]
+        if len(safes) > 1:
+            raise UsageError(f"{len(safes)} Safes hold the {' and '.join(wanted)} role(s): pick one with --via-safe")
+        if safes:
+            info = safe.safe_info(self.chain, safes[0])
+            held = f"the {wanted[0]} role is" if len(wanted) == 1 else f"the {' and '.join(wanted)} roles are"
+            note(f"{held} held by Safe {info.address} ({info.threshold} of "
+                 f"{len(info.owners)} owners): proposing a Safe transaction instead of sending")
+            return info.address
+        return None
+
+    def propose(self, safe_address: str, calls: Sequence[tuple[str, bytes, str]], *, description: str | None = None,
+                kind: str = "call", details: dict[str, Any] | None = None, dedupe: Sequence[str] = (),
+                simulate: bool = True) -> None:
+        """Records `calls` ((to, data, what)) as a Safe proposal, prints it, and ends the
+        command (exit 0): nothing is sent until the owners sign and `safe execute` runs."""
+        from citypass import proposals
+
+        try:
+            p = proposals.propose(self.chain, self.workdir, safe_address, calls, kind=kind, details=details,
+                                  description=description or "; ".join(w for _, _, w in calls), dedupe=dedupe,
+                                  simulate=simulate)
+        except proposals.AlreadyProposed as exc:
+            note(str(exc))
+            show_proposal(self, exc.proposal)
+            click.get_current_context().exit(0)
+            return
+        note(f"proposed Safe transaction {p.id} to Safe {p.safe}; nothing was sent: owners sign it with "
+             f"`citypass safe sign {p.id} --from KEY`, then `citypass safe execute {p.id}`")
+        show_proposal(self, p)
+        click.get_current_context().exit(0)
+
+    def propose_fns(self, safe_address: str, fns: Sequence[Any], dedupe: Sequence[str] = ()) -> None:
+        """Proposes contract calls, each described in plain words (proposals.describe_call)."""
+        from citypass import proposals
+
+        calls = []
+        for fn in fns:
+            data = bytes.fromhex(fn._encode_transaction_data()[2:])
+            calls.append((fn.address, data, proposals.describe_call(self.deployment, data)))
+        self.propose(safe_address, calls, dedupe=dedupe)
+
     def send(self, fn: Any, what: str, *, role: str | None = None, account: LocalAccount | None = None) -> Receipt:
-        """Sends one call as `account` (default: self.account(role)) and reports it on stderr."""
+        """Sends one call as `account` (default: self.account(role)) and reports it on stderr;
+        when `role` is held by a Safe (safe_route), proposes it instead and ends the command."""
+        if account is None or self.via_safe:
+            routed = self.safe_route(role)
+            if routed:
+                self.propose_fns(routed, [fn])
         signer = account or self.account(role)
         receipt = send(self.chain, signer, fn, confirmations=self.confirmations)
         note(f"{what} (tx 0x{bytes(receipt.transactionHash).hex()}, block {receipt.blockNumber})")
@@ -99,6 +175,10 @@ class Ctx:
                   account: LocalAccount | None = None) -> list[Receipt]:
         if not fns:
             return []
+        if account is None or self.via_safe:
+            routed = self.safe_route(role)
+            if routed:
+                self.propose_fns(routed, fns)
         signer = account or self.account(role)
         receipts = send_many(self.chain, signer, fns, confirmations=self.confirmations)
         note(f"{what} ({len(receipts)} transaction(s), last in block {receipts[-1].blockNumber})")
@@ -106,6 +186,28 @@ class Ctx:
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def show_proposal(c: Ctx, p: Any) -> None:
+    """A Safe proposal on stdout: what it does, its transactions and their signatures."""
+    from citypass import proposals
+
+    data = proposals.summary(c.chain, p)
+    if c.json:
+        output(c, data)
+        return
+    flat: dict[str, Any] = {k: data[k] for k in ("proposal", "safe", "what", "status", "signatures")}
+    for k, v in data["details"].items():
+        flat[k.replace("_", " ")] = ", ".join(map(str, v)) if isinstance(v, list) else v
+    for t in data["transactions"]:
+        label = f"nonce {t['nonce']}"
+        flat[label] = (f"{t['safe_tx_hash']} {t['state']}"
+                       + (f" in {t['executed_in']}" if t["executed_in"] else "")
+                       + (f", signed by {', '.join(t['signed_by'])}" if t["signed_by"] else ", no signatures yet")
+                       + ("" if len(data["transactions"]) == 1 else f": {t['what']}"))
+        for problem in t["problems"]:
+            warn(f"{t['safe_tx_hash']}: {problem}")
+    output(c, flat)
 
 
 # ------------------------------------------------------------------ messages and output
@@ -195,6 +297,21 @@ def output(ctx: Ctx, data: Any, rows: Iterable[Sequence[Any]] | None = None,
     for r in rows:
         table.add_row(*r)
     Console(highlight=False).print(table)
+
+
+def address_of(c: Ctx, value: str, what: str) -> str | None:
+    """An address given as such, as a keystore name or as dev:N; None for `none`."""
+    text = value.strip()
+    if text.lower() == "none":
+        return None
+    if text.startswith("0x"):
+        return C.checksum(text, what)
+    if text.startswith("dev:"):
+        return c.load(text).address  # load_account refuses dev keys off dev chains
+    for entry in keys.list_keystores(c.workdir):
+        if entry.name == text:
+            return entry.address  # no password needed: the address is in the keystore
+    raise UsageError(f"{what}: {text!r} is neither an address, a keystore name nor dev:N")
 
 
 # ------------------------------------------------------------------ values

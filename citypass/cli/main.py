@@ -18,8 +18,9 @@ import requests
 from citypass import __version__, gas, keys, node
 from citypass import contract as C
 from citypass.cli import ops, web
+from citypass.cli import safe as safe_cli
 from citypass.cli.common import (
-    ADDRESS, DATE, ROLE, Ctx, category_label, cents_to_str, end_of_day, failure, format_date,
+    ADDRESS, DATE, ROLE, Ctx, address_of as _address_of, category_label, cents_to_str, end_of_day, failure, format_date,
     format_euros, hoist_json, note, output, start_invocation, parse_categories, parse_euros, pass_ctx, role_label,
 )
 from citypass.errors import ROLE_IDS, CityPassError, UsageError, budget_text, date_text
@@ -88,17 +89,21 @@ class CityPassGroup(click.Group):
               help="Blocks to wait on top of each transaction (default: 0 on dev chains, else 2).")
 @click.option("--contract", "contract_address", envvar="CITYPASS_CONTRACT", metavar="ADDRESS",
               help="CityPass contract [env CITYPASS_CONTRACT]; default: the address book's for this chain.")
+@click.option("--via-safe", "via_safe", envvar="CITYPASS_VIA_SAFE", metavar="SAFE",
+              help="Propose a Safe transaction of this Safe instead of sending (automatic when the role a command "
+                   "needs is held by a Safe) [env CITYPASS_VIA_SAFE].")
 @click.version_option(__version__, prog_name="citypass")
 @click.pass_context
 def main(ctx: click.Context, rpc: str | None, workdir: Path, as_json: bool, from_spec: str | None,
-         confirmations: int | None, contract_address: str | None) -> None:
+         confirmations: int | None, contract_address: str | None, via_safe: str | None) -> None:
     """CityPass: municipal city-pass credit on an Ethereum chain.
 
     With no --rpc, commands use a local Anvil node whose state persists in --workdir
     (started on first use). Amounts are euros with cents (12.50), dates YYYY-MM-DD (UTC).
     """
     ctx.obj = Ctx(rpc=rpc, workdir=workdir, json=as_json, from_spec=from_spec,
-                  confirmations=confirmations, contract_address=contract_address)
+                  confirmations=confirmations, contract_address=contract_address,
+                  via_safe=C.checksum(via_safe, "--via-safe") if via_safe else None)
 
 
 # ------------------------------------------------------------------ node
@@ -231,17 +236,35 @@ def account_list(c: Ctx) -> None:
 @click.option("--admin-delay-days", type=click.FloatRange(min=0), default=3.0, show_default=True,
               help="Delay of the two-step admin transfer.")
 @click.option("--metadata-uri", default=C.DEFAULT_METADATA_URI, show_default=True)
+@click.option("--dev-safes", is_flag=True,
+              help="Local dev chains: make the admin a 2-of-3 Safe of dev:0-2 and the issuer and registrar another "
+                   "2-of-3 Safe of dev:3-5 (created first).")
+@click.option("--allow-both-roles-on-one-key", "allow_both", is_flag=True,
+              help="Allow one plain key (not a Safe) to be registrar and issuer off dev chains (four-eyes: only if intended).")
 @pass_ctx
-def deploy_cmd(c: Ctx, admin_delay_days: float, metadata_uri: str, **roles: str | None) -> None:
+def deploy_cmd(c: Ctx, admin_delay_days: float, metadata_uri: str, dev_safes: bool, allow_both: bool,
+               **roles: str | None) -> None:
     """Deploy CityPass, each role to its own address, and record it in the address book.
 
     Role addresses take an address, a keystore name, dev:N (local dev chains) or `none`
     (leave the role empty). On a local dev chain every role defaults to its own dev
-    account; elsewhere --admin and every role must be given.
+    account; elsewhere --admin and every role must be given. A role address that is a
+    contract must be a Safe: its owners and threshold are printed.
     """
+    from citypass import proposals
+    from citypass import safe as S
+
     chain = c.chain
     resolved: dict[str, str | None] = {}
     defaults = C.dev_roles() if chain.is_local_dev else {}
+    if dev_safes:
+        if not chain.is_local_dev:
+            raise UsageError(f"--dev-safes: chain {chain.chain_id} is not a local dev chain (its keys are public)")
+        if roles["admin"] or roles["issuer"] or roles["registrar"]:
+            raise UsageError("--dev-safes makes the admin, issuer and registrar: leave out --admin, --issuer and --registrar")
+        admin_safe = safe_cli.create_dev_safe(c, safe_cli.DEV_ADMIN_OWNERS)
+        issuer_safe = safe_cli.create_dev_safe(c, safe_cli.DEV_ISSUER_OWNERS)
+        roles.update(admin=admin_safe.address, issuer=issuer_safe.address, registrar=issuer_safe.address)
     for role, value in roles.items():
         option = "--" + role.replace("_", "-")
         if value is None and role not in defaults:
@@ -249,30 +272,27 @@ def deploy_cmd(c: Ctx, admin_delay_days: float, metadata_uri: str, **roles: str 
         resolved[role] = defaults[role] if value is None else _address_of(c, value, option)
     if resolved["admin"] is None:
         raise UsageError("--admin cannot be `none`: someone must be able to grant roles")
+    safes: dict[str, S.SafeInfo] = {}
+    for role, address in resolved.items():
+        if address is not None and bytes(chain.w3.eth.get_code(address)):
+            safes[role] = S.safe_info(chain, address, "--" + role.replace("_", "-"))  # a contract must be a Safe
+    if resolved["issuer"] and resolved["issuer"] == resolved["registrar"] and not allow_both:
+        refusal = proposals.both_roles_refusal(chain, resolved["issuer"], ["ISSUER", "REGISTRAR"])
+        if refusal:
+            raise CityPassError(f"--issuer and --registrar: {refusal}; nothing was deployed")
+    for role, info in safes.items():
+        note(f"{role.replace('_', ' ')}: {safe_cli.describe_safe(info)}")
     deployer = c.account()
     dep = C.deploy(chain, deployer, admin=resolved.pop("admin"), admin_delay=int(admin_delay_days * 86_400),
                    metadata_uri=metadata_uri, workdir=c.workdir, confirmations=c.confirmations, **resolved)
     note(f"deployed CityPass at {dep.address} on chain {chain.chain_id} (block {dep.block}); "
          f"recorded in {C.addressbook_path(c.workdir)}")
     members = {role_label(k): v for k, v in C.role_members(dep).items()}
-    output(c, {"contract": dep.address, "chain_id": chain.chain_id, "block": dep.block, "roles": members},
+    output(c, {"contract": dep.address, "chain_id": chain.chain_id, "block": dep.block, "roles": members}
+           | ({"safes": {role_label(r.upper()): {"safe": i.address, "threshold": i.threshold, "owners": list(i.owners)}
+                         for r, i in safes.items()}} if safes else {}),
            rows=[("contract", dep.address)] + [(k, ", ".join(v) or "-") for k, v in members.items()],
            columns=("WHAT", "ADDRESS"))
-
-
-def _address_of(c: Ctx, value: str, what: str) -> str | None:
-    """An address given as such, as a keystore name or as dev:N; None for `none`."""
-    text = value.strip()
-    if text.lower() == "none":
-        return None
-    if text.startswith("0x"):
-        return C.checksum(text, what)
-    if text.startswith("dev:"):
-        return c.load(text).address  # load_account refuses dev keys off dev chains
-    for entry in keys.list_keystores(c.workdir):
-        if entry.name == text:
-            return entry.address  # no password needed: the address is in the keystore
-    raise UsageError(f"{what}: {text!r} is neither an address, a keystore name nor dev:N")
 
 
 @main.command("info")
@@ -463,6 +483,9 @@ def provider_add(c: Ctx, address: str, categories: str, max_amount: str | None, 
     dep = c.deployment
     cats = parse_categories(dep, categories)
     limit = _max_amount(max_amount)
+    routed = c.safe_route("PROVIDER_MANAGER")
+    if routed:
+        c.propose_fns(routed, [dep.contract.functions.addProvider(address, _mask(cats), limit, _provider_name(name))])
     signer = c.account("PROVIDER_MANAGER")
     c.send(dep.contract.functions.addProvider(address, _mask(cats), limit, _provider_name(name)),
            f"registered provider {address}", account=signer)
@@ -806,13 +829,28 @@ def role_group() -> None:
 @role_group.command("grant")
 @click.argument("role", type=ROLE)
 @click.argument("address", type=ADDRESS)
+@click.option("--allow-both-roles-on-one-key", "allow_both", is_flag=True,
+              help="Off dev chains: give a plain key (not a Safe) the registrar role beside the issuer role, or the "
+                   "other way round (four-eyes: only if intended).")
 @pass_ctx
-def role_grant(c: Ctx, role: str, address: str) -> None:
-    """Give ROLE to ADDRESS. Needs the admin."""
+def role_grant(c: Ctx, role: str, address: str, allow_both: bool) -> None:
+    """Give ROLE to ADDRESS. Needs the admin.
+
+    Off local dev chains, one plain key (EOA) is not given both the registrar and the
+    issuer role without --allow-both-roles-on-one-key: a Safe holds both (enrollAndIssue
+    needs both on one account; the Safe's threshold keeps four eyes on it).
+    """
+    from citypass import proposals
+
     _check_grantable(role)
     dep = c.deployment
     if C.has_role(dep, role, address):
         raise CityPassError(f"{address} already has the {role} role")
+    if not allow_both:
+        held = [r for r in ("REGISTRAR", "ISSUER") if C.has_role(dep, r, address)]
+        refusal = proposals.both_roles_refusal(dep.chain, address, held + [role])
+        if refusal:
+            raise CityPassError(f"{refusal}; nothing was sent")
     c.send(dep.contract.functions.grantRole(ROLE_IDS[role], address), f"granted {role} to {address}", role="ADMIN")
     if c.json:
         output(c, {"role": role_label(role), "address": address, "granted": True})
@@ -855,11 +893,29 @@ def role_transfer_admin(c: Ctx, address: str) -> None:
 def role_accept_admin(c: Ctx) -> None:
     """Accept a pending admin transfer (as the new admin, after the delay)."""
     dep = c.deployment
-    pending, _ = dep.contract.functions.pendingDefaultAdmin().call()
+    pending, schedule = dep.contract.functions.pendingDefaultAdmin().call()
     if int(pending, 16) == 0:
         raise CityPassError("no admin transfer is pending")
+    if bytes(dep.chain.w3.eth.get_code(pending)):  # the new admin is a Safe: its owners accept
+        if schedule >= dep.chain.now():
+            note(f"the transfer can be accepted after {date_text(schedule)}: the Safe's owners can sign now")
+        c.propose(pending, [(dep.address, bytes.fromhex(dep.contract.functions.acceptDefaultAdminTransfer()
+                                                        ._encode_transaction_data()[2:]),
+                             "accept the admin role (the pending admin transfer)")],
+                  simulate=schedule < dep.chain.now())
     signer = c.account() if c.from_spec or not dep.chain.is_local_dev else _dev_signer(c, pending)
     c.send(dep.contract.functions.acceptDefaultAdminTransfer(), f"{signer.address} is now the admin", account=signer)
+    _show_admin(c)
+
+
+@role_group.command("cancel-admin")
+@pass_ctx
+def role_cancel_admin(c: Ctx) -> None:
+    """Cancel a pending admin transfer (as the admin)."""
+    dep = c.deployment
+    if int(dep.contract.functions.pendingDefaultAdmin().call()[0], 16) == 0:
+        raise CityPassError("no admin transfer is pending")
+    c.send(dep.contract.functions.cancelDefaultAdminTransfer(), "the pending admin transfer is cancelled", role="ADMIN")
     _show_admin(c)
 
 
@@ -958,6 +1014,7 @@ def settings_set(c: Ctx, pass_qr_ttl: int | None, scan_limit: int | None) -> Non
 
 # ------------------------------------------------------------------ issuance, vouchers, finance
 ops.register(main)
+safe_cli.register(main)  # citypass safe (citypass/cli/safe.py)
 main.add_command(web.web_cmd)  # citypass web (citypass/cli/web.py)
 
 

@@ -8,6 +8,7 @@ group by citypass/cli/main.py (`register(main)`).
 
 from __future__ import annotations
 
+import unicodedata
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -149,6 +150,11 @@ def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: 
             click.echo(f"{k + ':':<24} {v}")
         output(c, None, rows=rows, columns=("BATCH", "KIND", "ID", "ROWS", "EUROS", "GAS"))
         return
+    routed = c.safe_route(["ISSUER", "REGISTRAR"] if plan.new_residents else ["ISSUER"]) if plan.sends else None
+    if routed:  # the issuer is a Safe: the plan becomes one proposal its owners approve
+        from citypass.proposals import issuance_proposal
+
+        c.propose(routed, **issuance_proposal(dep, plan, b.name, b.serial))
     if not plan.sends:
         note("everything in this file was issued before: nothing to send")
     else:
@@ -424,6 +430,11 @@ def balance_cmd(c: Ctx, provider: str | None) -> None:
 def reclaim_cmd(c: Ctx, budget_spec: str, batch_size: int) -> None:
     """Burn the credit residents left in an ended budget. Needs BUDGET_MANAGER."""
     b = _budget(c, budget_spec)
+    routed = c.safe_route("BUDGET_MANAGER")
+    if routed:
+        from citypass.proposals import reclaim_fns
+
+        c.propose_fns(routed, reclaim_fns(c.deployment, b.id, batch_size))
     account = c.account("BUDGET_MANAGER")
     # The bar appears with the library's first progress report, which comes only after its
     # checks (budget ended, role): a refusal is never preceded by a progress bar.
@@ -446,6 +457,12 @@ def reclaim_cmd(c: Ctx, budget_spec: str, batch_size: int) -> None:
 def settle_cmd(c: Ctx, provider: str, reference: str, budget_specs: tuple[str, ...]) -> None:
     """Record a payment to a provider: burns what it holds under a one-time reference. Needs TREASURER."""
     budgets = [_budget(c, s).id for s in budget_specs] or None
+    routed = c.safe_route("TREASURER")
+    if routed:
+        from citypass.proposals import settle_fn
+
+        fn, key = settle_fn(c.deployment, provider, reference, budgets)
+        c.propose_fns(routed, [fn], dedupe=[key])
     result = finance.settle(c.deployment, c.account("TREASURER"), provider, reference, budgets)
     note(f"settled {format_euros(result.total)} with {provider} under reference {result.reference!r} (tx {result.tx_hash})")
     output(c, {"provider": provider, "reference": result.reference, "reference_hash": result.reference_hash,
@@ -469,6 +486,10 @@ def correct_cmd(c: Ctx, holder: str, budget_spec: str, amount: int, reference: s
     the difference instead.
     """
     b = _budget(c, budget_spec)
+    routed = c.safe_route("ISSUER")
+    if routed:
+        c.propose_fns(routed, [c.deployment.contract.functions.correct(
+            holder, b.id, amount, " ".join(unicodedata.normalize("NFC", reference).split()))])
     result = finance.correct(c.deployment, c.account("ISSUER"), holder, b.id, amount, reference)
     note(f"took back {format_euros(result.amount)} of budget #{b.serial} from {result.holder} under {result.reference!r} "
          f"({format_euros(result.left)} left on the pass), tx {result.tx_hash}")
