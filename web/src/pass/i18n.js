@@ -55,7 +55,7 @@ export const UI = {
     updated: "Bijgewerkt: {when}",
     refresh: "Vernieuwen",
     // pass
-    showHeading: "Mijn pas",
+    showHeading: "Uw stadspas",
     showText: "Laat deze code scannen bij de kassa.",
     qrLabel: "QR-code van uw stadspas voor de kassa",
     brightness: "Zet uw scherm zo licht mogelijk en houd de telefoon stil.",
@@ -182,7 +182,7 @@ export const UI = {
     validUntil: "Valid until",
     updated: "Updated: {when}",
     refresh: "Refresh",
-    showHeading: "My pass",
+    showHeading: "Your city pass",
     showText: "Let the till scan this code.",
     qrLabel: "QR code of your city pass for the till",
     brightness: "Turn your screen as bright as it goes and hold the phone still.",
