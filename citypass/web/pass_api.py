@@ -40,7 +40,7 @@ MAX_SKEW = 300  # seconds either side of the server's clock
 MAX_SEEN = 100_000  # replay memory; beyond it the oldest entries go (they are expired by then, or nearly)
 MAX_CHAIN = 8  # migrations followed back (a resident who lost eight phones still sees the history)
 NONCE = re.compile(r"[0-9a-f]{32}")
-CONTACT = {"name": "Stadspas-balie van de gemeente", "phone": "14 050"}  # synthetic pilot default
+CONTACT = {"name": "Stadspas-balie van de gemeente", "phone": "14\u00a0050"}  # the pilot's default (no-break space)
 PATH_HISTORY = "/api/pass/history"
 
 

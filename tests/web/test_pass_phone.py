@@ -168,11 +168,11 @@ def test_a_refused_pass_says_who_to_call_and_every_reason_is_explained(open_phon
     phone.go("home")
     phone.refresh()
     banner = phone.text("#pass-state")
-    assert "tijdelijk geblokkeerd" in banner and "14 050" in banner
+    assert "tijdelijk geblokkeerd" in banner and "14\u00a0050" in banner
     assert not phone.page.is_visible("#show-pass")
     phone.state("home-suspended")
     phone.page.tap("#lang")
-    assert "suspended" in phone.text("#pass-state") and "14 050" in phone.text("#pass-state")
+    assert "suspended" in phone.text("#pass-state") and "14\u00a0050" in phone.text("#pass-state")
     phone.page.tap("#lang")
     world.cli("pass", "reinstate", address)
 
@@ -182,4 +182,4 @@ def test_a_refused_pass_says_who_to_call_and_every_reason_is_explained(open_phon
     till_titles = server.api("messages", {"lang": "nl"})["reasons"]
     for name in explained:  # the resident sees the words the till shows
         assert f"“{till_titles[name]['title']}”" in phone.text(f"#reasons dt[data-reason='{name}']")
-    assert "14 050" in phone.text("#reasons")
+    assert "14\u00a0050" in phone.text("#reasons")

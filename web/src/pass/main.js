@@ -47,7 +47,7 @@ const t = (key, values) => fill(UI[state.lang][key] ?? key, { ...contactValues()
 const money = (cents) => formatCents(Number(cents), state.lang);
 
 function contactValues() {
-  const c = (state.config && state.config.contact) || { name: "Stadspas-balie van de gemeente", phone: "14 050" };
+  const c = (state.config && state.config.contact) || { name: "Stadspas-balie van de gemeente", phone: "14\u00a0050" };
   return { desk: state.lang === "nl" ? c.name.charAt(0).toLowerCase() + c.name.slice(1) : "municipality's city pass desk", phone: c.phone };
 }
 
@@ -419,7 +419,9 @@ function renderHome() {
   const b = state.balances;
   const note = $("home-note");
   note.hidden = true;
-  if (b && b.pass.status === "none" && !b.pass.migrated_to) {
+  if (problem) {
+    // the banner says it all
+  } else if (b && b.pass.status === "none" && !b.pass.migrated_to) {
     note.hidden = false;
     note.textContent = t("notEnrolled");
   } else if (b && !b.balances.length) {
