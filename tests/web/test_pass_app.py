@@ -143,4 +143,11 @@ def test_first_run_enrol_show_pay_history_offline(open_phone, open_till, world, 
     assert backup_address == address
     assert len(phone.requests) > 10
     assert phone.leaks(PIN, key, "0x" + key, BACKUP_PASSWORD) == []
+    # and nothing the app keeps holds the key or the PIN in the clear
+    kept = phone.page.evaluate("""async () => {
+        const db = await new Promise((ok) => { const r = indexedDB.open('citypass-pass'); r.onsuccess = () => ok(r.result); });
+        const all = await new Promise((ok) => { const q = db.transaction('kv').objectStore('kv').getAll(); q.onsuccess = () => ok(q.result); });
+        return JSON.stringify(all) + JSON.stringify({...localStorage});
+    }""")
+    assert address in kept and key.lower() not in kept.lower() and PIN not in kept
     assert any("/api/pass/history" in r.url for r in phone.requests)

@@ -183,3 +183,19 @@ def test_a_refused_pass_says_who_to_call_and_every_reason_is_explained(open_phon
     for name in explained:  # the resident sees the words the till shows
         assert f"“{till_titles[name]['title']}”" in phone.text(f"#reasons dt[data-reason='{name}']")
     assert "14\u00a0050" in phone.text("#reasons")
+
+    # the resident's per-scan limit: at most the municipality's, and the pass QR carries it
+    assert phone.page.input_value("#limit") == "150,00"  # the municipality's default (settings.py)
+    phone.page.fill("#limit", "151,00")
+    phone.page.tap("#limit-form button[type=submit]")
+    assert "tussen €0,01 en €150,00" in phone.text("#limit-status")
+    phone.page.fill("#limit", "3,00")
+    phone.page.tap("#limit-form button[type=submit]")
+    phone.page.wait_for_function("() => document.getElementById('limit-status').textContent.includes('Opgeslagen')")
+    assert "maximaal €3,00 per betaling" in phone.text("#limit-status")
+    phone.state("more-limit-saved")
+    phone.go("home")
+    phone.refresh()
+    pq = passqr.decode(phone.show_pass(PIN))
+    assert [(e.budget, e.max_amount) for e in pq.entries] == [(world.sport, 300)]
+    assert "tot €3,00 per betaling" in phone.text("#show-budgets")

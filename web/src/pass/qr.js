@@ -16,9 +16,17 @@ export function drawQr(canvas, text, cssSize) {
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, px, px);
   ctx.fillStyle = "#000";
+  ctx.beginPath(); // one path of horizontal runs, filled once: a few hundred rectangles, not thousands
   for (let y = 0; y < modules; y++) {
     const row = qr.data[y];
-    for (let x = 0; x < modules; x++) if (row[x]) ctx.fillRect(x * scale, y * scale, scale, scale);
+    for (let x = 0; x < modules; x++) {
+      if (!row[x]) continue;
+      let end = x + 1;
+      while (end < modules && row[end]) end++;
+      ctx.rect(x * scale, y * scale, (end - x) * scale, scale);
+      x = end;
+    }
   }
+  ctx.fill();
   return { version: qr.version, modules: modules - 8 };
 }
