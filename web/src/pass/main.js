@@ -653,6 +653,7 @@ function renderMore() {
   $("limit").value = (limitCents() / 100).toFixed(2).replace(".", state.lang === "nl" ? "," : ".");
   $("limit-status").textContent = "";
   $("backup-status").textContent = "";
+  $("lock-status").textContent = "";
 }
 
 $("limit-form").addEventListener("submit", async (event) => {
@@ -699,7 +700,7 @@ $("backup-form").addEventListener("submit", async (event) => {
 
 $("lock-now").addEventListener("click", () => {
   lock();
-  $("limit-status").textContent = t("lockedNow");
+  $("lock-status").textContent = t("lockedNow");
 });
 
 $("lang").addEventListener("click", () => {
