@@ -141,6 +141,12 @@ chromium:
 bench-till: setup chromium
 	$(PY) -m bench.till $(BENCH_ARGS)
 
+# The pass app's figures in a real phone-sized browser: sign + draw the pass QR and the PIN unlock at
+# CPU 4x, the app's weight, the pass QR's version and length for 1, 3 and 5 budgets (bench/pass.py).
+.PHONY: bench-pass
+bench-pass: setup chromium
+	$(PY) -m bench.pass $(BENCH_ARGS)
+
 # Only the till's browser tests (also part of `make test`), on their own embedded chain.
 test-web: setup chromium
 	$(PY) -m pytest tests/web tests/test_bundle.py -p no:pytest-brownie --confcutdir=tests/web $(PYTEST_ARGS)

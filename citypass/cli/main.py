@@ -685,6 +685,18 @@ def _batches(items: list[str], size: int = PASS_BATCH) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def _pass_addresses(c: Ctx, given: tuple[str, ...]) -> tuple[str, ...]:
+    """Each argument as a 0x address: the pass app's address QR text (ethereum:0x...@chain)
+    or a picture of it is read here (citypass/address.py)."""
+    from citypass.address import AddressQRError, read_pass_address
+
+    try:
+        return tuple(read_pass_address(a, c.deployment.chain.chain_id, f"argument {i + 1}")
+                     for i, a in enumerate(given))
+    except AddressQRError as exc:
+        raise UsageError(str(exc)) from None
+
+
 @pass_group.command("enroll")
 @click.argument("addresses", nargs=-1)
 @click.option("--file", type=click.File("r"), help="More addresses, one per line.")
@@ -693,10 +705,11 @@ def _batches(items: list[str], size: int = PASS_BATCH) -> list[list[str]]:
               help="Enrol addresses that hold a municipal role too (four-eyes: only when intended).")
 @pass_ctx
 def pass_enroll(c: Ctx, addresses: tuple[str, ...], file: Any, valid_until: int, allow_role_holders: bool) -> None:
-    """Enrol new passes."""
+    """Enrol new passes. Each ADDRESS is a 0x address, the pass app's address QR text
+    (ethereum:0x...@chain id) or a PNG/JPEG of that QR code."""
     from citypass.issuance import role_holders
 
-    holders = _read_addresses(addresses, file)
+    holders = _read_addresses(_pass_addresses(c, addresses), file)
     if not allow_role_holders:
         roles = role_holders(c.deployment)
         held = [f"{h} holds the {' and '.join(roles[h])} role" for h in holders if h in roles]
@@ -751,16 +764,18 @@ MIGRATE_BUDGETS_PER_CALL = 50  # ~30k gas each: well inside any block
 
 @pass_group.command("migrate")
 @click.argument("old", type=ADDRESS)
-@click.argument("new", type=ADDRESS)
+@click.argument("new")
 @click.option("--budget", "budget_specs", multiple=True, metavar="ID",
               help="Budgets to move (repeatable; default: every budget the old pass holds credit in).")
 @pass_ctx
 def pass_migrate(c: Ctx, old: str, new: str, budget_specs: tuple[str, ...]) -> None:
     """Lost phone: move the pass and its credit from OLD to NEW (the old key is dead).
+    NEW may be the new phone's address QR text (ethereum:0x...@chain id) or a picture of it.
 
     The credit moves in as many transactions as needed; credit left behind (or arriving
     later) follows with `pass migrate` again.
     """
+    new = _pass_addresses(c, (new,))[0]  # NEW may be the new phone's address QR text or a picture of it
     if old == new:
         raise UsageError("OLD and NEW are the same address")
     dep = c.deployment

@@ -1,6 +1,7 @@
 """The ASGI app of `citypass web`: its routes, in one table.
 
     /till/            the provider's till (static files: citypass/web/static/till/)
+    /pass/            the resident's pass app (citypass/web/pass_api.py, with /api/pass/*)
     /assets/          the bundle, CSS, fonts and the QR decoder's wasm (citypass/web/static/assets/)
     POST /api/<name>  the JSON API (citypass/web/api.py; shapes in WEB-API.md)
     POST /rpc         the wallet RPC endpoint (citypass/web/rpc.py)
@@ -25,7 +26,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from citypass.web import api, dashboard
+from citypass.web import api, dashboard, pass_api
 from citypass.web.errors import ApiError, error_response, json_response, to_api_error
 from citypass.web.rpc import WalletRpc
 from citypass.web.security import Guard, GuardSettings
@@ -123,6 +124,7 @@ def create_app(service: api.Service, config: WebConfig) -> Starlette:
         Route("/rpc", rpc_route, methods=["POST"]),
     ]
     routes += dashboard.routes(service, config)  # /dashboard/, /api/dashboard/* (citypass/web/dashboard.py)
+    routes += pass_api.routes(service, config)  # /pass/, /api/pass/* (citypass/web/pass_api.py)
     guard = GuardSettings(allowed_hosts=config.allowed_hosts, rate_limit=config.rate_limit)
     return Starlette(routes=routes, middleware=[Middleware(Guard, settings=guard)],
                      exception_handlers={HTTPException: http_error})

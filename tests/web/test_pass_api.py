@@ -1,0 +1,116 @@
+"""The pass app's server side without a browser: the address QR parser (citypass/address.py)
+and the CLI that reads it at the desk, and /api/pass/history, which answers only a fresh,
+never-seen request signed by the holder's own key for this server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from click.testing import CliRunner
+from eth_account import Account
+from eth_utils import keccak
+
+import media
+from citypass.address import AddressQRError, address_qr, parse_address_qr, read_pass_address
+from citypass.cli import main
+from citypass.web import pass_api
+from citypass.web.errors import ApiError
+
+ADDRESS = "0x52908400098527886E0F7030069857D2E4169EE7"  # EIP-55's own example (all caps digits)
+MIXED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+def test_parse_address_qr_reads_the_agreed_format_and_says_what_is_wrong():
+    assert parse_address_qr(f"ethereum:{MIXED}@31337") == (MIXED, 31337)
+    assert parse_address_qr(f"  ethereum:{MIXED.lower()}@1\n") == (MIXED, 1)
+    assert parse_address_qr(f"ethereum:{MIXED}") == (MIXED, None)
+    assert parse_address_qr(MIXED.lower()) == (MIXED, None)
+    assert parse_address_qr(address_qr(MIXED.lower(), 10)) == (MIXED, 10)
+    assert address_qr(MIXED.lower(), 10) == f"ethereum:{MIXED}@10"
+    typo = MIXED[:-1] + "D"  # one letter in the wrong case
+    cases = {
+        f"ethereum:{typo}@1": "checksum",
+        "ethereum:0x1234@1": "40 hex digits",
+        f"ethereum:{MIXED}@main": "chain id",
+        f"ethereum:{MIXED}@0": "0 is no chain",
+        f"ethereum:{MIXED}/transfer?address=0x1": "payment request",
+        "CP2:ABC": r"pass QR \(for the till\)",
+        "https://example.org": "not an address QR",
+        "": "empty",
+    }
+    for text, words in cases.items():
+        with pytest.raises(AddressQRError, match=words):
+            parse_address_qr(text)
+
+
+def test_read_pass_address_takes_a_picture_and_refuses_another_chain(tmp_path):
+    png = tmp_path / "address.png"
+    png.write_bytes(media.png(f"ethereum:{MIXED}@31337"))
+    assert read_pass_address(str(png), 31337) == MIXED
+    with pytest.raises(AddressQRError, match="argument 1: .*chain 31337, this is chain 5"):
+        read_pass_address(str(png), 5, "argument 1")
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(media.png("hello"))
+    with pytest.raises(AddressQRError, match="not an address QR"):
+        read_pass_address(str(blank), 31337)
+
+
+def test_enroll_refuses_a_bad_address_qr_before_sending_anything(world):
+    runner = CliRunner(mix_stderr=False, env={"CITYPASS_RPC": None, "CITYPASS_FROM": None,
+                                              "CITYPASS_CONTRACT": None, "CITYPASS_HOME": None})
+    who = Account.from_key(keccak(text="citypass-pass-api-wrong-chain")).address
+    result = runner.invoke(main, ["--workdir", str(world.workdir), "pass", "enroll", f"ethereum:{who}@5",
+                                  "--valid-until", world.until])
+    assert result.exit_code == 2 and "argument 1" in result.stderr and "chain 5" in result.stderr
+    status = world.cli("pass", "show", who)
+    assert status["status"] == "none"  # nothing was enrolled
+
+
+# ------------------------------------------------------------------ the signed history
+def test_verify_accepts_the_holders_fresh_request_once():
+    key = keccak(text="citypass-pass-api-holder")
+    origin, chain, contract = "http://127.0.0.1:8000", 31337, MIXED
+    replays = pass_api.Replays()
+    body = pass_api.sign_request(key, origin, chain, contract)
+    assert pass_api.verify(dict(body), origin, chain, contract, replays) == Account.from_key(key).address
+    with pytest.raises(ApiError, match="replay"):
+        pass_api.verify(dict(body), origin, chain, contract, replays)
+    stale = pass_api.sign_request(key, origin, chain, contract, timestamp=int(time.time()) - 3600)
+    with pytest.raises(ApiError, match="time"):
+        pass_api.verify(stale, origin, chain, contract, replays)
+    fresh = pass_api.sign_request(key, origin, chain, contract)
+    for other in [("http://evil.example", chain, contract), (origin, 1, contract), (origin, chain, ADDRESS)]:
+        with pytest.raises(ApiError, match="not signed by the holder"):
+            pass_api.verify(dict(fresh), *other, replays)
+    someone_else = pass_api.sign_request(keccak(text="someone else"), origin, chain, contract)
+    forged = {**someone_else, "holder": Account.from_key(key).address}
+    with pytest.raises(ApiError, match="not signed by the holder"):
+        pass_api.verify(forged, origin, chain, contract, replays)
+    with pytest.raises(ApiError, match="nonce"):
+        pass_api.verify({**fresh, "nonce": "1"}, origin, chain, contract, replays)
+
+
+def test_history_route_answers_only_the_holder(server, world):
+    d = server.api("deployment")
+    who = world.new_resident("pass-api-history", sport="7.00", culture="")
+    url = server.base + "/api/pass/history"
+    body = pass_api.sign_request(who.key, server.base, d["chain_id"], d["contract"])
+    answer = requests.post(url, json=body, timeout=30)
+    assert answer.ok, answer.text
+    items = answer.json()["items"]
+    assert [(i["kind"], i["amount_cents"], i["name"]) for i in items] == [("issued", 700, "Sport 2026")]
+    again = requests.post(url, json=body, timeout=30)
+    assert again.status_code == 401 and "replay" in again.json()["error"]["message"]
+    unsigned = requests.post(url, json={"holder": who.address}, timeout=30)
+    assert unsigned.status_code == 400 and "missing" in unsigned.json()["error"]["message"]
+    wrong_key = pass_api.sign_request(keccak(text="not the holder"), server.base, d["chain_id"], d["contract"])
+    stolen = requests.post(url, json={**wrong_key, "holder": who.address}, timeout=30)
+    assert stolen.status_code == 401 and "only for the pass holder" in stolen.json()["error"]["message"]
+    config = requests.post(server.base + "/api/pass/config", json={}, timeout=30).json()
+    assert config["chain_id"] == d["chain_id"] and config["pass_qr_ttl_seconds"] == 86_400
+    assert config["scan_limit_cents"] == 15_000
+    page = requests.get(server.base + "/pass/", timeout=30)
+    assert page.ok and "/pass/pass.js" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
