@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ class Chain:
     workdir: Path = field(default_factory=lambda: Path(".citypass"))
     session: requests.Session = field(default_factory=requests.Session)
     client: str = ""  # web3_clientVersion, e.g. "anvil/v1.7.1"
+    confirmations: int | None = None  # blocks on top of a transaction before it counts as done (None: the default)
+    notify: Any = None  # callable(str) for "waiting..." messages (rate limits, blocks); None: stderr
 
     @property
     def is_local_dev(self) -> bool:
@@ -44,7 +47,18 @@ class Chain:
 
     @property
     def default_confirmations(self) -> int:
+        """Blocks on top of a transaction's block before a send reports it done: the chain's
+        `confirmations` if set (`--confirmations N`), else 0 on dev chains and 2 elsewhere."""
+        if self.confirmations is not None:
+            return self.confirmations
         return 0 if self.is_local_dev else DEFAULT_CONFIRMATIONS
+
+    def say(self, message: str) -> None:
+        """A message for the human while something waits (never data): `notify`, else stderr."""
+        if self.notify is not None:
+            self.notify(message)
+        else:
+            print(f"note: {message}", file=sys.stderr, flush=True)
 
     @property
     def name(self) -> str:
@@ -126,9 +140,12 @@ def connect(
     *,
     workdir: Path | str = ".citypass",
     start_node: bool = True,
+    confirmations: int | None = None,
 ) -> Chain:
     """Connects to `rpc` (or $CITYPASS_RPC), else to the embedded Anvil of `workdir`,
-    starting it if needed (start_node=False: only attach; error if it does not run)."""
+    starting it if needed (start_node=False: only attach; error if it does not run).
+    `confirmations`: blocks on top of a transaction before any send of this chain reports it
+    done (default: 0 on dev chains, 2 elsewhere; see Chain.default_confirmations)."""
     workdir = Path(workdir)
     rpc = rpc or os.environ.get("CITYPASS_RPC") or None
     embedded = rpc is None
@@ -149,7 +166,7 @@ def connect(
                             request_kwargs={"timeout": RPC_TIMEOUT})
     w3 = Web3(provider)
     return Chain(w3=w3, chain_id=chain_id, rpc_url=rpc, embedded=embedded, workdir=workdir, session=session,
-                 client=_client_version(session, rpc))
+                 client=_client_version(session, rpc), confirmations=confirmations)
 
 
 def _client_version(session: requests.Session, rpc: str) -> str:

@@ -12,6 +12,11 @@ the caller's "was it done already?" checks see them; a sent transaction that is 
 within STUCK_AFTER is looked up: dropped by the node -> the same signed bytes are broadcast
 again; still waiting because its fee is below the base fee -> replaced at the same nonce
 with a higher fee; its nonce taken by another transaction -> reported, not re-sent.
+
+Confirmations (`chain.default_confirmations`, `--confirmations N`): a send returns only when
+its block has N blocks on top and is still the chain's block at that height. A transaction
+reorganised out before then is followed with the same signed bytes (`_confirm`); what was
+reported done is written down (citypass/reported.py) so a deeper reorg is noticed later.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from citypass.chain import Chain, RpcError
 from citypass.errors import CityPassError
 from citypass.reverts import explain_revert, type_of
 from citypass.faults import fault_point
+from citypass import reported
 
 GAS_MARGIN = 1.2  # estimates can be a little short when storage warms up differently
 GAS_EXTRA = 10_000
@@ -43,6 +49,8 @@ DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei, if the node cannot suggest one
 RPC_CHUNK = 250  # calls per JSON-RPC batch request
 RECEIPT_TIMEOUT = 300.0
 LOCAL_STALL_SECONDS = 0.2  # no new receipt nor block for this long on a local dev chain: see _nudge_local_miner
+WAIT_SAY_AFTER = 5.0  # seconds of waiting before a "waiting for ..." message, then every WAIT_SAY_EVERY
+WAIT_SAY_EVERY = 10.0
 STUCK_AFTER = 30.0  # seconds without a receipt before a sent transaction is looked up
 FEE_BUMP = 1.125  # a replacement pays at least 12.5% more (what geth's and Anvil's pools ask)
 
@@ -412,17 +420,106 @@ def _nudge_local_miner(chain: Chain) -> None:
     (foundry-rs/foundry#10122; seen here with pipelined issuance batches and redemptions):
     they sit there until the next transaction comes. On a local dev chain, mining a block
     takes them in; on a real network this never runs."""
+    if not _automine(chain):
+        return  # blocks come at the node's own pace (--block-time, or a test's miner): never mine for it
     status = chain.rpc_batch([("txpool_status", [])], raise_errors=False)[0]
     if isinstance(status, dict) and int(status.get("pending", "0x0"), 16) > 0:
         chain.rpc("evm_mine")
 
 
-def _wait_confirmations(chain: Chain, block: int, confirmations: int, timeout: float) -> None:
+def _automine(chain: Chain) -> bool:
+    """Whether a local dev node mines a block for every transaction (Anvil's and Hardhat's
+    own question; True for a node that cannot say, e.g. Ganache, as before)."""
+    for method in ("anvil_getAutomine", "hardhat_getAutomine"):
+        answer = chain.rpc_batch([(method, [])], raise_errors=False)[0]
+        if isinstance(answer, bool):
+            return answer
+    return True
+
+
+def _confirm(chain: Chain, account: LocalAccount, sent: Sequence[_Pending], receipts: list[dict[str, Any]],
+             wanted: int, timeout: float) -> list[dict[str, Any]]:
+    """Waits until every receipt's block has `wanted` blocks on top of it *and* is still the
+    chain's block at that height; returns the receipts as they are then. A transaction whose
+    block was reorganised away meanwhile is followed, never re-signed: mined again elsewhere
+    -> its new receipt; back in (or dropped from) the pool -> the same signed bytes are
+    offered again and waited for; its nonce taken by another transaction -> CityPassError
+    (then it is not done, and a re-run checks what is still needed)."""
     deadline = time.monotonic() + timeout
-    while int(chain.rpc("eth_blockNumber"), 16) < block + confirmations:
-        if time.monotonic() > deadline:
-            raise CityPassError(f"block {block} did not get {confirmations} confirmations within {timeout:.0f} s")
-        time.sleep(1.0)
+    pause = 0.05 if chain.is_local_dev else 1.0
+    next_say = time.monotonic() + WAIT_SAY_AFTER
+    receipts = list(receipts)
+    automine: bool | None = None
+    while True:
+        head = int(chain.rpc("eth_blockNumber"), 16)
+        target = max(int(r["blockNumber"], 16) for r in receipts) + wanted
+        if head >= target:
+            moved = _moved(chain, receipts)
+            if not moved:
+                return receipts
+            gone = [i for i, fresh in moved.items() if fresh is None]
+            chain.say(f"the chain reorganised: {len(moved)} of {len(receipts)} transaction(s) left the block they were "
+                      f"mined in before they were {wanted} block(s) deep; following them (the same signed "
+                      "transactions, nothing is signed again)")
+            for i, fresh in moved.items():
+                if fresh is not None:
+                    receipts[i] = fresh
+            if gone:
+                for i in gone:
+                    _offer_again(chain, account, sent[i], receipts[i]["transactionHash"])
+                again = _wait_receipts(chain, account, [sent[i] for i in gone], max(1.0, deadline - time.monotonic()))
+                for i, r in zip(gone, again):
+                    receipts[i] = r
+            continue
+        now = time.monotonic()
+        if now > deadline:
+            raise CityPassError(
+                f"block {target - wanted} did not get {wanted} confirmation(s) within {timeout:.0f} s (head: block "
+                f"{head}); the transaction(s) may still be confirmed later: check before re-sending")
+        if now >= next_say:
+            chain.say(f"waiting for {wanted} confirmation(s): block {head} of {target}")
+            next_say = now + WAIT_SAY_EVERY
+        if chain.is_local_dev and automine is None:
+            automine = _automine(chain)
+        if automine:  # a dev chain that mines only for transactions: the blocks on top are mined here
+            chain.rpc("evm_mine")
+            continue
+        time.sleep(pause)
+
+
+def _moved(chain: Chain, receipts: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any] | None]:
+    """The receipts that are no longer on the chain as seen: index -> the fresh receipt (mined
+    in another block) or None (not mined now). A receipt counts only if the chain's block at
+    its height has its block hash (a node may still answer a receipt of a dropped fork)."""
+    hashes = [r["transactionHash"] for r in receipts]
+    fresh: list[Any] = []
+    for start in range(0, len(hashes), RPC_CHUNK):
+        fresh += chain.rpc_batch([("eth_getTransactionReceipt", [h]) for h in hashes[start:start + RPC_CHUNK]])
+    numbers = sorted({int(f["blockNumber"], 16) for f in fresh if f})
+    canonical: dict[int, str | None] = {}
+    for start in range(0, len(numbers), RPC_CHUNK):
+        part = numbers[start:start + RPC_CHUNK]
+        for n, block in zip(part, chain.rpc_batch([("eth_getBlockByNumber", [hex(n), False]) for n in part])):
+            canonical[n] = (block or {}).get("hash")
+    out: dict[int, dict[str, Any] | None] = {}
+    for i, (old, new) in enumerate(zip(receipts, fresh)):
+        if new is not None and canonical.get(int(new["blockNumber"], 16)) != new["blockHash"]:
+            new = None
+        if new is None or new["blockHash"] != old["blockHash"]:
+            out[i] = new
+    return out
+
+
+def _offer_again(chain: Chain, account: LocalAccount, p: _Pending, tx_hash: str) -> None:
+    """After a reorg: the same signed bytes of `tx_hash` to the node again (a node that
+    already has them back in its pool says so, which is fine)."""
+    raw = p.raws[p.hashes.index(tx_hash)] if tx_hash in p.hashes else p.raws[-1]
+    answer = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + raw.hex()])], raise_errors=False)[0]
+    if isinstance(answer, RpcError) and "already" not in answer.message.lower() and "known" not in answer.message.lower():
+        raise CityPassError(
+            f"transaction {tx_hash} (nonce {p.nonce} of {account.address}) was reorganised out of the chain and the "
+            f"node refuses it now ({answer.message}): another transaction from that account took nonce {p.nonce} on "
+            "the new chain. It was not re-sent and is not done; run the command again: it checks what is still needed")
 
 
 def _failure(chain: Chain, call: dict[str, Any], receipt: dict[str, Any]) -> CityPassError:
@@ -495,7 +592,8 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
     fault_point("after-receipt")
     wanted = chain.default_confirmations if confirmations is None else confirmations
     if wanted > 0:
-        _wait_confirmations(chain, max(int(r["blockNumber"], 16) for r in raw_receipts), wanted, timeout)
+        raw_receipts = _confirm(chain, account, sent, raw_receipts, wanted, timeout)
+        reported.record(chain, raw_receipts, wanted)
     if check:
         failed = [i for i, r in enumerate(raw_receipts) if int(r["status"], 16) != 1]
         if failed:

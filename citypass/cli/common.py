@@ -49,7 +49,11 @@ class Ctx:
     @property
     def chain(self) -> Chain:
         if self._chain is None:
-            self._chain = connect(self.rpc, workdir=self.workdir)
+            self._chain = connect(self.rpc, workdir=self.workdir, confirmations=self.confirmations)
+            if self._chain.default_confirmations > 0:
+                from citypass import reported
+
+                reported.check(self._chain)  # a reorg deeper than the confirmations since the last command
         return self._chain
 
     @property
