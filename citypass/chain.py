@@ -16,7 +16,7 @@ from typing import Any
 import requests
 from web3 import HTTPProvider, Web3
 
-from citypass import node
+from citypass import node, rpc_limits
 from citypass.errors import CityPassError
 
 LOCAL_DEV_CHAIN_IDS = {31337, 1337}  # Anvil/Hardhat, Ganache
@@ -160,13 +160,16 @@ def connect(
     if not rpc.startswith(("http://", "https://")):
         raise CityPassError(f"--rpc must be an http(s):// URL, got {rpc!r}")
     session = requests.Session()
+    limits = rpc_limits.mount(session)  # HTTP 429 and dropped connections: wait and ask again
     chain_id = _chain_id(session, rpc)
-    # No retries: a dead node must fail at once with one line, not after a minute of back-off.
+    # No retries of a refused connection: a dead node must fail at once with one line.
     provider = HTTPProvider(rpc, session=session, exception_retry_configuration=None,
                             request_kwargs={"timeout": RPC_TIMEOUT})
     w3 = Web3(provider)
-    return Chain(w3=w3, chain_id=chain_id, rpc_url=rpc, embedded=embedded, workdir=workdir, session=session,
-                 client=_client_version(session, rpc), confirmations=confirmations)
+    chain = Chain(w3=w3, chain_id=chain_id, rpc_url=rpc, embedded=embedded, workdir=workdir, session=session,
+                  client=_client_version(session, rpc), confirmations=confirmations)
+    limits.say = chain.say
+    return chain
 
 
 def _client_version(session: requests.Session, rpc: str) -> str:

@@ -393,6 +393,12 @@ def _broadcast(chain: Chain, raw: bytes, *, already_ok: bool) -> str:
     return answer
 
 
+def _node_has(chain: Chain, raw: bytes) -> bool:
+    """Whether the node knows this signed transaction (in its pool or mined)."""
+    found = chain.rpc_batch([("eth_getTransactionByHash", ["0x" + keccak(raw).hex()])], raise_errors=False)[0]
+    return isinstance(found, dict)
+
+
 def wait_idle(chain: Chain, address: str, timeout: float = RECEIPT_TIMEOUT) -> bool:
     """Waits until no transaction of `address` is in flight (pending nonce = mined nonce);
     True if there was one. Called before "was this done already?" checks: a run killed after
@@ -577,6 +583,10 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
         answers = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + p.raws[0].hex()]) for p in chunk],
                                   raise_errors=False)
         for i, (p, answer) in enumerate(zip(chunk, answers)):
+            if isinstance(answer, RpcError) and _node_has(chain, p.raws[0]):
+                # The node has it already: a request asked again after a dropped connection
+                # (citypass/rpc_limits.py) reaches it twice, the same signed bytes both times.
+                answer = "0x" + keccak(p.raws[0]).hex()
             if isinstance(answer, RpcError):
                 err = _refusal(answer, chain, sender, "the transaction")
                 if start + i:  # some are out already: say so, the caller must not blindly resend
