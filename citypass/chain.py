@@ -39,6 +39,8 @@ class Chain:
     client: str = ""  # web3_clientVersion, e.g. "anvil/v1.7.1"
     confirmations: int | None = None  # blocks on top of a transaction before it counts as done (None: the default)
     notify: Any = None  # callable(str) for "waiting..." messages (rate limits, blocks); None: stderr
+    max_fee: int | None = None  # wei: the most the sends through this connection may pay in fees (--max-fee)
+    fee_spent: int = 0  # wei paid in fees by the sends through this connection so far
 
     @property
     def is_local_dev(self) -> bool:
@@ -141,11 +143,14 @@ def connect(
     workdir: Path | str = ".citypass",
     start_node: bool = True,
     confirmations: int | None = None,
+    max_fee: int | None = None,
 ) -> Chain:
     """Connects to `rpc` (or $CITYPASS_RPC), else to the embedded Anvil of `workdir`,
     starting it if needed (start_node=False: only attach; error if it does not run).
     `confirmations`: blocks on top of a transaction before any send of this chain reports it
-    done (default: 0 on dev chains, 2 elsewhere; see Chain.default_confirmations)."""
+    done (default: 0 on dev chains, 2 elsewhere; see Chain.default_confirmations).
+    `max_fee`: wei, a cap on the fees all sends through this connection pay together
+    (tx.send_many refuses a send whose worst case would go above it)."""
     workdir = Path(workdir)
     rpc = rpc or os.environ.get("CITYPASS_RPC") or None
     embedded = rpc is None
@@ -167,7 +172,7 @@ def connect(
                             request_kwargs={"timeout": RPC_TIMEOUT})
     w3 = Web3(provider)
     chain = Chain(w3=w3, chain_id=chain_id, rpc_url=rpc, embedded=embedded, workdir=workdir, session=session,
-                  client=_client_version(session, rpc), confirmations=confirmations)
+                  client=_client_version(session, rpc), confirmations=confirmations, max_fee=max_fee)
     limits.say = chain.say
     return chain
 

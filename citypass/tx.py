@@ -73,6 +73,46 @@ def _max_fee(fee: dict[str, int]) -> int:
     return fee.get("maxFeePerGas", fee.get("gasPrice", 0))
 
 
+def parse_eth(text: str, what: str = "--max-fee") -> int:
+    """ETH as a decimal ("0.05") -> wei; a clear error for anything else."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise CityPassError(f"{what} must be an amount of ETH such as 0.05, not {text!r}") from None
+    if not value.is_finite() or value < 0 or value != value.quantize(Decimal(1) / 10**18) or value > 10**9:
+        raise CityPassError(f"{what} must be an amount of ETH such as 0.05 (at most 18 decimals), not {text!r}")
+    return int(value * 10**18)
+
+
+def eth_text(wei: int) -> str:
+    """Wei as ETH for a message: 0.000420 ETH."""
+    return f"{wei / 1e18:.6f} ETH" if wei >= 10**12 or wei == 0 else f"{wei} wei"
+
+
+def gwei_text(wei: int) -> str:
+    return f"{wei / 1e9:.3f} gwei"
+
+
+def _check_fee_cap(chain: Chain, gas: int, count: int, fee: dict[str, int]) -> None:
+    """Refuses a send whose worst case (every gas limit used at the highest fee it offers)
+    would take the fees of this connection above chain.max_fee; says what it would cost."""
+    if chain.max_fee is None:
+        return
+    worst = gas * _max_fee(fee)
+    left = chain.max_fee - chain.fee_spent
+    if worst <= left:
+        return
+    base = (fee["maxFeePerGas"] - fee["maxPriorityFeePerGas"]) // 2 if "maxFeePerGas" in fee else fee.get("gasPrice", 0)
+    spent = f", of which {eth_text(chain.fee_spent)} is spent already" if chain.fee_spent else ""
+    raise CityPassError(
+        f"sending {count} transaction(s) would cost up to {eth_text(worst)} in fees ({gas:,} gas at up to "
+        f"{gwei_text(_max_fee(fee))} per gas; the base fee is {gwei_text(base)} now), above the --max-fee of "
+        f"{eth_text(chain.max_fee)} for this command{spent}: nothing more was sent. Run again when fees are lower, "
+        "or with a higher --max-fee (a re-run carries on where this one stopped)")
+
+
 @lru_cache(maxsize=256)
 def _encoder(signature: str, types: tuple[str, ...]) -> Callable[[tuple], bytes]:
     selector = keccak(text=signature)[:4]
@@ -361,6 +401,7 @@ def _unstick(chain: Chain, account: LocalAccount, waiting: Sequence[_Pending]) -
                 "change is still needed (a re-run checks that) before sending it again"
             )
         if _below_base_fee(p.fee, fee):  # waits (or was dropped) for a base fee that may never come back
+            _check_replacement(chain, p, fee, waiting)
             _replace(chain, account, p, fee)
         elif tx is None:  # dropped from the node's pool: the same bytes again, same nonce, same hash
             _broadcast(chain, p.raws[-1], already_ok=True)
@@ -370,6 +411,22 @@ def _below_base_fee(paid: dict[str, int], now: dict[str, int]) -> bool:
     if "maxFeePerGas" in now:
         return paid.get("maxFeePerGas", paid.get("gasPrice", 0)) < (now["maxFeePerGas"] - now["maxPriorityFeePerGas"]) // 2
     return paid.get("gasPrice", 0) < now["gasPrice"]
+
+
+def _check_replacement(chain: Chain, p: _Pending, fee: dict[str, int], waiting: Sequence[_Pending]) -> None:
+    """A replacement at a higher fee must fit chain.max_fee too, with the other waiting ones."""
+    if chain.max_fee is None:
+        return
+    bumped = _bumped(p.fee, fee)
+    others = sum(q.gas * _max_fee(q.fee) for q in waiting if q is not p)
+    worst = p.gas * _max_fee(bumped)
+    left = chain.max_fee - chain.fee_spent - others
+    if worst > left:
+        raise CityPassError(
+            f"transaction {p.hashes[-1]} (nonce {p.nonce}) waits below the base fee; replacing it at "
+            f"{gwei_text(_max_fee(bumped))} per gas would cost up to {eth_text(worst)}, more than the --max-fee of "
+            f"{eth_text(chain.max_fee)} leaves ({eth_text(max(left, 0))}). It was not replaced and may still be mined "
+            "when the base fee falls: run the command again later (it checks what is still needed)")
 
 
 def _bumped(old: dict[str, int], now: dict[str, int]) -> dict[str, int]:
@@ -569,6 +626,7 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
     wait_idle(chain, sender, timeout)  # estimates and the nonce must see what is still in flight
     limits = [gas] * len(calls) if gas is not None else _estimate(chain, calls, sender)
     fee = fees(chain)
+    _check_fee_cap(chain, sum(limits), len(calls), fee)
     balance = chain.w3.eth.get_balance(sender)
     needed = sum(limits) * _max_fee(fee) + value * len(calls)
     if balance < needed:
@@ -604,6 +662,7 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
     if wanted > 0:
         raw_receipts = _confirm(chain, account, sent, raw_receipts, wanted, timeout)
         reported.record(chain, raw_receipts, wanted)
+    chain.fee_spent += sum(int(r["gasUsed"], 16) * int(r.get("effectiveGasPrice") or "0x0", 16) for r in raw_receipts)
     if check:
         failed = [i for i, r in enumerate(raw_receipts) if int(r["status"], 16) != 1]
         if failed:

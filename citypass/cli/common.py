@@ -41,6 +41,7 @@ class Ctx:
     json: bool = False
     from_spec: str | None = None
     confirmations: int | None = None
+    max_fee: int | None = None  # wei, --max-fee
     contract_address: str | None = None
     _chain: Chain | None = None
     _deployment: C.Deployment | None = None
@@ -49,7 +50,8 @@ class Ctx:
     @property
     def chain(self) -> Chain:
         if self._chain is None:
-            self._chain = connect(self.rpc, workdir=self.workdir, confirmations=self.confirmations)
+            self._chain = connect(self.rpc, workdir=self.workdir, confirmations=self.confirmations,
+                                  max_fee=self.max_fee)
             if self._chain.default_confirmations > 0:
                 from citypass import reported
 
