@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +108,28 @@ def cli_env() -> dict[str, str]:
     return env
 
 
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 def citypass(workdir: Path, url: str, *args: str, wait: bool = True, timeout: float = 300) -> Any:
-    """`python -m citypass --workdir W --rpc URL ARGS...` as its own process: the finished
-    CompletedProcess (wait=True) or the running Popen."""
-    cmd = [sys.executable, "-m", "citypass", "--workdir", str(workdir), "--rpc", url, *args]
+    """`citypass --workdir W --rpc URL ARGS...`: run in this process (click's runner, as a
+    user's shell would see it: exit code, stdout, stderr) when `wait`, else started as its
+    own process (`python -m citypass`) and the running Popen returned."""
     if wait:
-        return subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=timeout, cwd=ROOT)
+        from click.testing import CliRunner
+
+        from citypass.cli import main
+
+        runner = CliRunner(mix_stderr=False, env={"CITYPASS_RPC": None, "CITYPASS_FROM": None,
+                                                  "CITYPASS_CONTRACT": None, "CITYPASS_HOME": None,
+                                                  "CITYPASS_MAX_FEE": None})
+        result = runner.invoke(main, ["--workdir", str(workdir), "--rpc", url, *args], catch_exceptions=False)
+        return Finished(result.exit_code, result.stdout, result.stderr)
+    cmd = [sys.executable, "-m", "citypass", "--workdir", str(workdir), "--rpc", url, *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=ROOT)
 
 

@@ -65,18 +65,26 @@ def receipt(url: str, tx: str) -> dict | None:
     return rpc(url, "eth_getTransactionReceipt", [tx])
 
 
+def pooled_tx(url: str, contract: str) -> bool:
+    pending = rpc(url, "txpool_content")["pending"]
+    return any((t.get("to") or "").lower() == contract.lower() for txs in pending.values() for t in txs.values())
+
+
 def follow_a_shallow_reorg(anvil, world, finished) -> tuple[str, int]:
-    """With the miner running: waits until the command's transaction is mined, holds the
-    blocks there and checks the command is not done yet, then reorganises its block away
+    """Holds block production until the command's transaction waits in the pool, mines it and
+    one block on top (so it is mined, 1 deep, and the command has seen it: it polls every
+    20 ms), checks the command is not done yet, then reorganises those blocks away
     (anvil_reorg) and lets blocks come again. Returns (tx hash, the block it was first in)."""
     url, contract = anvil.url, world.dep.address
-    head0 = anvil.head()
-    found = wait_until("the command's transaction mined", lambda: contract_tx_after(url, contract, head0), timeout=120)
     MINER.pause()
-    tx, block = found
-    time.sleep(1.2)  # 1.2 s at < 3 blocks deep: a command that stopped at "mined" would have said done
+    head0 = anvil.head()
+    wait_until("the command's transaction in the pool", lambda: pooled_tx(url, contract), timeout=120)
+    rpc(url, "evm_mine")
+    rpc(url, "evm_mine")
+    tx, block = contract_tx_after(url, contract, head0)
+    wait_until("the command to see its receipt", lambda: time.sleep(1.5) or True)
     assert not finished(), "reported done before its transaction was 3 blocks deep"
-    rpc(url, "anvil_reorg", [anvil.head() - block + 1, []])  # its block and those above: replaced, empty
+    rpc(url, "anvil_reorg", [anvil.head() - block + 1, []])  # its block and the one above: replaced, empty
     assert receipt(url, tx) is None
     MINER.resume()
     return tx, block
