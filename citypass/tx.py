@@ -49,7 +49,7 @@ DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei, if the node cannot suggest one
 RPC_CHUNK = 250  # calls per JSON-RPC batch request
 RECEIPT_TIMEOUT = 300.0
 LOCAL_STALL_SECONDS = 0.2  # no new receipt nor block for this long on a local dev chain: see _nudge_local_miner
-WAIT_SAY_AFTER = 5.0  # seconds of waiting before a "waiting for ..." message, then every WAIT_SAY_EVERY
+WAIT_SAY_AFTER = 3.0  # seconds of waiting before a "waiting for ..." message, then every WAIT_SAY_EVERY
 WAIT_SAY_EVERY = 10.0
 STUCK_AFTER = 30.0  # seconds without a receipt before a sent transaction is looked up
 FEE_BUMP = 1.125  # a replacement pays at least 12.5% more (what geth's and Anvil's pools ask)
@@ -346,6 +346,7 @@ def _wait_receipts(chain: Chain, account: LocalAccount, sent: Sequence[_Pending]
     deadline, next_look = start + timeout, start + STUCK_AFTER
     pause = 0.02 if chain.is_local_dev else 1.0
     last_progress, last_count, last_block = start, -1, None
+    next_say = start + WAIT_SAY_AFTER
     while len(found) < len(sent):
         if len(found) != last_count:
             last_progress, last_count = time.monotonic(), len(found)
@@ -378,6 +379,11 @@ def _wait_receipts(chain: Chain, account: LocalAccount, sent: Sequence[_Pending]
             if now >= next_look:
                 _unstick(chain, account, [sent[i] for i in range(len(sent)) if i not in found])
                 next_look = now + STUCK_AFTER
+            if now >= next_say:  # blocks at the network's pace: say why nothing seems to happen
+                chain.say(f"waiting for {len(sent) - len(found)} of {len(sent)} transaction(s) to be mined "
+                          f"({now - start:.0f} s so far; they keep their order, nonces {sent[0].nonce}.."
+                          f"{sent[-1].nonce}; gives up after {timeout:.0f} s)")
+                next_say = now + WAIT_SAY_EVERY
             time.sleep(pause)
     return [found[i] for i in range(len(sent))]
 
