@@ -456,6 +456,20 @@ def _broadcast(chain: Chain, raw: bytes, *, already_ok: bool) -> str:
     return answer
 
 
+def _send_alone(chain: Chain, raw: bytes) -> Any:
+    """Hardhat's node handles the items of a JSON-RPC batch side by side, and on automine it
+    refuses a nonce ahead of the mined one ("can't be queued when automining"): a pipelined
+    batch can then be refused in part. Each such item is offered again on its own, in nonce
+    order (the ones before it are mined by then): the same signed bytes."""
+    answer: Any = None
+    for attempt in range(20):
+        answer = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + raw.hex()])], raise_errors=False)[0]
+        if not (isinstance(answer, RpcError) and "nonce too high" in answer.message.lower()):
+            return answer
+        time.sleep(0.01 * (attempt + 1))
+    return answer
+
+
 def _node_has(chain: Chain, raw: bytes) -> bool:
     """Whether the node knows this signed transaction (in its pool or mined)."""
     found = chain.rpc_batch([("eth_getTransactionByHash", ["0x" + keccak(raw).hex()])], raise_errors=False)[0]
@@ -647,6 +661,8 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
         answers = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + p.raws[0].hex()]) for p in chunk],
                                   raise_errors=False)
         for i, (p, answer) in enumerate(zip(chunk, answers)):
+            if isinstance(answer, RpcError) and "nonce too high" in answer.message.lower():
+                answer = _send_alone(chain, p.raws[0])
             if isinstance(answer, RpcError) and _node_has(chain, p.raws[0]):
                 # The node has it already: a request asked again after a dropped connection
                 # (citypass/rpc_limits.py) reaches it twice, the same signed bytes both times.

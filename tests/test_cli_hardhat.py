@@ -71,3 +71,18 @@ def test_the_cli_flow_on_hardhat(hardhat, tmp_path):
     assert all(isinstance(r, redemption.Redemption) for r in results), results
     assert [int(chain.rpc("eth_getTransactionByHash", [r.tx_hash])["nonce"], 16) for r in results] == \
         list(range(start, start + SCANS))
+
+
+def test_a_pipelined_batch_on_hardhat_automine(hardhat, tmp_path):
+    """Hardhat handles a JSON-RPC batch's items side by side and refuses, on automine, a nonce
+    ahead of the mined one: 100 transfers in one batch still all go, in nonce order, once each."""
+    chain = connect(hardhat, workdir=tmp_path)
+    sender = keys.dev_account(3)
+    to = synthetic_account("hardhat-sink").address
+    start = int(chain.rpc("eth_getTransactionCount", [sender.address, "latest"]), 16)
+    receipts = tx.send_many(chain, sender, [tx.Transfer(to)] * 100, value=1, gas=21_000)
+    assert all(r.status == 1 for r in receipts)
+    nonces = [int(chain.rpc("eth_getTransactionByHash", ["0x" + bytes(r.transactionHash).hex()])["nonce"], 16)
+              for r in receipts]
+    assert nonces == list(range(start, start + 100))
+    assert chain.w3.eth.get_balance(to) == 100
