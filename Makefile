@@ -86,7 +86,14 @@ fuzz: setup
 		$(VENV)/bin/brownie test tests/test_stateful.py --network $(FUZZ_NETWORK) -s $(PYTEST_ARGS) \
 		| grep --line-buffered -v -E 'Transaction sent|Gas price|confirmed|^\s*$$'
 	$(MAKE) faults-long
+	$(MAKE) networks-long
 	$(MAKE) forge FORGE_DEPTH=500 FORGE_PAUSE_PROVIDERS=10000
+
+# The CLI flow at full size on Anvil --block-time 2 and on Hardhat's node (40 residents in 8
+# batches, 24 pipelined redemptions); `make test` runs both with 2 residents (~1 minute together).
+.PHONY: networks-long
+networks-long: setup
+	CITYPASS_LONG=1 $(VENV)/bin/brownie test tests/test_block_time.py tests/test_cli_hardhat.py --network anvil -s $(PYTEST_ARGS)
 
 # tests/test_faults.py at full size: 5,000-row issuances killed at 12 points, node restarts;
 # tests/test_durable.py long: 52 kills (random and during saves), 40 restarts, 40 random kills of

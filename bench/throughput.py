@@ -1,5 +1,8 @@
-"""Throughput: issuance end to end through the CLI, and redemptions per second against the
-ceiling of plain ETH transfers sent the same way on the same node."""
+"""Throughput: issuance end to end through the CLI, and redemptions per second, each against
+the node's own limit measured in the same run on the same chain state: the same transactions,
+already signed, sent raw as fast as the node takes them (`send_raw`, after `evm_revert` to the
+state before). Redemptions also against plain ETH transfers sent the same way on that node.
+The ratios (CityPass's time / the node's) are what the targets judge; seconds are info."""
 
 from __future__ import annotations
 
@@ -32,6 +35,41 @@ class IssueRun:
     client_cpu: float  # CPU seconds of the `citypass issue` process
     transactions: int
     blocks: int
+    node_only_seconds: float = 0.0  # the same signed batches sent raw on the same state (the node's limit)
+    node_only_cpu: float = 0.0  # node CPU seconds meanwhile
+
+    @property
+    def ratio(self) -> float:
+        """issue_seconds / node_only_seconds: 1.0 means the client adds nothing."""
+        return self.seconds / self.node_only_seconds
+
+
+def raw_transactions(chain: Any, hashes: Sequence[str]) -> list[str]:
+    """The signed bytes of mined transactions (eth_getRawTransactionByHash), in the order given."""
+    out: list[str] = []
+    for start in range(0, len(hashes), 200):
+        out += chain.rpc_batch([("eth_getRawTransactionByHash", [h]) for h in hashes[start:start + 200]])
+    if any(not r for r in out):
+        raise CityPassError("the node did not give the raw bytes of a mined transaction")
+    return out
+
+
+def send_raw(chain: Any, raws: Sequence[str], window: int = redemption.SEND_WINDOW) -> float:
+    """The node's limit: already-signed transactions of ONE sender (in nonce order) sent as
+    fast as the node takes them: `window` at a time in one JSON-RPC batch, the next window as
+    soon as the last of the previous one has a receipt. Nothing is estimated, signed or
+    checked here. Returns the wall time until the last receipt. A stall of Anvil's automine
+    (foundry-rs/foundry#10122) is nudged as CityPass's sender does, so both see the same node."""
+    t0 = time.perf_counter()
+    for start in range(0, len(raws), window):
+        hashes = chain.rpc_batch([("eth_sendRawTransaction", [r]) for r in raws[start:start + window]])
+        last, idle = hashes[-1], time.perf_counter()
+        while chain.rpc_batch([("eth_getTransactionReceipt", [last])])[0] is None:
+            if time.perf_counter() - idle > tx.LOCAL_STALL_SECONDS:
+                tx._nudge_local_miner(chain)
+                idle = time.perf_counter()
+            time.sleep(0.002)
+    return time.perf_counter() - t0
 
 
 def issue_run(rows: int, tag: str, *, gas_limit: int = node.GAS_LIMIT, batch_size: int | None = None) -> IssueRun:
@@ -52,6 +90,7 @@ def issue_run(rows: int, tag: str, *, gas_limit: int = node.GAS_LIMIT, batch_siz
             if batch_size:
                 cmd += ["--batch-size", str(batch_size)]
             pid = node.node_status(workdir).pid
+            before = world.chain.rpc("evm_snapshot")  # the node-only run starts from this same state
             block0, node0 = world.chain.w3.eth.block_number, _cpu_seconds(pid)
             log = workdir / "issue.log"
             t0 = time.perf_counter()
@@ -62,11 +101,22 @@ def issue_run(rows: int, tag: str, *, gas_limit: int = node.GAS_LIMIT, batch_siz
             proc.returncode = os.waitstatus_to_exitcode(status)
             if proc.returncode != 0:
                 raise CityPassError(f"`citypass issue` of {rows} rows failed:\n{log.read_text()[-2000:]}")
+            batches = world.dep.events("BatchIssued", from_block=block0 + 1)
             result = IssueRun(seconds, _cpu_seconds(pid) - node0, usage.ru_utime + usage.ru_stime,
-                              len(world.dep.events("BatchIssued")), world.chain.w3.eth.block_number - block0)
+                              len(batches), world.chain.w3.eth.block_number - block0)
             issued = world.f.budgetTotals(budget).call()[1]
             if issued != rows * AMOUNT_CENTS:
                 raise CityPassError(f"issuance of {rows} rows: budget issued {issued}, expected {rows * AMOUNT_CENTS}")
+            # The node's limit on the same state: the batches the command sent, as signed, raw.
+            raws = raw_transactions(world.chain, ["0x" + bytes(e.transactionHash).hex() for e in batches])
+            world.chain.rpc("evm_revert", [before])
+            if world.f.budgetTotals(budget).call()[1] != 0:
+                raise CityPassError("evm_revert did not bring the chain back to the state before the issuance")
+            node0 = _cpu_seconds(pid)
+            result.node_only_seconds = send_raw(world.chain, raws)
+            result.node_only_cpu = _cpu_seconds(pid) - node0
+            if world.f.budgetTotals(budget).call()[1] != rows * AMOUNT_CENTS:
+                raise CityPassError(f"the raw replay of {rows} rows did not issue the same amount")
             return result
         finally:
             node.node_stop(workdir)
@@ -146,6 +196,8 @@ def redemption_figures(world: World, count: int, transfers: int, tag: str) -> di
     def voucher(r: Any, nonce: int) -> V.SignedVoucher:  # a pass QR voucher: any provider, up to €3
         return V.sign(V.Voucher(r.address, passqr.ANY_PROVIDER, budget, 300, nonce, deadline), r.key, chain_id, contract)
 
+    sent: dict[int, list[str]] = {}  # provider index -> its redeem transactions, in order
+
     def till(index: int, provider: LocalAccount, signed: list[V.SignedVoucher] | None) -> None:
         mine = residents[index * share:(index + 1) * share]
         if signed is None:
@@ -154,13 +206,28 @@ def redemption_figures(world: World, count: int, transfers: int, tag: str) -> di
         refused = [o for o in outcomes if not isinstance(o, redemption.Redemption)]
         if refused:
             raise CityPassError(f"{len(refused)} of {len(signed)} vouchers were refused; the first: {refused[0]}")
+        sent[index] = [o.tx_hash for o in outcomes if isinstance(o, redemption.Redemption)]
 
+    before = world.chain.rpc("evm_snapshot")  # the pre-signed run starts from this same state
     node0, self0, block0 = _cpu_seconds(pid), time.process_time(), world.chain.w3.eth.block_number
-    out["redeem_per_second"] = len(providers) * share / _timed([lambda i=i, p=p: till(i, p, None)
-                                                                for i, p in enumerate(providers)])
+    redeem_seconds = _timed([lambda i=i, p=p: till(i, p, None) for i, p in enumerate(providers)])
+    out["redeem_per_second"] = len(providers) * share / redeem_seconds
+    out["redeem_seconds"] = redeem_seconds
     out["redeem_node_cpu_seconds"] = _cpu_seconds(pid) - node0
     out["redeem_client_cpu_seconds"] = time.process_time() - self0
     out["redeem_blocks"] = world.chain.w3.eth.block_number - block0
+    # The node's limit for these redemptions: the same redeem transactions, as signed, sent
+    # raw (each provider's in its nonce order, one provider after the other as above).
+    raws = {i: raw_transactions(world.chain, hashes) for i, hashes in sorted(sent.items())}
+    world.chain.rpc("evm_revert", [before])
+    node0 = _cpu_seconds(pid)
+    presigned = _timed([lambda r=r: send_raw(world.chain, r) for r in raws.values()])
+    out["redeem_presigned_per_second"] = len(providers) * share / presigned
+    out["redeem_presigned_seconds"] = presigned
+    out["redeem_presigned_node_cpu_seconds"] = _cpu_seconds(pid) - node0
+    used = tx.call_many(world.chain, world.dep.contract, "hotNonces", [(r.address, budget) for r in residents[:share * len(providers)]])
+    if any(int(bits) & 1 == 0 for (bits,) in used):
+        raise CityPassError("the pre-signed replay did not redeem every voucher")
     # The same vouchers' next payment (nonce 1), collected and redeemed with redeemBatch
     # (100 per transaction), signing included: how a provider with a queue catches up.
     def batch(index: int, provider: LocalAccount) -> None:

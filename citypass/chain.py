@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import requests
 from web3 import HTTPProvider, Web3
 
-from citypass import node
+from citypass import node, rpc_limits
 from citypass.errors import CityPassError
 
 LOCAL_DEV_CHAIN_IDS = {31337, 1337}  # Anvil/Hardhat, Ganache
@@ -36,6 +37,10 @@ class Chain:
     workdir: Path = field(default_factory=lambda: Path(".citypass"))
     session: requests.Session = field(default_factory=requests.Session)
     client: str = ""  # web3_clientVersion, e.g. "anvil/v1.7.1"
+    confirmations: int | None = None  # blocks on top of a transaction before it counts as done (None: the default)
+    notify: Any = None  # callable(str) for "waiting..." messages (rate limits, blocks); None: stderr
+    max_fee: int | None = None  # wei: the most the sends through this connection may pay in fees (--max-fee)
+    fee_spent: int = 0  # wei paid in fees by the sends through this connection so far
 
     @property
     def is_local_dev(self) -> bool:
@@ -44,7 +49,18 @@ class Chain:
 
     @property
     def default_confirmations(self) -> int:
+        """Blocks on top of a transaction's block before a send reports it done: the chain's
+        `confirmations` if set (`--confirmations N`), else 0 on dev chains and 2 elsewhere."""
+        if self.confirmations is not None:
+            return self.confirmations
         return 0 if self.is_local_dev else DEFAULT_CONFIRMATIONS
+
+    def say(self, message: str) -> None:
+        """A message for the human while something waits (never data): `notify`, else stderr."""
+        if self.notify is not None:
+            self.notify(message)
+        else:
+            print(f"note: {message}", file=sys.stderr, flush=True)
 
     @property
     def name(self) -> str:
@@ -126,9 +142,15 @@ def connect(
     *,
     workdir: Path | str = ".citypass",
     start_node: bool = True,
+    confirmations: int | None = None,
+    max_fee: int | None = None,
 ) -> Chain:
     """Connects to `rpc` (or $CITYPASS_RPC), else to the embedded Anvil of `workdir`,
-    starting it if needed (start_node=False: only attach; error if it does not run)."""
+    starting it if needed (start_node=False: only attach; error if it does not run).
+    `confirmations`: blocks on top of a transaction before any send of this chain reports it
+    done (default: 0 on dev chains, 2 elsewhere; see Chain.default_confirmations).
+    `max_fee`: wei, a cap on the fees all sends through this connection pay together
+    (tx.send_many refuses a send whose worst case would go above it)."""
     workdir = Path(workdir)
     rpc = rpc or os.environ.get("CITYPASS_RPC") or None
     embedded = rpc is None
@@ -143,13 +165,16 @@ def connect(
     if not rpc.startswith(("http://", "https://")):
         raise CityPassError(f"--rpc must be an http(s):// URL, got {rpc!r}")
     session = requests.Session()
+    limits = rpc_limits.mount(session)  # HTTP 429 and dropped connections: wait and ask again
     chain_id = _chain_id(session, rpc)
-    # No retries: a dead node must fail at once with one line, not after a minute of back-off.
+    # No retries of a refused connection: a dead node must fail at once with one line.
     provider = HTTPProvider(rpc, session=session, exception_retry_configuration=None,
                             request_kwargs={"timeout": RPC_TIMEOUT})
     w3 = Web3(provider)
-    return Chain(w3=w3, chain_id=chain_id, rpc_url=rpc, embedded=embedded, workdir=workdir, session=session,
-                 client=_client_version(session, rpc))
+    chain = Chain(w3=w3, chain_id=chain_id, rpc_url=rpc, embedded=embedded, workdir=workdir, session=session,
+                  client=_client_version(session, rpc), confirmations=confirmations, max_fee=max_fee)
+    limits.say = chain.say
+    return chain
 
 
 def _client_version(session: requests.Session, rpc: str) -> str:

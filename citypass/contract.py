@@ -74,7 +74,10 @@ class Deployment:
         start = self.block if from_block is None else from_block
         end = self.chain.w3.eth.block_number if to_block == "latest" else int(to_block)
         logs: list[Any] = []
-        size = LOG_CHUNK
+        from citypass.events import _range_limits  # the range this endpoint took before (shared with the index)
+
+        endpoint = self.chain.rpc_url
+        size = min(LOG_CHUNK, _range_limits.get(endpoint, LOG_CHUNK))
         while start <= end:
             stop = min(start + size - 1, end)
             try:
@@ -82,6 +85,7 @@ class Deployment:
             except Exception as exc:  # many public RPCs cap the range or the results per call
                 if size > 1:
                     size = max(1, size // 2)
+                    _range_limits[endpoint] = size
                     continue
                 raise CityPassError(f"the node refused to return {event} events of blocks {start}..{stop}: {exc}") from exc
             start = stop + 1

@@ -215,13 +215,22 @@ def _block_timestamps(w3: Web3, blocks: set[int]) -> dict[int, int]:
     return {n: int(_rpc(w3, "eth_getBlockByNumber", [hex(n), False])["timestamp"], 16) for n in sorted(blocks)}
 
 
+_range_limits: dict[str, int] = {}  # endpoint -> the block range per eth_getLogs that it took after refusing more
+
+
 def iter_log_chunks(
     w3: Web3, address: str, start: int, end: int, chunk: int, topics: Sequence[str] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Raw logs of `address` in [start, end], `chunk` blocks per call; halves the range if
-    the node refuses a large one (many public RPCs cap results per call)."""
+    the node refuses a large one (many public RPCs cap the range or the results per call)
+    and remembers, per endpoint, the range it then took, so later reads start there. A
+    refusal of anything else (rate limits, a lost connection) is not a range problem: it is
+    raised as it is (citypass/rpc_limits.py has waited already)."""
+    import requests
+
+    endpoint = str(getattr(w3.provider, "endpoint_uri", ""))
     lo = start
-    size = max(1, chunk)
+    size = max(1, min(chunk, _range_limits.get(endpoint, chunk)))
     query: dict[str, Any] = {"address": address}
     if topics is not None:
         query["topics"] = [list(topics)]
@@ -229,9 +238,10 @@ def iter_log_chunks(
         hi = min(end, lo + size - 1)
         try:
             logs = _rpc(w3, "eth_getLogs", [{**query, "fromBlock": hex(lo), "toBlock": hex(hi)}])
-        except Exception as exc:
+        except (EventFetchError, requests.HTTPError) as exc:  # the node said no to this range
             if size > 1:
                 size = max(1, size // 2)
+                _range_limits[endpoint] = size
                 continue
             raise EventFetchError(f"eth_getLogs failed for blocks {lo}..{hi}: {exc}") from exc
         yield [log for log in logs if not log.get("removed")]

@@ -12,6 +12,11 @@ the caller's "was it done already?" checks see them; a sent transaction that is 
 within STUCK_AFTER is looked up: dropped by the node -> the same signed bytes are broadcast
 again; still waiting because its fee is below the base fee -> replaced at the same nonce
 with a higher fee; its nonce taken by another transaction -> reported, not re-sent.
+
+Confirmations (`chain.default_confirmations`, `--confirmations N`): a send returns only when
+its block has N blocks on top and is still the chain's block at that height. A transaction
+reorganised out before then is followed with the same signed bytes (`_confirm`); what was
+reported done is written down (citypass/reported.py) so a deeper reorg is noticed later.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from citypass.chain import Chain, RpcError
 from citypass.errors import CityPassError
 from citypass.reverts import explain_revert, type_of
 from citypass.faults import fault_point
+from citypass import reported
 
 GAS_MARGIN = 1.2  # estimates can be a little short when storage warms up differently
 GAS_EXTRA = 10_000
@@ -43,6 +49,8 @@ DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei, if the node cannot suggest one
 RPC_CHUNK = 250  # calls per JSON-RPC batch request
 RECEIPT_TIMEOUT = 300.0
 LOCAL_STALL_SECONDS = 0.2  # no new receipt nor block for this long on a local dev chain: see _nudge_local_miner
+WAIT_SAY_AFTER = 3.0  # seconds of waiting before a "waiting for ..." message, then every WAIT_SAY_EVERY
+WAIT_SAY_EVERY = 10.0
 STUCK_AFTER = 30.0  # seconds without a receipt before a sent transaction is looked up
 FEE_BUMP = 1.125  # a replacement pays at least 12.5% more (what geth's and Anvil's pools ask)
 
@@ -63,6 +71,46 @@ def fees(chain: Chain) -> dict[str, int]:
 
 def _max_fee(fee: dict[str, int]) -> int:
     return fee.get("maxFeePerGas", fee.get("gasPrice", 0))
+
+
+def parse_eth(text: str, what: str = "--max-fee") -> int:
+    """ETH as a decimal ("0.05") -> wei; a clear error for anything else."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise CityPassError(f"{what} must be an amount of ETH such as 0.05, not {text!r}") from None
+    if not value.is_finite() or value < 0 or value != value.quantize(Decimal(1) / 10**18) or value > 10**9:
+        raise CityPassError(f"{what} must be an amount of ETH such as 0.05 (at most 18 decimals), not {text!r}")
+    return int(value * 10**18)
+
+
+def eth_text(wei: int) -> str:
+    """Wei as ETH for a message: 0.000420 ETH."""
+    return f"{wei / 1e18:.6f} ETH" if wei >= 10**12 or wei == 0 else f"{wei} wei"
+
+
+def gwei_text(wei: int) -> str:
+    return f"{wei / 1e9:.3f} gwei"
+
+
+def _check_fee_cap(chain: Chain, gas: int, count: int, fee: dict[str, int]) -> None:
+    """Refuses a send whose worst case (every gas limit used at the highest fee it offers)
+    would take the fees of this connection above chain.max_fee; says what it would cost."""
+    if chain.max_fee is None:
+        return
+    worst = gas * _max_fee(fee)
+    left = chain.max_fee - chain.fee_spent
+    if worst <= left:
+        return
+    base = (fee["maxFeePerGas"] - fee["maxPriorityFeePerGas"]) // 2 if "maxFeePerGas" in fee else fee.get("gasPrice", 0)
+    spent = f", of which {eth_text(chain.fee_spent)} is spent already" if chain.fee_spent else ""
+    raise CityPassError(
+        f"sending {count} transaction(s) would cost up to {eth_text(worst)} in fees ({gas:,} gas at up to "
+        f"{gwei_text(_max_fee(fee))} per gas; the base fee is {gwei_text(base)} now), above the --max-fee of "
+        f"{eth_text(chain.max_fee)} for this command{spent}: nothing more was sent. Run again when fees are lower, "
+        "or with a higher --max-fee (a re-run carries on where this one stopped)")
 
 
 @lru_cache(maxsize=256)
@@ -298,6 +346,7 @@ def _wait_receipts(chain: Chain, account: LocalAccount, sent: Sequence[_Pending]
     deadline, next_look = start + timeout, start + STUCK_AFTER
     pause = 0.02 if chain.is_local_dev else 1.0
     last_progress, last_count, last_block = start, -1, None
+    next_say = start + WAIT_SAY_AFTER
     while len(found) < len(sent):
         if len(found) != last_count:
             last_progress, last_count = time.monotonic(), len(found)
@@ -330,6 +379,11 @@ def _wait_receipts(chain: Chain, account: LocalAccount, sent: Sequence[_Pending]
             if now >= next_look:
                 _unstick(chain, account, [sent[i] for i in range(len(sent)) if i not in found])
                 next_look = now + STUCK_AFTER
+            if now >= next_say:  # blocks at the network's pace: say why nothing seems to happen
+                chain.say(f"waiting for {len(sent) - len(found)} of {len(sent)} transaction(s) to be mined "
+                          f"({now - start:.0f} s so far; they keep their order, nonces {sent[0].nonce}.."
+                          f"{sent[-1].nonce}; gives up after {timeout:.0f} s)")
+                next_say = now + WAIT_SAY_EVERY
             time.sleep(pause)
     return [found[i] for i in range(len(sent))]
 
@@ -353,6 +407,7 @@ def _unstick(chain: Chain, account: LocalAccount, waiting: Sequence[_Pending]) -
                 "change is still needed (a re-run checks that) before sending it again"
             )
         if _below_base_fee(p.fee, fee):  # waits (or was dropped) for a base fee that may never come back
+            _check_replacement(chain, p, fee, waiting)
             _replace(chain, account, p, fee)
         elif tx is None:  # dropped from the node's pool: the same bytes again, same nonce, same hash
             _broadcast(chain, p.raws[-1], already_ok=True)
@@ -362,6 +417,22 @@ def _below_base_fee(paid: dict[str, int], now: dict[str, int]) -> bool:
     if "maxFeePerGas" in now:
         return paid.get("maxFeePerGas", paid.get("gasPrice", 0)) < (now["maxFeePerGas"] - now["maxPriorityFeePerGas"]) // 2
     return paid.get("gasPrice", 0) < now["gasPrice"]
+
+
+def _check_replacement(chain: Chain, p: _Pending, fee: dict[str, int], waiting: Sequence[_Pending]) -> None:
+    """A replacement at a higher fee must fit chain.max_fee too, with the other waiting ones."""
+    if chain.max_fee is None:
+        return
+    bumped = _bumped(p.fee, fee)
+    others = sum(q.gas * _max_fee(q.fee) for q in waiting if q is not p)
+    worst = p.gas * _max_fee(bumped)
+    left = chain.max_fee - chain.fee_spent - others
+    if worst > left:
+        raise CityPassError(
+            f"transaction {p.hashes[-1]} (nonce {p.nonce}) waits below the base fee; replacing it at "
+            f"{gwei_text(_max_fee(bumped))} per gas would cost up to {eth_text(worst)}, more than the --max-fee of "
+            f"{eth_text(chain.max_fee)} leaves ({eth_text(max(left, 0))}). It was not replaced and may still be mined "
+            "when the base fee falls: run the command again later (it checks what is still needed)")
 
 
 def _bumped(old: dict[str, int], now: dict[str, int]) -> dict[str, int]:
@@ -383,6 +454,26 @@ def _broadcast(chain: Chain, raw: bytes, *, already_ok: bool) -> str:
             return "0x" + keccak(raw).hex()
         raise CityPassError(f"the node refused to take back a waiting transaction: {answer.message}")
     return answer
+
+
+def _send_alone(chain: Chain, raw: bytes) -> Any:
+    """Hardhat's node handles the items of a JSON-RPC batch side by side, and on automine it
+    refuses a nonce ahead of the mined one ("can't be queued when automining"): a pipelined
+    batch can then be refused in part. Each such item is offered again on its own, in nonce
+    order (the ones before it are mined by then): the same signed bytes."""
+    answer: Any = None
+    for attempt in range(20):
+        answer = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + raw.hex()])], raise_errors=False)[0]
+        if not (isinstance(answer, RpcError) and "nonce too high" in answer.message.lower()):
+            return answer
+        time.sleep(0.01 * (attempt + 1))
+    return answer
+
+
+def _node_has(chain: Chain, raw: bytes) -> bool:
+    """Whether the node knows this signed transaction (in its pool or mined)."""
+    found = chain.rpc_batch([("eth_getTransactionByHash", ["0x" + keccak(raw).hex()])], raise_errors=False)[0]
+    return isinstance(found, dict)
 
 
 def wait_idle(chain: Chain, address: str, timeout: float = RECEIPT_TIMEOUT) -> bool:
@@ -412,17 +503,106 @@ def _nudge_local_miner(chain: Chain) -> None:
     (foundry-rs/foundry#10122; seen here with pipelined issuance batches and redemptions):
     they sit there until the next transaction comes. On a local dev chain, mining a block
     takes them in; on a real network this never runs."""
+    if not _automine(chain):
+        return  # blocks come at the node's own pace (--block-time, or a test's miner): never mine for it
     status = chain.rpc_batch([("txpool_status", [])], raise_errors=False)[0]
     if isinstance(status, dict) and int(status.get("pending", "0x0"), 16) > 0:
         chain.rpc("evm_mine")
 
 
-def _wait_confirmations(chain: Chain, block: int, confirmations: int, timeout: float) -> None:
+def _automine(chain: Chain) -> bool:
+    """Whether a local dev node mines a block for every transaction (Anvil's and Hardhat's
+    own question; True for a node that cannot say, e.g. Ganache, as before)."""
+    for method in ("anvil_getAutomine", "hardhat_getAutomine"):
+        answer = chain.rpc_batch([(method, [])], raise_errors=False)[0]
+        if isinstance(answer, bool):
+            return answer
+    return True
+
+
+def _confirm(chain: Chain, account: LocalAccount, sent: Sequence[_Pending], receipts: list[dict[str, Any]],
+             wanted: int, timeout: float) -> list[dict[str, Any]]:
+    """Waits until every receipt's block has `wanted` blocks on top of it *and* is still the
+    chain's block at that height; returns the receipts as they are then. A transaction whose
+    block was reorganised away meanwhile is followed, never re-signed: mined again elsewhere
+    -> its new receipt; back in (or dropped from) the pool -> the same signed bytes are
+    offered again and waited for; its nonce taken by another transaction -> CityPassError
+    (then it is not done, and a re-run checks what is still needed)."""
     deadline = time.monotonic() + timeout
-    while int(chain.rpc("eth_blockNumber"), 16) < block + confirmations:
-        if time.monotonic() > deadline:
-            raise CityPassError(f"block {block} did not get {confirmations} confirmations within {timeout:.0f} s")
-        time.sleep(1.0)
+    pause = 0.05 if chain.is_local_dev else 1.0
+    next_say = time.monotonic() + WAIT_SAY_AFTER
+    receipts = list(receipts)
+    automine: bool | None = None
+    while True:
+        head = int(chain.rpc("eth_blockNumber"), 16)
+        target = max(int(r["blockNumber"], 16) for r in receipts) + wanted
+        if head >= target:
+            moved = _moved(chain, receipts)
+            if not moved:
+                return receipts
+            gone = [i for i, fresh in moved.items() if fresh is None]
+            chain.say(f"the chain reorganised: {len(moved)} of {len(receipts)} transaction(s) left the block they were "
+                      f"mined in before they were {wanted} block(s) deep; following them (the same signed "
+                      "transactions, nothing is signed again)")
+            for i, fresh in moved.items():
+                if fresh is not None:
+                    receipts[i] = fresh
+            if gone:
+                for i in gone:
+                    _offer_again(chain, account, sent[i], receipts[i]["transactionHash"])
+                again = _wait_receipts(chain, account, [sent[i] for i in gone], max(1.0, deadline - time.monotonic()))
+                for i, r in zip(gone, again):
+                    receipts[i] = r
+            continue
+        now = time.monotonic()
+        if now > deadline:
+            raise CityPassError(
+                f"block {target - wanted} did not get {wanted} confirmation(s) within {timeout:.0f} s (head: block "
+                f"{head}); the transaction(s) may still be confirmed later: check before re-sending")
+        if now >= next_say:
+            chain.say(f"waiting for {wanted} confirmation(s): block {head} of {target}")
+            next_say = now + WAIT_SAY_EVERY
+        if chain.is_local_dev and automine is None:
+            automine = _automine(chain)
+        if automine:  # a dev chain that mines only for transactions: the blocks on top are mined here
+            chain.rpc("evm_mine")
+            continue
+        time.sleep(pause)
+
+
+def _moved(chain: Chain, receipts: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any] | None]:
+    """The receipts that are no longer on the chain as seen: index -> the fresh receipt (mined
+    in another block) or None (not mined now). A receipt counts only if the chain's block at
+    its height has its block hash (a node may still answer a receipt of a dropped fork)."""
+    hashes = [r["transactionHash"] for r in receipts]
+    fresh: list[Any] = []
+    for start in range(0, len(hashes), RPC_CHUNK):
+        fresh += chain.rpc_batch([("eth_getTransactionReceipt", [h]) for h in hashes[start:start + RPC_CHUNK]])
+    numbers = sorted({int(f["blockNumber"], 16) for f in fresh if f})
+    canonical: dict[int, str | None] = {}
+    for start in range(0, len(numbers), RPC_CHUNK):
+        part = numbers[start:start + RPC_CHUNK]
+        for n, block in zip(part, chain.rpc_batch([("eth_getBlockByNumber", [hex(n), False]) for n in part])):
+            canonical[n] = (block or {}).get("hash")
+    out: dict[int, dict[str, Any] | None] = {}
+    for i, (old, new) in enumerate(zip(receipts, fresh)):
+        if new is not None and canonical.get(int(new["blockNumber"], 16)) != new["blockHash"]:
+            new = None
+        if new is None or new["blockHash"] != old["blockHash"]:
+            out[i] = new
+    return out
+
+
+def _offer_again(chain: Chain, account: LocalAccount, p: _Pending, tx_hash: str) -> None:
+    """After a reorg: the same signed bytes of `tx_hash` to the node again (a node that
+    already has them back in its pool says so, which is fine)."""
+    raw = p.raws[p.hashes.index(tx_hash)] if tx_hash in p.hashes else p.raws[-1]
+    answer = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + raw.hex()])], raise_errors=False)[0]
+    if isinstance(answer, RpcError) and "already" not in answer.message.lower() and "known" not in answer.message.lower():
+        raise CityPassError(
+            f"transaction {tx_hash} (nonce {p.nonce} of {account.address}) was reorganised out of the chain and the "
+            f"node refuses it now ({answer.message}): another transaction from that account took nonce {p.nonce} on "
+            "the new chain. It was not re-sent and is not done; run the command again: it checks what is still needed")
 
 
 def _failure(chain: Chain, call: dict[str, Any], receipt: dict[str, Any]) -> CityPassError:
@@ -466,6 +646,7 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
     wait_idle(chain, sender, timeout)  # estimates and the nonce must see what is still in flight
     limits = [gas] * len(calls) if gas is not None else _estimate(chain, calls, sender)
     fee = fees(chain)
+    _check_fee_cap(chain, sum(limits), len(calls), fee)
     balance = chain.w3.eth.get_balance(sender)
     needed = sum(limits) * _max_fee(fee) + value * len(calls)
     if balance < needed:
@@ -480,6 +661,12 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
         answers = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + p.raws[0].hex()]) for p in chunk],
                                   raise_errors=False)
         for i, (p, answer) in enumerate(zip(chunk, answers)):
+            if isinstance(answer, RpcError) and "nonce too high" in answer.message.lower():
+                answer = _send_alone(chain, p.raws[0])
+            if isinstance(answer, RpcError) and _node_has(chain, p.raws[0]):
+                # The node has it already: a request asked again after a dropped connection
+                # (citypass/rpc_limits.py) reaches it twice, the same signed bytes both times.
+                answer = "0x" + keccak(p.raws[0]).hex()
             if isinstance(answer, RpcError):
                 err = _refusal(answer, chain, sender, "the transaction")
                 if start + i:  # some are out already: say so, the caller must not blindly resend
@@ -495,7 +682,9 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
     fault_point("after-receipt")
     wanted = chain.default_confirmations if confirmations is None else confirmations
     if wanted > 0:
-        _wait_confirmations(chain, max(int(r["blockNumber"], 16) for r in raw_receipts), wanted, timeout)
+        raw_receipts = _confirm(chain, account, sent, raw_receipts, wanted, timeout)
+        reported.record(chain, raw_receipts, wanted)
+    chain.fee_spent += sum(int(r["gasUsed"], 16) * int(r.get("effectiveGasPrice") or "0x0", 16) for r in raw_receipts)
     if check:
         failed = [i for i, r in enumerate(raw_receipts) if int(r["status"], 16) != 1]
         if failed:

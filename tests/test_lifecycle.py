@@ -124,7 +124,6 @@ def test_migration_during_pause_is_refused_when_credit_must_move(cp, roles, alic
     cp.migratePass(alice, new_phone, cp.budgets(), {"from": roles.registrar})
 
 
-@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_migration_includes_ended_budgets(cp, roles, alice, new_phone):
     now = latest_time()
     b = cp.createBudget(0, now - DAY, now + 10, 1_000, "short", {"from": roles.budget}).return_value
@@ -163,7 +162,6 @@ def test_refund_is_one_allowance_whatever_form_the_signature_had(cp, sport, pool
     assert_reverts_with(lambda: cp.refund(*of(resigned), 41, {"from": pool}), EXCEEDS, alice, sport, 3, 40, 41)
 
 
-@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_refund_after_the_voucher_deadline(cp, sport, pool, alice, sign):
     """A voucher's deadline limits its redemption, not the refund that may come days later."""
     v, s = sign(alice, pool, sport, 100, deadline=latest_time() + 60)

@@ -135,7 +135,6 @@ def test_operator_may_renounce_own_role(cp, roles):
                         "AccessControlBadConfirmation()")
 
 
-@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_admin_transfer_is_two_step_with_delay(cp, roles):
     new_admin = roles.stranger
     tx = cp.beginDefaultAdminTransfer(new_admin, {"from": roles.admin})
@@ -153,7 +152,6 @@ def test_admin_transfer_is_two_step_with_delay(cp, roles):
     missing_role(lambda: cp.grantRole(cp.ISSUER_ROLE(), roles.admin, {"from": roles.admin}), roles.admin, cp.DEFAULT_ADMIN_ROLE())
 
 
-@pytest.mark.anvil_only("exact block time: evm_setNextBlockTimestamp, which Ganache 7 lacks")
 def test_admin_transfer_can_be_cancelled(cp, roles):
     cp.beginDefaultAdminTransfer(roles.stranger, {"from": roles.admin})
     cp.cancelDefaultAdminTransfer({"from": roles.admin})

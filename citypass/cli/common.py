@@ -41,6 +41,7 @@ class Ctx:
     json: bool = False
     from_spec: str | None = None
     confirmations: int | None = None
+    max_fee: int | None = None  # wei, --max-fee
     contract_address: str | None = None
     via_safe: str | None = None  # --via-safe: propose through this Safe instead of sending
     _chain: Chain | None = None
@@ -50,7 +51,12 @@ class Ctx:
     @property
     def chain(self) -> Chain:
         if self._chain is None:
-            self._chain = connect(self.rpc, workdir=self.workdir)
+            self._chain = connect(self.rpc, workdir=self.workdir, confirmations=self.confirmations,
+                                  max_fee=self.max_fee)
+            if self._chain.default_confirmations > 0:
+                from citypass import reported
+
+                reported.check(self._chain)  # a reorg deeper than the confirmations since the last command
         return self._chain
 
     @property

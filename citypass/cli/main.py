@@ -87,6 +87,9 @@ class CityPassGroup(click.Group):
               help="Signing account: keystore name or file, or dev:N on a local dev chain [env CITYPASS_FROM].")
 @click.option("--confirmations", type=click.IntRange(min=0), metavar="N",
               help="Blocks to wait on top of each transaction (default: 0 on dev chains, else 2).")
+@click.option("--max-fee", "max_fee", envvar="CITYPASS_MAX_FEE", metavar="ETH",
+              help="The most this command may pay in fees, e.g. 0.05; a send that could cost more is refused "
+                   "and says what it would cost [env CITYPASS_MAX_FEE].")
 @click.option("--contract", "contract_address", envvar="CITYPASS_CONTRACT", metavar="ADDRESS",
               help="CityPass contract [env CITYPASS_CONTRACT]; default: the address book's for this chain.")
 @click.option("--via-safe", "via_safe", envvar="CITYPASS_VIA_SAFE", metavar="SAFE",
@@ -95,15 +98,22 @@ class CityPassGroup(click.Group):
 @click.version_option(__version__, prog_name="citypass")
 @click.pass_context
 def main(ctx: click.Context, rpc: str | None, workdir: Path, as_json: bool, from_spec: str | None,
-         confirmations: int | None, contract_address: str | None, via_safe: str | None) -> None:
+         confirmations: int | None, contract_address: str | None, via_safe: str | None,
+         max_fee: str | None = None) -> None:
     """CityPass: municipal city-pass credit on an Ethereum chain.
 
     With no --rpc, commands use a local Anvil node whose state persists in --workdir
     (started on first use). Amounts are euros with cents (12.50), dates YYYY-MM-DD (UTC).
     """
+    from citypass.tx import parse_eth
+
+    try:
+        cap = None if max_fee is None else parse_eth(max_fee)
+    except CityPassError as exc:
+        raise UsageError(str(exc)) from None
     ctx.obj = Ctx(rpc=rpc, workdir=workdir, json=as_json, from_spec=from_spec,
                   confirmations=confirmations, contract_address=contract_address,
-                  via_safe=C.checksum(via_safe, "--via-safe") if via_safe else None)
+                  via_safe=C.checksum(via_safe, "--via-safe") if via_safe else None, max_fee=cap)
 
 
 # ------------------------------------------------------------------ node
