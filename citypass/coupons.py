@@ -681,8 +681,9 @@ def _finish_new(dep: Any, registrar: Any, issuer: Any, info: SheetInfo, out: Pat
         raise _unfinished(out, info, f"crediting {euros(amount)} to the pass {holder} (issuer {issuer.address})", exc) from None
     result.finished_before = resumed and not result.sent
     result.balances = _balances(dep, holder, info.credits)
-    short = {b: info.credits[b] - result.balances.get(b, 0) for b in info.credits if result.balances.get(b, 0) < info.credits[b]}
-    if short:
+    # Right after this run credited it, the pass holds at least the sheet (later, spent coupons lower it).
+    short = [b for b in info.credits if result.balances.get(b, 0) < info.credits[b]]
+    if short and result.sent:
         raise CouponError(f"the pass {holder} holds {euros(result.balances.get(budget, 0))} of budget "
                           f"#{budget_id.decode(budget).serial}, less than the {euros(amount)} on the sheet {out} "
                           "(coupons of it were used already?); check with `citypass pass show`")
@@ -769,7 +770,7 @@ def _finish_replace(dep: Any, registrar: Any, info: SheetInfo, out: Path, note: 
     result.finished_before = resumed and not result.sent
     result.balances = _balances(dep, new, info.credits)
     short = [b for b in info.credits if result.balances.get(b, 0) < info.credits[b]]
-    if short:
+    if short and result.sent:  # checked right after this run's migration (later, spent coupons lower it)
         b = short[0]
         raise CouponError(
             f"the pass {new} holds {euros(result.balances.get(b, 0))} of budget #{budget_id.decode(b).serial}, less than "
