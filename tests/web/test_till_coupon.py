@@ -136,6 +136,8 @@ def test_a_coupon_from_the_printed_sheet_paid_at_the_till_with_the_warning(open_
     till.type_code(text)
     assert till.page.get_attribute(f"#entries li[data-budget='{world.sport}']", "data-reason") == "NonceUsed"
     assert till.page.get_attribute("#coupon-check", "data-check") == check
+    assert "Deze bon kan hier niet gebruikt worden" in till.text("#verdict-status")
+    assert "Deze bon is al gebruikt" in till.text("#entries") and "andere bon van het vel" in till.text("#entries")
     till.state("till-coupon-used")
 
 
@@ -177,3 +179,21 @@ def test_a_phone_pass_qr_is_no_coupon(open_till, world, sheet):
     till.type_code(pass_qr(who, d["chain_id"], d["contract"], [Entry(world.sport, 1_000, 0)], d["time"] + 86_400))
     assert till.page.locator("#coupon-face").count() == 0
     assert "papieren bon" not in till.text("#entries")
+
+
+def test_a_coupon_of_a_replaced_sheet_is_refused_with_the_desk_as_next_step(open_till, world, tmp_path):
+    import pypdfium2 as pdfium
+    import zxingcpp
+
+    made = world.cli("coupons", "new", "--budget", "1", "--amount", "5", "--out", str(tmp_path / "lost.pdf"))
+    page = pdfium.PdfDocument(str(tmp_path / "lost.pdf"))[0].render(scale=150 / 72).to_pil().convert("L")
+    (code,) = [c.text for c in zxingcpp.read_barcodes(page)]
+    replaced = world.cli("coupons", "replace", made["pass"], "--out", str(tmp_path / "new.pdf"))
+    assert replaced["from_pass"] == made["pass"] and replaced["total_cents"] == 500
+    till = open_till("ok")
+    till.connect()
+    till.type_code(code)
+    assert till.page.get_attribute(f"#entries li[data-budget='{world.sport}']", "data-reason") == "PassMigrated"
+    assert "Dit vel is vervangen of als kwijt gemeld" in till.text("#entries")
+    assert "balie van de gemeente" in till.text("#entries")
+    till.state("till-coupon-sheet-replaced")

@@ -442,7 +442,7 @@ function renderVerdict() {
   show("verdict-status");
   const entitled = entries.filter((e) => e.entitled);
   // Nothing to pay from: one line on top, each budget's own reason below it (said once).
-  if (!entitled.length) show("verdict-status", alertBox("error", t("entitledNone")));
+  if (!entitled.length) show("verdict-status", alertBox("error", t(coupon ? "couponNone" : "entitledNone")));
   $("entries").replaceChildren(...entries.map((e) => {
     const isPaper = coupon && coupon.budget === e.budget;
     const lines = [el("h3", { class: "utrecht-heading-3", text: isPaper ? t("couponName", { budget: e.name }) : e.name })];
@@ -467,7 +467,9 @@ function renderVerdict() {
       lines.push(el("p", { class: "utrecht-paragraph", text: details.join(" · ") }));
       lines.push(el("p", { class: "utrecht-paragraph", text: t("spendable", { amount: money(e.spendable_cents) }) }));
     } else {
-      lines.push(el("p", { class: "utrecht-paragraph", text: reasonSentence(e.reason, { ...e.params, until: e.valid_until }, e.message) }));
+      // A paper coupon's own next step where the phone's ("ask for a new QR code") does not fit.
+      const paperWords = isPaper && { NonceUsed: "couponUsed", PassMigrated: "couponMigrated" }[e.reason];
+      lines.push(el("p", { class: "utrecht-paragraph", text: paperWords ? t(paperWords) : reasonSentence(e.reason, { ...e.params, until: e.valid_until }, e.message) }));
     }
     return el("li", { class: `cp-entry ${e.entitled ? "cp-entry--ok" : "cp-entry--no"}`, "data-budget": e.budget, "data-reason": e.reason }, lines);
   }));
