@@ -307,18 +307,27 @@ class SheetInfo:
     tranche: str = ""  # new: the issuance tranche of the credit
     pass_valid_until: int = 0  # new: the pass's validity
     coupons: int = 0
+    # every coupon as (budget, face value in cents, nonce, check number), in the sheet's order
+    listed: tuple[tuple[int, int, int, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"tag": METADATA_TAG, "kind": self.kind, "chain_id": self.chain_id, "contract": self.contract,
                 "holder": self.holder, "credits": {str(b): v for b, v in self.credits.items()},
                 "source": self.source, "tranche": self.tranche, "pass_valid_until": self.pass_valid_until,
-                "coupons": self.coupons}
+                "coupons": self.coupons, "listed": [[str(b), a, n, c] for b, a, n, c in self.listed]}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "SheetInfo":
         return cls(str(data["kind"]), int(data["chain_id"]), str(data["contract"]), str(data["holder"]),
                    {int(b): int(v) for b, v in dict(data["credits"]).items()}, data.get("source"),
-                   str(data.get("tranche", "")), int(data.get("pass_valid_until", 0)), int(data.get("coupons", 0)))
+                   str(data.get("tranche", "")), int(data.get("pass_valid_until", 0)), int(data.get("coupons", 0)),
+                   tuple((int(b), int(a), int(n), str(c)) for b, a, n, c in data.get("listed", ())))
+
+    def with_coupons(self, sheet: "Sheet") -> "SheetInfo":
+        from dataclasses import replace
+
+        return replace(self, coupons=len(sheet.coupons), listed=tuple(
+            (c.planned.budget, c.planned.amount, c.planned.nonce, c.check) for c in sheet.coupons))
 
 
 # A4 layout, in millimetres
@@ -567,7 +576,7 @@ def _check_out(out: Path) -> None:
 
 def _write_sheet(dep: Any, plan: SheetPlan, make_info: Callable[[str], SheetInfo], out: Path) -> tuple[Sheet, SheetInfo]:
     sheet = sign_with_fresh_key(plan, dep.chain.chain_id, dep.address)
-    info = make_info(sheet.holder)
+    info = make_info(sheet.holder).with_coupons(sheet)
     names, cats = _names(dep)
     write_atomic(out, render_pdf(sheet, info, names, cats))
     return sheet, info
@@ -777,3 +786,40 @@ def _finish_replace(dep: Any, registrar: Any, info: SheetInfo, out: Path, note: 
             f"the {euros(info.credits[b])} on the sheet {out}: credit of the old pass was spent while the sheet was "
             f"made, so its last coupons would be refused; make a new sheet with `citypass coupons replace {new} --out ...`")
     return result
+
+
+# ------------------------------------------------------------------ which coupons still work
+@dataclass(frozen=True)
+class CouponStatus:
+    number: int  # 1.. as printed ("Bon 3 van 7")
+    budget: int
+    amount: int
+    nonce: int
+    check: str
+    status: str  # "unused" | "used" | "dead" (the pass moved: a replaced or lost sheet) | "ended" | "blocked"
+
+
+def sheet_status(dep: Any, info: SheetInfo) -> list[CouponStatus]:
+    """Each coupon of a sheet and whether it still works, from the chain: its nonce used, the
+    pass migrated (every coupon dead), suspended or revoked (blocked), or the budget ended."""
+    from citypass import contract as C
+    from citypass.clock import next_block_time
+    from citypass.tx import call_many
+
+    p = C.pass_info(dep, info.holder)
+    used = call_many(dep.chain, dep.contract, "isNonceUsed", [(info.holder, b, n) for b, _, n, _ in info.listed])
+    now = next_block_time(dep.chain)
+    out = []
+    for i, ((b, amount, nonce, check), (is_used,)) in enumerate(zip(info.listed, used), start=1):
+        if is_used:
+            status = "used"
+        elif p.status == "migrated":
+            status = "dead"
+        elif p.status != "active":
+            status = "blocked"
+        elif now > budget_id.decode(b).valid_until:
+            status = "ended"
+        else:
+            status = "unused"
+        out.append(CouponStatus(i, b, amount, nonce, check, status))
+    return out

@@ -96,7 +96,7 @@ def coupons_new(c: Ctx, budget_spec: str, amount: str, out: Path, denominations:
 
 
 @coupons_group.command("replace")
-@click.argument("old", type=ADDRESS)
+@click.argument("old", metavar="OLD")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help=OUT_HELP)
 @click.option("--denominations", metavar="EUROS,...", help=DENOMINATIONS_HELP)
 @click.option("--registrar", "registrar_spec", metavar="KEY",
@@ -104,13 +104,18 @@ def coupons_new(c: Ctx, budget_spec: str, amount: str, out: Path, denominations:
 @pass_ctx
 def coupons_replace(c: Ctx, old: str, out: Path, denominations: str | None, registrar_spec: str | None) -> None:
     """A sheet for the credit of the pass OLD: a lost sheet, a lost phone, or credit an
-    issuance gave OLD.
+    issuance gave OLD. OLD is the pass address, or the old sheet's PDF (its pass).
 
     The PDF is written first; then OLD is migrated to the new sheet's pass with all its
     credit, which kills every coupon and QR code of OLD. Running the same command again
     finishes an interrupted sheet.
     """
     denoms = _denominations(denominations)
+    if not old.startswith("0x") and old.lower().endswith(".pdf"):
+        if not Path(old).is_file():
+            raise UsageError(f"OLD: {old}: no such file (give the old sheet's PDF or the pass address)")
+        old = K.read_sheet_info(old).holder
+    old = ADDRESS.convert(old, None, None)
     dep = c.deployment
     registrar = _signer(c, registrar_spec, "REGISTRAR")
     result = K.replace_sheet(dep, registrar, old, out, denominations=denoms, note=note)
@@ -134,3 +139,29 @@ def coupons_plan(c: Ctx, amount: str, denominations: str | None) -> None:
     output(c, {"coupons": len(values), "total": K._plain(sum(values)), "total_cents": sum(values),
                "values": [{"amount": K._plain(v), "amount_cents": v, "count": n} for v, n in counts.items()]},
            rows=[(n, format_euros(v)) for v, n in counts.items()], columns=("COUPONS", "EACH"))
+
+
+STATUS_TEXT = {"unused": "unused", "used": "used", "dead": "dead: the sheet was replaced or reported lost",
+               "blocked": "blocked: the pass is suspended or revoked", "ended": "the budget has ended"}
+
+
+@coupons_group.command("show")
+@click.argument("sheet", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def coupons_show(c: Ctx, sheet: Path) -> None:
+    """Each coupon of the sheet SHEET.pdf and whether it still works (from the chain)."""
+    info = K.read_sheet_info(sheet)
+    dep = c.deployment
+    if info.chain_id != dep.chain.chain_id or info.contract.lower() != dep.address.lower():
+        raise UsageError(f"{sheet} is a sheet for chain {info.chain_id}, contract {info.contract}, not this one")
+    if info.coupons and not info.listed:
+        raise UsageError(f"{sheet}: this sheet's PDF does not list its coupons (made by an older citypass)")
+    rows = K.sheet_status(dep, info)
+    unused = [r for r in rows if r.status == "unused"]
+    note(f"sheet of pass {info.holder}: {len(unused)} of {len(rows)} coupons unused, worth "
+         f"{format_euros(sum(r.amount for r in unused))}")
+    output(c, {"pass": info.holder, "coupons": [
+        {"number": r.number, "budget": str(r.budget), "serial": r.budget >> 128, "amount": K._plain(r.amount),
+         "amount_cents": r.amount, "nonce": r.nonce, "check": r.check, "status": r.status} for r in rows]},
+        rows=[(r.number, f"#{r.budget >> 128}", format_euros(r.amount), K.show_check_number(r.check), STATUS_TEXT[r.status])
+              for r in rows], columns=("BON", "BUDGET", "AMOUNT", "CHECK", "STATUS"))
