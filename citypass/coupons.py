@@ -396,7 +396,7 @@ def render_pdf(sheet: Sheet, info: SheetInfo, budget_names: Mapping[int, str] | 
             for b in sheet.plan.credits:
                 cat = cats.get(budget_id.decode(b).category)
                 parts.append(f"{budget_name(b)}: {sheet.plan.count_for(b)} bonnen, samen {euro_nl(sheet.plan.total_for(b))}"
-                             + (f" (voor {cat})" if cat else ""))
+                             + (f", te gebruiken voor {cat}" if cat else ""))
             y = top - 15 * mm
             for line in parts:
                 c.drawString(_MARGIN * mm, y, line)
