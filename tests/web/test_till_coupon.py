@@ -197,3 +197,25 @@ def test_a_coupon_of_a_replaced_sheet_is_refused_with_the_desk_as_next_step(open
     assert "Dit vel is vervangen of als kwijt gemeld" in till.text("#entries")
     assert "balie van de gemeente" in till.text("#entries")
     till.state("till-coupon-sheet-replaced")
+
+
+def test_offline_the_till_still_knows_a_coupon_and_warns(open_till, world, sheet):
+    """Offline the till reads the coupon from the code itself: the same check number (its own
+    copy of the rule, tested against the library's here), the warning and the question."""
+    pq, text, _ = sheet["coupons"][3]
+    till = open_till("ok")
+    till.connect()  # online first: the till keeps the deployment, budgets and provider
+    till.context.set_offline(True)
+    till.type_code(text)
+    assert till.page.is_visible("#offline-banner")
+    assert till.text("#coupon-face") == "Bon van €5,00"
+    assert till.page.get_attribute("#coupon-check", "data-check") == K.show_check_number(K.coupon_check_number(pq))
+    till.amount("2,00")
+    assert "Deze bon is €5,00; het restant blijft op de pas" in till.text("#precheck")
+    till.page.click("#pay")
+    till.page.wait_for_selector("#coupon-ask")
+    till.state("till-coupon-offline-ask")
+    till.page.click("#coupon-confirm")
+    till.page.wait_for_selector("#pay-status >> text=In de wachtrij")
+    assert till.page.locator("#queue-list li").count() == 1
+    till.state("till-coupon-offline-queued")
