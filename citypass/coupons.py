@@ -263,6 +263,37 @@ def sign_sheet(plan: SheetPlan, key: Any, chain_id: int, contract: str) -> Sheet
     return Sheet(holder, chain_id, pq.contract if out else contract, plan, tuple(out))
 
 
+def sheet_from_codes(plan: SheetPlan, codes: Sequence[str], chain_id: int, contract: str) -> Sheet:
+    """A sheet whose coupons were signed elsewhere (the desk's page keeps the key in the
+    browser): code i must be the plan's coupon i (budget, face value, nonce, the budget's end,
+    any provider) for this chain and contract, all by one holder, each signature the holder's.
+    CouponError naming the coupon otherwise; nothing here needs the key."""
+    from eth_utils import to_checksum_address
+
+    if len(codes) != len(plan.coupons):
+        raise CouponError(f"codes: {len(codes)} signed coupons for a plan of {len(plan.coupons)}")
+    out, holder = [], None
+    for i, (planned, text) in enumerate(zip(plan.coupons, codes), start=1):
+        try:
+            pq = passqr.decode(text)
+        except passqr.PassQRError as exc:
+            raise CouponError(f"coupon {i}: {exc}") from None
+        e = pq.entries[0]
+        if not is_coupon(pq) or (e.budget, e.max_amount, e.nonce, pq.deadline) != (
+                planned.budget, planned.amount, planned.nonce, planned.deadline):
+            raise CouponError(f"coupon {i}: not the planned coupon ({euros(planned.amount)} of budget #{planned.serial}, "
+                              f"nonce {planned.nonce}, valid until the budget's end, any provider)")
+        if pq.chain_id != chain_id or pq.contract != to_checksum_address(contract):
+            raise CouponError(f"coupon {i}: signed for chain {pq.chain_id}, contract {pq.contract}")
+        holder = holder or pq.holder
+        if pq.holder != holder:
+            raise CouponError(f"coupon {i}: signed by {pq.holder}, the other coupons by {holder}: one sheet, one key")
+        if passqr.verify(pq)[0][1] is not None:
+            raise CouponError(f"coupon {i}: its signature is not the holder's")
+        out.append(Coupon(planned, pq, pq.encode(), coupon_check_number(pq)))
+    return Sheet(holder or "", chain_id, to_checksum_address(contract), plan, tuple(out))
+
+
 def sign_with_fresh_key(plan: SheetPlan, chain_id: int, contract: str) -> Sheet:
     """A fresh key made in memory signs the sheet and is wiped; only its address remains."""
     key = _fresh_key()

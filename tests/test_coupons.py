@@ -110,6 +110,29 @@ def test_check_number_and_what_makes_a_coupon():
     assert K.is_coupon(passqr.coupon(key, CHAIN_ID, CONTRACT, SPORT, 1_000, 0, END))
 
 
+def test_a_sheet_signed_elsewhere_is_checked_against_its_plan():
+    """The desk's page signs in the browser and hands over only the codes: the library checks
+    each against the plan before it draws the sheet."""
+    plan = K.plan_sheet({SPORT: 2_000, CULTURE: 500})
+    signed = K.sign_with_fresh_key(plan, CHAIN_ID, CONTRACT)
+    codes = [c.text for c in signed.coupons]
+    again = K.sheet_from_codes(plan, codes, CHAIN_ID, CONTRACT)
+    assert again.holder == signed.holder and [c.check for c in again.coupons] == [c.check for c in signed.coupons]
+    other = K.sign_with_fresh_key(plan, CHAIN_ID, CONTRACT)
+    with pytest.raises(K.CouponError, match="coupon 2: signed by .* one sheet, one key"):
+        K.sheet_from_codes(plan, [codes[0], other.coupons[1].text] + codes[2:], CHAIN_ID, CONTRACT)
+    with pytest.raises(K.CouponError, match="coupon 1: not the planned coupon"):
+        K.sheet_from_codes(plan, [codes[1], codes[0]] + codes[2:], CHAIN_ID, CONTRACT)
+    with pytest.raises(K.CouponError, match="4 signed coupons for a plan of 5"):
+        K.sheet_from_codes(plan, codes[:4], CHAIN_ID, CONTRACT)
+    with pytest.raises(K.CouponError, match="coupon 1: signed for chain 31337"):
+        K.sheet_from_codes(plan, codes, 1, CONTRACT)
+    forged = passqr.PassQR(CHAIN_ID, CONTRACT, signed.holder, END, passqr.ANY_PROVIDER,
+                           (passqr.Entry(SPORT, 500, 0, other.coupons[0].qr.entries[0].signature),))
+    with pytest.raises(K.CouponError, match="coupon 1: its signature is not the holder's"):
+        K.sheet_from_codes(plan, [forged.encode()] + codes[1:], CHAIN_ID, CONTRACT)
+
+
 def _sheet_pdf(credits: dict[int, int], path: Path) -> tuple[K.Sheet, bytes]:
     plan = K.plan_sheet(credits)
     sheet = K.sign_with_fresh_key(plan, CHAIN_ID, CONTRACT)
