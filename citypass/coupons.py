@@ -762,10 +762,16 @@ def replace_sheet(dep: Any, registrar: Any, old: str, out: str | Path, *,
     if p.status == "migrated":
         raise CouponError(f"the pass {old} was migrated to {p.migrated_to} already; its credit lives there now: "
                           f"replace that one (`citypass coupons replace {p.current_address} --out ...`)")
-    if p.status not in ("active", "suspended"):
+    if p.status == "suspended":
+        raise CouponError(f"the pass {old} is suspended: a sheet for it would be refused at every till; reinstate it "
+                          "first (`citypass pass reinstate`)")
+    if p.status != "active":
         raise CouponError(f"the pass {old} is {p.status}: "
                           + ("no pass was enrolled at this address" if p.status == "none" else "it cannot be migrated"))
     now = next_block_time(dep.chain)
+    if p.valid_until < now:
+        raise CouponError(f"the pass {old} expired on {_date_en(p.valid_until)}: its coupons would be refused; renew it "
+                          "first (`citypass pass renew`)")
     credits = {b: v for b, v in p.balances.items() if budget_id.decode(b).valid_until >= now}
     if not credits:
         raise CouponError(f"the pass {old} holds no credit in an open budget: nothing to put on a sheet")

@@ -362,6 +362,14 @@ def test_bad_input_is_refused_before_anything_is_signed(w, tmp_path, keys_made):
     assert keys_made == [] and w.chain.w3.eth.block_number == before and not Path("a.pdf").exists()
     r = cli(w, "coupons", "replace", synthetic_account("coupon-nobody").address, "--out", "b.pdf")
     assert r.exit_code == 1 and "no pass was enrolled at this address" in r.stderr
+    held = synthetic_account("coupon-suspended")
+    enrol_and_credit(w, [held], w.sport, 1_000, "coupon-suspended")
+    assert cli(w, "pass", "suspend", held.address).exit_code == 0
+    r = cli(w, "coupons", "replace", held.address, "--out", "b.pdf")
+    assert r.exit_code == 1 and "is suspended: a sheet for it would be refused at every till; reinstate it" in r.stderr
+    r = cli(w, "coupons", "replace", "gone.pdf", "--out", "b.pdf")
+    assert r.exit_code == 2 and "gone.pdf: no such file" in r.stderr
+    assert keys_made == [] and not Path("b.pdf").exists()
 
 
 _READ: dict[tuple[str, float], list[passqr.PassQR]] = {}

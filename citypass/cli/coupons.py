@@ -62,7 +62,8 @@ def _report(c: Ctx, result: K.SheetResult) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help=OUT_HELP)
 @click.option("--denominations", metavar="EUROS,...", help=DENOMINATIONS_HELP)
 @click.option("--tranche", default="", help="The issuance tranche this credit belongs to (as `citypass issue --tranche`).")
-@click.option("--valid-until", type=DATE, help="Last valid day of the new pass (default: the budget's end).")
+@click.option("--valid-until", type=DATE,
+              help="Last valid day of the new pass (default: the budget's end); its coupons stop working after it.")
 @click.option("--registrar", "registrar_spec", metavar="KEY",
               help="The registrar's account that enrols the pass (default: --from, or the dev account with the role).")
 @click.option("--issuer", "issuer_spec", metavar="KEY",
