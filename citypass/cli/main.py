@@ -17,6 +17,7 @@ import requests
 
 from citypass import __version__, gas, keys, node
 from citypass import contract as C
+from citypass.cli import coupons as coupons_cli
 from citypass.cli import ops, web
 from citypass.cli import safe as safe_cli
 from citypass.cli.common import (
@@ -1041,6 +1042,7 @@ def settings_set(c: Ctx, pass_qr_ttl: int | None, scan_limit: int | None) -> Non
 ops.register(main)
 safe_cli.register(main)  # citypass safe (citypass/cli/safe.py)
 main.add_command(web.web_cmd)  # citypass web (citypass/cli/web.py)
+main.add_command(coupons_cli.coupons_group)  # citypass coupons (citypass/cli/coupons.py)
 
 
 def run_cli(rpc: str, args: list[str]) -> None:

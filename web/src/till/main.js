@@ -6,6 +6,7 @@
 import { api, ApiError, Offline, rpc } from "./api.js";
 import { encodeBatch, encodeRedeem, encodeRefund, redemptionHolder, skippedIn, waitForReceipt } from "./contract.js";
 import { amsterdamMidnight, fill, formatCents, formatDate, formatTime, parseEuros, UI } from "./i18n.js";
+import { checkNumber, isCoupon } from "./coupon.js";
 import { parsePassQr, PassQrError } from "./passqr.js";
 import { Camera, decodeFile, warmUp } from "./scan.js";
 import * as store from "./store.js";
@@ -35,6 +36,7 @@ const state = {
   takings: null,
   refundForm: null, // {key, inputId}: the refund form the clerk has open (kept across takings refreshes)
   lastVerdict: null, // for re-rendering in the other language
+  couponConfirmed: null, // the amount the clerk confirmed charging below a coupon's face value
 };
 
 // ------------------------------------------------------------------ words
@@ -329,6 +331,7 @@ async function onCode(text, seenAt) {
   }
   $("scan-status").textContent = t("checking");
   state.scan = { qr: text, scannedAt: seenAt, check: null, offline: false };
+  state.couponConfirmed = null;
   state.selected = null;
   state.precheck = null;
   $("amount").value = "";
@@ -412,18 +415,51 @@ function scanEntries() {
   });
 }
 
+/**
+ * The paper coupon of this scan, or null: {face, check} (coupon.js says how a till knows).
+ * Online the voucher comes from /api/check, offline from the code itself.
+ */
+function scanCoupon() {
+  const scan = state.scan;
+  if (!scan) return null;
+  if (scan.coupon !== undefined) return scan.coupon;
+  const source = scan.offline ? scan.parsed : scan.check;
+  const entries = scan.offline ? scan.parsed.entries : scan.check.entries;
+  const voucher = entries.length === 1 ? entries[0].voucher : null;
+  scan.coupon = voucher && isCoupon(voucher, entries.length)
+    ? { budget: String(voucher.budget), face: Number(voucher.maxAmount),
+        check: checkNumber(voucher, scan.offline ? source.chainId : source.chain_id, source.contract) }
+    : null;
+  return scan.coupon;
+}
+
 function renderVerdict() {
   if (!state.scan) return;
   const entries = scanEntries();
+  const coupon = scanCoupon();
   const offline = state.scan.offline;
   $("verdict-empty").hidden = true;
   show("verdict-status");
   const entitled = entries.filter((e) => e.entitled);
   // Nothing to pay from: one line on top, each budget's own reason below it (said once).
-  if (!entitled.length) show("verdict-status", alertBox("error", t("entitledNone")));
+  if (!entitled.length) show("verdict-status", alertBox("error", t(coupon ? "couponNone" : "entitledNone")));
   $("entries").replaceChildren(...entries.map((e) => {
-    const lines = [el("h3", { class: "utrecht-heading-3", text: e.name })];
-    if (e.entitled) {
+    const isPaper = coupon && coupon.budget === e.budget;
+    const lines = [el("h3", { class: "utrecht-heading-3", text: isPaper ? t("couponName", { budget: e.name }) : e.name })];
+    if (isPaper) {
+      lines.push(el("p", { class: "cp-big", id: "coupon-face", text: t("couponFace", { face: money(coupon.face) }) }));
+      const [before, after] = UI[state.lang].couponCheck.split("{check}");
+      lines.push(el("p", { class: "utrecht-paragraph cp-check", id: "coupon-check", "data-check": coupon.check },
+        before, el("strong", { class: "cp-check-number", text: coupon.check }), after));
+    }
+    if (e.entitled && isPaper) {
+      const details = [];
+      if (e.valid_until) details.push(t("until", { until: formatDate(e.valid_until, state.lang) }));
+      details.push(t("couponOnce"));
+      lines.push(el("p", { class: "utrecht-paragraph", text: details.join(" · ") }));
+      lines.push(el("p", { class: "utrecht-paragraph", text: t("spendable", { amount: money(e.spendable_cents) }) }));
+      if (!offline) lines.push(el("p", { class: "utrecht-paragraph cp-muted", text: t("couponLeftOnPass", { left: money(e.left_cents) }) }));
+    } else if (e.entitled) {
       lines.push(el("p", { class: "cp-big", text: offline ? t("offlineUnknownLeft") : t("left", { left: money(e.left_cents) }) }));
       const details = [];
       if (e.valid_until) details.push(t("until", { until: formatDate(e.valid_until, state.lang) }));
@@ -431,7 +467,9 @@ function renderVerdict() {
       lines.push(el("p", { class: "utrecht-paragraph", text: details.join(" · ") }));
       lines.push(el("p", { class: "utrecht-paragraph", text: t("spendable", { amount: money(e.spendable_cents) }) }));
     } else {
-      lines.push(el("p", { class: "utrecht-paragraph", text: reasonSentence(e.reason, { ...e.params, until: e.valid_until }, e.message) }));
+      // A paper coupon's own next step where the phone's ("ask for a new QR code") does not fit.
+      const paperWords = isPaper && { NonceUsed: "couponUsed", PassMigrated: "couponMigrated" }[e.reason];
+      lines.push(el("p", { class: "utrecht-paragraph", text: paperWords ? t(paperWords) : reasonSentence(e.reason, { ...e.params, until: e.valid_until }, e.message) }));
     }
     return el("li", { class: `cp-entry ${e.entitled ? "cp-entry--ok" : "cp-entry--no"}`, "data-budget": e.budget, "data-reason": e.reason }, lines);
   }));
@@ -543,7 +581,41 @@ function renderPrecheck() {
   if (!p.entry) return (node.textContent = "");
   if (p.entry.reason === "OfflineLimit") return bad(t("offlineAbove", { amount: money(state.offlineLimit) }));
   if (p.entry.reason !== "Ok") return bad(reasonSentence(p.entry.reason, { ...p.entry.params, amount_cents: p.amount, until: p.entry.valid_until }, p.entry.message));
-  node.replaceChildren(alertBox("ok", t("precheckOk", { amount: money(p.amount), budget: p.entry.name })));
+  // The coupon's warning, unless the question before paying says it already.
+  node.replaceChildren(alertBox("ok", t("precheckOk", { amount: money(p.amount), budget: p.entry.name })),
+    $("coupon-ask") ? null : couponWarning(p.amount));
+}
+
+/** The warning when a coupon is charged below its face value (null otherwise). */
+function couponWarning(amount, ...extra) {
+  const coupon = scanCoupon();
+  if (!coupon || amount === null || amount === undefined || amount >= coupon.face) return null;
+  const box = alertBox("warning", t("couponRest", { face: money(coupon.face) }),
+    t("couponRestDetail", { amount: money(amount), rest: money(coupon.face - amount) }), ...extra);
+  box.classList.add("cp-coupon-warning");
+  return box;
+}
+
+/** Charging less than a coupon's face value needs the clerk's yes first (true: ask, stop here). */
+function askBelowFace(amount) {
+  const coupon = scanCoupon();
+  if (!coupon || amount >= coupon.face || state.couponConfirmed === amount) return false;
+  const buttons = el("div", { class: "utrecht-button-group" },
+    button(t("couponConfirm", { amount: money(amount) }), () => {
+      state.couponConfirmed = amount;
+      show("pay-status");
+      $("pay-form").requestSubmit();
+    }, "primary-action", { id: "coupon-confirm" }),
+    button(t("couponChange"), () => {
+      show("pay-status");
+      renderPrecheck(); // the warning goes back under the amount
+      $("amount").focus();
+      $("amount").select();
+    }, "secondary-action", { id: "coupon-change" }));
+  show("pay-status", el("div", { id: "coupon-ask" }, couponWarning(amount, buttons)));
+  for (const said of $("precheck").querySelectorAll(".cp-coupon-warning")) said.remove(); // said once
+  $("coupon-confirm").focus();
+  return true;
 }
 
 // ------------------------------------------------------------------ paying
@@ -560,6 +632,7 @@ async function onPay(event) {
     $("amount").focus();
     return;
   }
+  if (askBelowFace(amounts.amount)) return;
   if (state.scan.offline) return enqueue(amounts);
   if (!state.wallet) return show("pay-status", alertBox("warning", t("needWallet")));
   if (!onRightChain()) return show("pay-status", alertBox("warning", t("wrongChain", { have: state.wallet.chainId, want: chainLabel() })));
@@ -1035,7 +1108,11 @@ async function start() {
     ev.preventDefault();
     onCode($("typed").value, performance.now());
   });
-  $("amount").addEventListener("input", precheckSoon);
+  $("amount").addEventListener("input", () => {
+    state.couponConfirmed = null;
+    if ($("coupon-ask")) show("pay-status"); // the question was about the old amount
+    precheckSoon();
+  });
   $("co-payment").addEventListener("input", precheckSoon);
   $("pay-form").addEventListener("submit", onPay);
   $("next").addEventListener("click", nextCustomer);
