@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from citypass.web import api, dashboard
+from citypass.web import api, backoffice, dashboard
 from citypass.web.errors import ApiError, error_response, json_response, to_api_error
 from citypass.web.rpc import WalletRpc
 from citypass.web.security import Guard, GuardSettings
@@ -123,6 +123,8 @@ def create_app(service: api.Service, config: WebConfig) -> Starlette:
         Route("/rpc", rpc_route, methods=["POST"]),
     ]
     routes += dashboard.routes(service, config)  # /dashboard/, /api/dashboard/* (citypass/web/dashboard.py)
-    guard = GuardSettings(allowed_hosts=config.allowed_hosts, rate_limit=config.rate_limit)
+    routes += backoffice.routes(service, config)  # /balie/, /financien/, /api/backoffice/* (citypass/web/backoffice.py)
+    guard = GuardSettings(allowed_hosts=config.allowed_hosts, rate_limit=config.rate_limit,
+                          large_paths=frozenset(backoffice.LARGE_BODY_PATHS))
     return Starlette(routes=routes, middleware=[Middleware(Guard, settings=guard)],
                      exception_handlers={HTTPException: http_error})
