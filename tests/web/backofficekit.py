@@ -87,7 +87,7 @@ class Office:
 
     def sign_in(self) -> None:
         self.page.click("#signin-button")
-        self.page.wait_for_selector("#officer:not([hidden])")
+        self.page.wait_for_selector("body[data-signed-in='1']")
 
     def sent(self) -> list[str]:
         """Hashes of every transaction this officer's wallet sent so far."""

@@ -58,6 +58,7 @@ function rerender() {
 
 function showSignIn() {
   session = null;
+  document.body.dataset.signedIn = "0";
   $("signin").hidden = false;
   $("officer").hidden = true;
   $("desk").hidden = true;
@@ -111,6 +112,7 @@ async function showOfficer() {
     void now;
   }
   if (!$("log").hidden) await loadLog();
+  document.body.dataset.signedIn = "1";
 }
 
 function fillActions() {
