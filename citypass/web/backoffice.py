@@ -452,11 +452,11 @@ class BackOffice:
         rec = issuance.reconcile(self.dep, after, snap, [])
         sent_total = rec.after.issued - snap.issued
         checks = [
-            {"ok": (rec.file_rows, rec.file_total) == (rec.chain_rows, rec.chain_total),
+            {"ok": (rec.file_rows, rec.file_total) == (rec.chain_rows, rec.chain_total), "id": "exact",
              "text": "every holder in the file received exactly its amount in this tranche"},
-            {"ok": rec.after.balances - snap.balances == sent_total,
+            {"ok": rec.after.balances - snap.balances == sent_total, "id": "balances",
              "text": "the file's holders' balances grew by what the budget's issued counter grew"},
-            {"ok": not after.sends, "text": "nothing of the file is left to send"},
+            {"ok": not after.sends, "id": "nothing_left", "text": "nothing of the file is left to send"},
         ]
         return {"ok": all(c["ok"] for c in checks), "file_rows": rec.file_rows, "file_cents": rec.file_total,
                 "chain_rows": rec.chain_rows, "chain_cents": rec.chain_total, "chain_batches": rec.chain_batches,
@@ -571,6 +571,14 @@ class BackOffice:
         if used:
             out["refusal"] = (f"payment reference {out['reference']!r} was already used"
                               f"{finance._earlier(self.dep, ref)}; nothing was sent")
+            events = self.dep.events("Settled", argument_filters={"paymentReference": ref})
+            if events:
+                first = events[0]
+                who = to_checksum_address(first.args.provider)
+                out["earlier"] = {"provider": who, "name": self.service.names()[2].get(who, ""),
+                                  "block": int(first.blockNumber),
+                                  "cents": sum(int(e.args.amount) for e in events
+                                               if e.transactionHash == first.transactionHash)}
         return out
 
     def reclaim_preview(self, ctx: Ctx) -> dict[str, Any]:

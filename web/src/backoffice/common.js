@@ -197,7 +197,8 @@ export function parseAddressQr(text, chainId) {
 
 /** One camera for the page: scans until an address QR is read into `input`. */
 export class AddressScanner {
-  constructor(video, status, chainId) {
+  constructor(video, status, chainId, onRead = () => {}) {
+    this.onRead = onRead;
     this.video = video;
     this.status = status;
     this.chainId = chainId;
@@ -227,6 +228,7 @@ export class AddressScanner {
       this.target.dispatchEvent(new Event("input", { bubbles: true }));
       this.status.textContent = t("qrRead", { address: short(address) });
       this.stop(false);
+      this.onRead(address, this.target);
     } catch (e) {
       this.status.textContent = e.message;
       this.camera.reset();

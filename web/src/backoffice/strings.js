@@ -82,7 +82,12 @@ const nl = {
   reclaimNothing: "Er staat geen tegoed meer bij inwoners van dit budget.", reclaimWill: "Wordt vernietigd: {amount} bij {holders} inwoner(s), in {txs} transactie(s).",
   reclaimButton: "Terugnemen: {amount} vernietigen", reclaimed: "Teruggenomen: {amount} vernietigd.",
   noFinanceRole: "Deze wallet heeft geen financiële rol.",
-  total: "Totaal", budgetCol: "Budget",
+  referenceUsedBy: "Betalingskenmerk {reference} is al gebruikt: daaronder is {amount} betaald aan {name} (blok {block}). Er is niets verstuurd. Gebruik het kenmerk van deze betaling.",
+  reclaimKeep: "Blijft betaalbaar aan aanbieders: {amount}.",
+  total: "Totaal", budgetCol: "Budget", nResidents: "{n} inwoner(s)", issuedAll: "Alle {count} batch(es) zijn ondertekend en verwerkt.",
+  check_exact: "elke inwoner uit het bestand heeft in deze ronde precies zijn bedrag ontvangen",
+  check_balances: "het tegoed van de inwoners uit het bestand groeide met wat het budget uitgaf",
+  check_nothing_left: "van dit bestand hoeft niets meer verstuurd te worden",
 };
 
 const en = {
@@ -165,7 +170,12 @@ const en = {
   reclaimNothing: "No resident holds credit of this budget any more.", reclaimWill: "Will be burned: {amount} held by {holders} resident(s), in {txs} transaction(s).",
   reclaimButton: "Reclaim: burn {amount}", reclaimed: "Reclaimed: {amount} burned.",
   noFinanceRole: "This wallet holds no finance role.",
-  total: "Total", budgetCol: "Budget",
+  referenceUsedBy: "Payment reference {reference} was used before: {amount} was paid to {name} under it (block {block}). Nothing was sent. Use this payment's own reference.",
+  reclaimKeep: "Stays payable to providers: {amount}.",
+  total: "Total", budgetCol: "Budget", nResidents: "{n} resident(s)", issuedAll: "All {count} batch(es) are signed and processed.",
+  check_exact: "every resident in the file received exactly their amount in this round",
+  check_balances: "the file's residents' credit grew by what the budget issued",
+  check_nothing_left: "nothing of this file is left to send",
 };
 
 export default { nl, en };

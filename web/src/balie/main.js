@@ -25,7 +25,11 @@ async function init() {
   setupLanguage(strings, rerender);
   deployment = await publicApi("deployment");
   $("dev-banner").hidden = !deployment.dev_chain;
-  scanner = new AddressScanner($("video"), $("scan-status"), deployment.chain_id);
+  scanner = new AddressScanner($("video"), $("scan-status"), deployment.chain_id, (address, input) => {
+    $("scanner").hidden = true;
+    const note = $(input.id + "-read");
+    if (note) note.textContent = t("qrRead", { address: short(address) });
+  });
   $("signin-button").addEventListener("click", onSignIn);
   $("signout").addEventListener("click", onSignOut);
   $("find-form").addEventListener("submit", (e) => { e.preventDefault(); find($("find-number").value); });
@@ -215,6 +219,7 @@ async function onEnrol(e) {
     current = done;
     renderPass(done);
     $("enrol-form").reset();
+    $("enrol-address-read").textContent = "";
     $("enrol-credit-fields").hidden = true;
     $("enrol-until").value = new Date(Date.UTC(new Date().getUTCFullYear(), 11, 31)).toISOString().slice(0, 10);
   } catch (err) {
@@ -239,6 +244,7 @@ async function onMigrate(e) {
     current = done;
     renderPass(done);
     $("migrate-address").value = "";
+    $("migrate-address-read").textContent = "";
     say(box, t("migrated", { number, address: short(prep.new_address) }), "bo-done");
   } catch (err) {
     say(box, explain(err), "bo-error");

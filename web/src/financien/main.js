@@ -206,7 +206,7 @@ function renderPlan(data) {
   }
   say($("plan-status"), "");
   $("plan-batches").replaceChildren(el("h4", { class: "utrecht-heading-4", text: t("batchList") }), el("ol", { class: "utrecht-ordered-list" },
-    data.batches.map((b) => el("li", { text: `${t("batchKind_" + b.kind)}: ${b.rows} × · ${euro(b.total_cents)}` }))));
+    data.batches.map((b) => el("li", { text: `${t("batchKind_" + b.kind)}: ${t("nResidents", { n: b.rows })} · ${euro(b.total_cents)}` }))));
   $("issue-button").textContent = t("issueButton", { count: data.batches.length });
   $("issue-button").hidden = false;
 }
@@ -229,6 +229,7 @@ async function onIssue() {
       bar.value = i + 1;
       label(i + 1);
     }
+    $("issue-progress-label").textContent = t("issuedAll", { count: data.batches.length });
     say(box, "");
   } catch (err) {
     say(box, explain(err), "bo-error");
@@ -257,7 +258,7 @@ function renderRecon(rec) {
     el("li", { text: t("r_file", { rows: rec.file_rows, total: euro(rec.file_cents) }) }),
     el("li", { text: t("r_chain", { rows: rec.chain_rows, total: euro(rec.chain_cents), batches: rec.chain_batches }) }),
     el("li", { text: t("r_issued", { before: euro(rec.issued_before_cents), after: euro(rec.issued_after_cents), cap: euro(rec.cap_cents) }) }),
-    ...rec.checks.map((c) => el("li", { class: c.ok ? "bo-ok" : "bo-no", text: (c.ok ? "✓ " : "✗ ") + c.text })),
+    ...rec.checks.map((c) => el("li", { class: c.ok ? "bo-ok" : "bo-no", text: (c.ok ? "✓ " : "✗ ") + t("check_" + c.id) })),
   );
 }
 
@@ -372,7 +373,8 @@ async function onSettle(e) {
   try {
     const data = await api("finance/settle/preview", { provider: settlePrep.provider, reference: $("settle-reference").value });
     if (data.used) {
-      say(box, t("referenceUsed") + " " + data.refusal, "bo-error");
+      const e = data.earlier;
+      say(box, e ? t("referenceUsedBy", { reference: data.reference, amount: euro(e.cents), name: e.name || e.provider, block: e.block }) : t("referenceUsed"), "bo-error");
       return;
     }
     await send(data.tx, box);
@@ -395,7 +397,8 @@ async function onReclaimPreview(e) {
     const r = reclaimPrep;
     if (!r.ended) return say(box, t("reclaimNotEnded", { until: day(r.valid_until) }), "bo-warn");
     if (!r.holders) return say(box, t("reclaimNothing"), "bo-done");
-    say(box, t("reclaimWill", { amount: euro(r.burn_cents), holders: r.holders, txs: r.txs.length }), "bo-warn");
+    const keep = r.issued_cents - r.settled_cents - r.reclaimed_cents - r.corrected_cents - r.burn_cents;
+    say(box, t("reclaimWill", { amount: euro(r.burn_cents), holders: r.holders, txs: r.txs.length }) + " " + t("reclaimKeep", { amount: euro(keep) }), "bo-warn");
     $("reclaim-button").textContent = t("reclaimButton", { amount: euro(r.burn_cents) });
     $("reclaim-button").hidden = false;
   } catch (err) {
