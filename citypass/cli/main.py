@@ -17,7 +17,7 @@ import requests
 
 from citypass import __version__, gas, keys, node
 from citypass import contract as C
-from citypass.cli import ops, web
+from citypass.cli import ops, passregister, web
 from citypass.cli.common import (
     ADDRESS, DATE, ROLE, Ctx, category_label, cents_to_str, end_of_day, failure, format_date,
     format_euros, hoist_json, note, output, start_invocation, parse_categories, parse_euros, pass_ctx, role_label,
@@ -959,6 +959,7 @@ def settings_set(c: Ctx, pass_qr_ttl: int | None, scan_limit: int | None) -> Non
 # ------------------------------------------------------------------ issuance, vouchers, finance
 ops.register(main)
 main.add_command(web.web_cmd)  # citypass web (citypass/cli/web.py)
+main.add_command(passregister.register_group)  # citypass register (citypass/cli/passregister.py)
 
 
 def run_cli(rpc: str, args: list[str]) -> None:

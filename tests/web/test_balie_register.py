@@ -118,3 +118,15 @@ def test_no_public_route_answers_with_a_pass_number(world, server, linked):
 def test_the_register_file_lives_under_the_work_directory(world):
     path = world.workdir / R.FOLDER / R.FILE
     assert path.exists() and path.stat().st_mode & 0o077 == 0
+
+
+def test_the_registrar_reads_it_from_the_command_line_too(world, linked, tmp_path):
+    numbers, holders = linked
+    found = world.cli("register", "find", numbers[1].lower())
+    assert (found["number"], found["address"]) == (numbers[1], holders[1])
+    out = tmp_path / "register.csv"
+    world.cli("register", "export", "--out", str(out))
+    assert f"{numbers[0]},{holders[0]},active," in out.read_text()
+    log = world.cli("register", "log")["lookups"]  # the admin's (dev:0 on this dev chain)
+    assert log[0]["action"] == "export" and log[1]["number"] == numbers[1]
+    assert {x["officer"] for x in log[:2]} == {address_of("REGISTRAR")}
