@@ -130,3 +130,33 @@ def test_the_registrar_reads_it_from_the_command_line_too(world, linked, tmp_pat
     log = world.cli("register", "log")["lookups"]  # the admin's (dev:0 on this dev chain)
     assert log[0]["action"] == "export" and log[1]["number"] == numbers[1]
     assert {x["officer"] for x in log[:2]} == {address_of("REGISTRAR")}
+
+
+def test_a_sign_in_message_works_once_and_only_here(server):
+    """Over HTTP as well: the same signed message again, another site's message, and a session
+    cookie that is HttpOnly, SameSite=Strict, short-lived and only for the back office's API."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    from citypass.web.siwe import SESSION_TTL, message_text
+
+    who = keys_dev(3)
+    for domain, want in (("127.0.0.1:1", 401), (None, 200)):
+        n = requests.post(f"{server.base}/api/backoffice/nonce", json={}).json()
+        text = message_text(domain=domain or n["domain"], address=who.address, uri=n["uri"] + "/balie/",
+                            chain_id=n["chain_id"], nonce=n["nonce"], issued_at=n["issued_at"],
+                            expiration_time=n["expiration_time"])
+        sig = "0x" + bytes(Account.sign_message(encode_defunct(text=text), who.key).signature).hex()
+        r = requests.post(f"{server.base}/api/backoffice/signin", json={"page": "balie", "message": text, "signature": sig})
+        assert r.status_code == want, r.text
+    cookie = r.headers["set-cookie"]
+    for part in ("HttpOnly", "SameSite=Strict", "Path=/api/backoffice", f"Max-Age={SESSION_TTL}"):
+        assert part in cookie
+    again = requests.post(f"{server.base}/api/backoffice/signin", json={"page": "balie", "message": text, "signature": sig})
+    assert again.status_code == 401 and "used before" in again.json()["error"]["message"]
+
+
+def keys_dev(i: int):
+    from citypass import keys
+
+    return keys.dev_account(i)

@@ -206,3 +206,7 @@ def test_each_role_sees_only_its_own_work(office):
     for section in ("#issuance", "#providers", "#settle", "#reclaim"):
         assert o.page.is_hidden(section)
     o.state("financien-14-wrong-role")
+    o.page.click("#lang")  # English one click away
+    assert "Sign in with your role's wallet" in o.page.inner_text("#signin")
+    assert o.page.get_attribute("html", "lang") == "en"
+    o.state("financien-15-english")

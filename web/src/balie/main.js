@@ -322,7 +322,7 @@ async function loadLog() {
   try {
     const data = await api("register/log");
     $("log-rows").replaceChildren(...data.lookups.map((x) => el("tr", {},
-      el("td", { text: moment(x.time) }), el("td", { class: "cp-mono", text: x.officer }), el("td", { text: x.action }),
+      el("td", { text: moment(x.time) }), el("td", { class: "cp-mono", text: x.officer }), el("td", { text: t("la_" + x.action) }),
       el("td", { text: x.number || "–" }), el("td", { text: x.found ? t("yes") : t("no") }))));
   } catch (err) {
     $("log-rows").replaceChildren(el("tr", {}, el("td", { colspan: "5", text: explain(err) })));

@@ -6,7 +6,7 @@
 import strings from "../backoffice/strings.js";
 import {
   $, el, t, api, publicApi, setupLanguage, signIn, signOut, sendPrepared, explain, say, short, day, euro, parseEuros,
-  roleName, connectWallet, officerWallet,
+  roleName, connectWallet, officerWallet, getLang,
 } from "../backoffice/common.js";
 
 let deployment = null;
@@ -113,7 +113,7 @@ function fillSelects() {
   const rb = keep("reclaim-budget");
   $("reclaim-budget").replaceChildren(...budgets.map((b) => el("option", { value: b.budget, text: `${budgetLabel(b)} (${day(b.valid_until)})` })));
   if (rb) $("reclaim-budget").value = rb;
-  const options = () => providerData.providers.map((p) => el("option", { value: p.address, text: `${p.name || short(p.address)} (${t("st_" + p.status)})` }));
+  const options = () => providerData.providers.map((p) => el("option", { value: p.address, text: `${p.name || short(p.address)} (${t("pst_" + p.status)})` }));
   for (const id of ["manage-provider", "settle-provider"]) {
     const k = keep(id);
     $(id).replaceChildren(...options());
@@ -271,11 +271,12 @@ async function loadProviders() {
 function renderProviders() {
   $("provider-rows").replaceChildren(...providerData.providers.map((p) => el("tr", {},
     el("td", { text: p.name || "–" }), el("td", { class: "cp-mono", text: short(p.address) }), el("td", { text: p.category_names.join(", ") }),
-    el("td", { text: p.max_cents ? euro(p.max_cents) : t("noLimit") }), el("td", { text: t("st_" + p.status) }),
-    el("td", { text: p.gas_eth }), el("td", { text: euro(p.owed_cents) }))));
-  $("gas-text").textContent = t("gasText", { eth: providerData.gas_account_eth || "0" });
+    el("td", { text: p.max_cents ? euro(p.max_cents) : t("noLimit") }), el("td", { text: t("pst_" + p.status) }),
+    el("td", { text: eth(p.gas_eth) }), el("td", { text: euro(p.owed_cents) }))));
+  $("gas-text").textContent = t("gasText", { eth: eth(providerData.gas_account_eth || "0") });
 }
 
+const eth = (text) => new Intl.NumberFormat(getLang() === "nl" ? "nl-NL" : "en-GB", { maximumFractionDigits: 4 }).format(Number(text));
 const chosen = (id) => [...document.querySelectorAll(`#${id} input:checked`)].map((i) => Number(i.value));
 
 async function providerWrite(body, done) {
@@ -299,7 +300,10 @@ async function onAdd(e) {
   if (cents === null) return say($("provider-status"), t("limit") + ": 50,00", "bo-error");
   const name = $("add-name").value.trim();
   await providerWrite({ action: "add", address: $("add-address").value.trim(), name, categories: chosen("add-categories"), max_cents: cents }, t("providerAdded", { name }));
-  if ($("provider-status").classList.contains("bo-done")) $("add-form").reset();
+  if ($("provider-status").classList.contains("bo-done")) {
+    $("add-form").reset();
+    for (const box of document.querySelectorAll("#add-categories input")) box.checked = false;
+  }
 }
 
 async function onManage(e) {
