@@ -4,6 +4,7 @@
     /assets/          the bundle, CSS, fonts and the QR decoder's wasm (citypass/web/static/assets/)
     POST /api/<name>  the JSON API (citypass/web/api.py; shapes in WEB-API.md)
     POST /rpc         the wallet RPC endpoint (citypass/web/rpc.py)
+    /balie/, /financien/, POST /api/backoffice/*   the back office (citypass/web/backoffice.py)
 
 Everything passes through the Guard (citypass/web/security.py) first.
 """
