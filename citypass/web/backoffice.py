@@ -64,12 +64,17 @@ def _text(body: dict[str, Any], name: str, limit: int = 200, required: bool = Tr
     return value
 
 
+def refuse(code: str, message: str, field: str) -> ApiError:
+    """A 400 with a code the pages turn into a sentence in the officer's language."""
+    return ApiError(400, message, field, code)
+
+
 def _address(body: dict[str, Any], name: str) -> str:
     value = _text(body, name, 100)
     try:
         return check_address(value or "", name)
     except RegisterError as exc:
-        raise bad(str(exc), name) from None
+        raise refuse("bad_address", str(exc), name) from None
 
 
 def _int(body: dict[str, Any], name: str, lo: int, hi: int, required: bool = True) -> int | None:
@@ -199,7 +204,9 @@ class BackOffice:
         try:
             return fn()
         except RegisterError as exc:
-            raise bad(str(exc), exc.field) from None
+            codes = {"number": "number_taken" if "already" in str(exc) else "bad_number",
+                     "address": "address_taken", "new_address": "address_taken"}
+            raise refuse(codes.get(exc.field or "", "bad_request"), str(exc), exc.field or "") from None
 
     def reasons(self, ctx: Ctx) -> dict[str, Any]:
         self.need(ctx, "REGISTRAR")
@@ -231,23 +238,23 @@ class BackOffice:
         holder = _address(b, "address")
         until = _day_end(_text(b, "valid_until", 10) or "", "valid_until")
         if until < self.chain.now():
-            raise bad("valid_until: that day is in the past", "valid_until")
+            raise refuse("past_date", "valid_until: that day is in the past", "valid_until")
         existing = self.register.find(number, ctx.officer, "enrol-check")
         if existing is not None:
-            raise bad(f"number: {number} is already in the register (use Lost phone to give it a new address)",
+            raise refuse("number_taken", f"number: {number} is already in the register (use Lost phone to give it a new address)",
                       "number")
         if self.register.is_known_address(holder):
-            raise bad("address: this address already belongs to a pass in the register; scan the QR code on the "
+            raise refuse("address_taken", "address: this address already belongs to a pass in the register; scan the QR code on the "
                       "resident's own phone", "address")
         roles = issuance.role_holders(self.dep).get(holder)
         if roles:
-            raise bad(f"address: {holder} holds a municipal role ({', '.join(roles)}); a pass for it defeats "
+            raise refuse("role_holder", f"address: {holder} holds a municipal role ({', '.join(roles)}); a pass for it defeats "
                       "the four-eyes principle", "address")
         p = C.pass_info(self.dep, holder)
         if p.status == "active":  # enrolled on chain (e.g. a page closed before the register was written)
             return {"link_only": True, "number": number, "address": holder, "pass": self._pass_json(holder)}
         if p.status != "none":
-            raise bad(f"address: this address is already a pass ({p.status}) or a provider on chain; scan the "
+            raise refuse("address_is_pass", f"address: this address is already a pass ({p.status}) or a provider on chain; scan the "
                       "QR code of the resident's new phone", "address")
         f = self.dep.contract.functions
         credit = b.get("credit")
@@ -263,7 +270,7 @@ class BackOffice:
         if isinstance(plan, dict):  # problems
             raise bad("credit: " + "; ".join(p["reason"] for p in plan["problems"]), "credit")
         if len(plan.sends) != 1 or plan.sends[0].kind != "enrol":
-            raise bad("credit: this resident was credited in that issuance before", "credit")
+            raise refuse("already_credited", "credit: this resident was credited in that issuance before", "credit")
         s = plan.sends[0]
         fn = f.enrollAndIssue(s.batch_id, plan.budget, until, [r.holder for r in s.rows], [r.amount for r in s.rows])
         return {"link_only": False, "number": number, "address": holder, "valid_until": until,
@@ -287,15 +294,15 @@ class BackOffice:
         number, new = _text(ctx.body, "number", 40) or "", _address(ctx.body, "new_address")
         entry = self._register(lambda: self.register.find(number, ctx.officer, "migrate-check"))
         if entry is None:
-            raise bad("number: not in the register", "number")
+            raise refuse("not_in_register", "number: not in the register", "number")
         old = entry.address
         if new == old:
-            raise bad("new_address: that is the pass's current address; scan the new phone's QR code", "new_address")
+            raise refuse("same_address", "new_address: that is the pass's current address; scan the new phone's QR code", "new_address")
         if self.register.is_known_address(new):
-            raise bad("new_address: this address already belongs to a pass in the register", "new_address")
+            raise refuse("address_taken", "new_address: this address already belongs to a pass in the register", "new_address")
         q = C.pass_info(self.dep, new)
         if q.status != "none":
-            raise bad(f"new_address: this address is already a pass ({q.status}) or a provider on chain",
+            raise refuse("address_is_pass", f"new_address: this address is already a pass ({q.status}) or a provider on chain",
                       "new_address")
         p = C.pass_info(self.dep, old)
         ids = list(p.balances)
@@ -313,7 +320,7 @@ class BackOffice:
         txh = _text(ctx.body, "tx", 66, False)
         entry = self._register(lambda: self.register.find(number, ctx.officer, "migrate-confirm"))
         if entry is None:
-            raise bad("number: not in the register", "number")
+            raise refuse("not_in_register", "number: not in the register", "number")
         if entry.address != new:
             moved = C.pass_info(self.dep, entry.address).migrated_to
             if moved != new:
@@ -336,7 +343,7 @@ class BackOffice:
         entry = self._register(lambda: self.register.find(_text(ctx.body, "number", 40) or "", ctx.officer,
                                                           f"{action}-check"))
         if entry is None:
-            raise bad("number: not in the register", "number")
+            raise refuse("not_in_register", "number: not in the register", "number")
         return entry, action, reason
 
     def status_prepare(self, ctx: Ctx) -> dict[str, Any]:
@@ -485,9 +492,9 @@ class BackOffice:
             if not 1 <= len(name.encode("utf-8")) <= 64:
                 raise bad("name: a provider's public name has 1 to 64 bytes", "name")
             if info.status != "none":
-                raise bad(f"address: {who} is already a provider ({info.status})", "address")
+                raise refuse("provider_exists", f"address: {who} is already a provider ({info.status})", "address")
             if C.pass_info(self.dep, who).status not in ("none", "provider"):
-                raise bad("address: this address is a pass holder's; a provider needs its own wallet", "address")
+                raise refuse("address_is_pass", "address: this address is a pass holder's; a provider needs its own wallet", "address")
             return {"tx": self.call(f.addProvider(who, mask, limit, name), ctx.officer)}
         if info.status == "none":
             raise bad(f"address: {who} is not a provider", "address")

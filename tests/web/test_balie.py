@@ -11,7 +11,7 @@ import media
 import pytest
 from backofficekit import address_of, address_qr, office, officer_wallet_js, pass_number  # noqa: F401
 from passes import Entry, pass_qr
-from tillkit import CAMERA, resident
+from tillkit import CAMERA, POOL, resident
 
 from citypass import keys
 
@@ -226,3 +226,25 @@ def test_a_wallet_without_the_role_is_refused(office):
     stranger.page.click("#signin-button")
     stranger.page.wait_for_selector("#signin-status.bo-error")
     assert keys.dev_account(9).address in stranger.page.inner_text("#signin-status")
+
+
+def test_enrol_refusals_say_what_to_do_and_send_nothing(office, server):
+    chain_id, _ = _deployment(server)
+    o = office("REGISTRAR", "/balie/")
+    first, number = resident("desk-refusal"), pass_number()
+    enrol(o, number, first, chain_id, scan=False)
+    sent = o.sent()
+    for typed_number, address, sentence in (
+        (number, resident("desk-refusal-2").address, "staat al in het register"),
+        (pass_number(), first.address, "hoort al bij een pas in het register"),
+        (pass_number(), POOL, "al een pas of een aanbieder"),
+        (pass_number(), resident("desk-refusal-3").address.lower(), "geen geldig adres"),
+        ("SP 12", resident("desk-refusal-4").address, "geen pasnummer"),
+    ):
+        o.page.fill("#enrol-number", typed_number)
+        o.page.fill("#enrol-address", address)
+        o.page.click("#enrol-button")
+        o.wait_status("#enrol-status", sentence)
+        assert "bo-error" in o.page.get_attribute("#enrol-status", "class")
+    assert o.sent() == sent  # nothing went to the wallet
+    o.state("balie-20-enrol-refused")

@@ -182,6 +182,7 @@ export function explain(e) {
   if (e && e.code === "no_wallet") return t("noWallet");
   if (e instanceof ApiError && e.status === 401) return t("signedOut") + " " + e.message;
   if (e instanceof ApiError && e.status === 403) return t("forbidden") + " " + e.message;
+  if (e instanceof ApiError && e.status === 400 && t("err_" + e.code) !== "err_" + e.code) return t("err_" + e.code);
   return (e && e.message) || String(e);
 }
 
