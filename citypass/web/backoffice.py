@@ -111,6 +111,7 @@ class Ctx:
     body: dict[str, Any]
     host: str
     origin: str
+    expires: float = 0.0  # when the session ends (unix seconds)
 
 
 class BackOffice:
@@ -176,7 +177,7 @@ class BackOffice:
                 "contract": self.dep.address, "dev_chain": bool(self.chain.is_local_dev or self.service.dev_keys)}
 
     def session_route(self, ctx: Ctx) -> dict[str, Any]:
-        return self._session_json(ctx.officer, self.roles_of(ctx.officer), 0) | {"expires": None}
+        return self._session_json(ctx.officer, self.roles_of(ctx.officer), ctx.expires)
 
     # ------------------------------------------------------------------ the desk: the register
     def _pass_json(self, address: str) -> dict[str, Any]:
@@ -696,7 +697,7 @@ def routes(service: Any, config: Any, register: Register | None = None, signin: 
             if session is None:
                 raise ApiError(401, "sign in first (with the wallet that holds your role); a session lasts "
                                     f"{office.signin.session_ttl // 60} minutes", code="signed_out")
-            ctx = Ctx(session.address, session.roles, body, host, origin)
+            ctx = Ctx(session.address, session.roles, body, host, origin, session.expires)
             data = await run_in_threadpool(handler, office, ctx)
         except Exception as exc:  # noqa: BLE001 - every failure is a 4xx JSON answer
             return error_response(to_api_error(exc))

@@ -62,6 +62,8 @@ def test_another_roles_session_cannot_read_the_register(server, linked):
         assert r.status_code == 403, f"{name}: {r.status_code} {r.text[:200]}"
         assert numbers[0] not in r.text
     registrar = session_for(server, "REGISTRAR")
+    info = post(server, "session", {}, registrar).json()
+    assert info["roles"] == ["REGISTRAR"] and 0 < info["expires_in"] <= 15 * 60  # a short-lived session
     assert post(server, "register/log", {}, registrar).status_code == 403  # the supervisor's only
     assert post(server, "finance/issuance/plan", {"csv": "", "budget": 1}, registrar).status_code == 403
     admin = session_for(server, "ADMIN")
