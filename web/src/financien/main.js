@@ -108,7 +108,7 @@ function fillSelects() {
   const keep = (id) => $(id).value;
   const open = budgets.filter((b) => b.open);
   const ib = keep("issue-budget");
-  $("issue-budget").replaceChildren(...open.map((b) => el("option", { value: b.budget, text: `${budgetLabel(b)} · ${t("f_cap")} ${euro(b.cap_cents)}` })));
+  $("issue-budget").replaceChildren(...open.map((b) => el("option", { value: b.budget, text: `${budgetLabel(b)} · ${t("budgetLeft", { left: euro(b.cap_cents - b.issued_cents), cap: euro(b.cap_cents) })}` })));
   if (ib) $("issue-budget").value = ib;
   const rb = keep("reclaim-budget");
   $("reclaim-budget").replaceChildren(...budgets.map((b) => el("option", { value: b.budget, text: `${budgetLabel(b)} (${day(b.valid_until)})` })));
