@@ -240,6 +240,8 @@ async function onIssue() {
   try {
     const rec = await api("finance/issuance/reconcile", { ...body, before: data.before, sent });
     renderRecon(rec);
+    budgets = (await publicApi("budgets")).budgets; // what is left under the caps now
+    fillSelects();
   } catch (err) {
     say(box, explain(err), "bo-error");
   }
