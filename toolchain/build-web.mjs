@@ -97,6 +97,7 @@ await esbuild.build({
 
 await (await import("../web/src/dashboard/build.mjs")).default({ esbuild, common, src, out }); // the dashboard (its own file)
 await (await import("../web/src/pass/build.mjs")).default({ esbuild, common, src, out }); // the pass app (its own file)
+await (await import("../web/src/backoffice/build.mjs")).default({ esbuild, common, src, out }); // /balie/ and /financien/ (its own file)
 
 if (!existsSync(join(till, "index.html"))) throw new Error("web/src/till/index.html is missing");
 console.log(`built ${relative(root, out) || out}: ${files.length + 1} files`);

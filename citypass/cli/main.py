@@ -18,7 +18,7 @@ import requests
 from citypass import __version__, gas, keys, node
 from citypass import contract as C
 from citypass.cli import coupons as coupons_cli
-from citypass.cli import ops, web
+from citypass.cli import ops, passregister, web
 from citypass.cli import safe as safe_cli
 from citypass.cli.common import (
     ADDRESS, DATE, ROLE, Ctx, address_of as _address_of, category_label, cents_to_str, end_of_day, failure, format_date,
@@ -1043,6 +1043,7 @@ ops.register(main)
 safe_cli.register(main)  # citypass safe (citypass/cli/safe.py)
 main.add_command(web.web_cmd)  # citypass web (citypass/cli/web.py)
 main.add_command(coupons_cli.coupons_group)  # citypass coupons (citypass/cli/coupons.py)
+main.add_command(passregister.register_group)  # citypass register (citypass/cli/passregister.py)
 
 
 def run_cli(rpc: str, args: list[str]) -> None:

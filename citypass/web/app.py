@@ -5,6 +5,7 @@
     /assets/          the bundle, CSS, fonts and the QR decoder's wasm (citypass/web/static/assets/)
     POST /api/<name>  the JSON API (citypass/web/api.py; shapes in WEB-API.md)
     POST /rpc         the wallet RPC endpoint (citypass/web/rpc.py)
+    /balie/, /financien/, POST /api/backoffice/*   the back office (citypass/web/backoffice.py)
 
 Everything passes through the Guard (citypass/web/security.py) first.
 """
@@ -26,7 +27,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from citypass.web import api, dashboard, pass_api
+from citypass.web import api, backoffice, dashboard, pass_api
 from citypass.web.errors import ApiError, error_response, json_response, to_api_error
 from citypass.web.rpc import WalletRpc
 from citypass.web.security import Guard, GuardSettings
@@ -125,6 +126,8 @@ def create_app(service: api.Service, config: WebConfig) -> Starlette:
     ]
     routes += dashboard.routes(service, config)  # /dashboard/, /api/dashboard/* (citypass/web/dashboard.py)
     routes += pass_api.routes(service, config)  # /pass/, /api/pass/* (citypass/web/pass_api.py)
-    guard = GuardSettings(allowed_hosts=config.allowed_hosts, rate_limit=config.rate_limit)
+    routes += backoffice.routes(service, config)  # /balie/, /financien/, /api/backoffice/* (citypass/web/backoffice.py)
+    guard = GuardSettings(allowed_hosts=config.allowed_hosts, rate_limit=config.rate_limit,
+                          large_paths=frozenset(backoffice.LARGE_BODY_PATHS))
     return Starlette(routes=routes, middleware=[Middleware(Guard, settings=guard)],
                      exception_handlers={HTTPException: http_error})

@@ -163,6 +163,9 @@ class GuardSettings:
     rate_limit: int = 0
     api_body_limit: int = API_BODY_LIMIT
     rpc_body_limit: int = RPC_BODY_LIMIT
+    # routes that take a whole file (the back office's CSV uploads) get a larger limit
+    large_paths: frozenset[str] = frozenset()
+    large_body_limit: int = 4 * 1024 * 1024 + 64 * 1024
 
 
 class _TooLarge(Exception):
@@ -224,6 +227,8 @@ class Guard:
                 await reply(415, "send the request as Content-Type: application/json", "Content-Type")
                 return
             limit = self.settings.rpc_body_limit if path == "/rpc" else self.settings.api_body_limit
+            if path in self.settings.large_paths:
+                limit = self.settings.large_body_limit
             length = headers.get("content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
                 if not length.isdigit():

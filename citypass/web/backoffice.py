@@ -1,0 +1,718 @@
+"""The municipality's back office: the desk (/balie/) and finance (/financien/).
+
+    GET  /balie/, /financien/           the pages (static files, citypass/web/static/{balie,financien}/)
+    POST /api/backoffice/<name>         the JSON routes below (ROUTES: name -> roles that may call it)
+
+Sign-in is Sign-In with Ethereum (citypass/web/siwe.py): `nonce`, then `signin` with the
+message the officer's wallet signed; the server reads the officer's roles on chain and sets
+an HttpOnly, SameSite=Strict session cookie (Path=/api/backoffice, SESSION_TTL). Every other
+route needs that session, and each route re-reads its role on chain (a revoked role stops
+working at once, not when the session ends).
+
+Nothing here signs or sends a transaction: a `.../prepare` route checks the request against
+the library's rules and the chain (an eth_call from the officer's address, so a refusal comes
+back as a sentence), and returns the call ({to, data, value}) for the officer's own wallet to
+sign and send in the browser. The desk's `.../confirm` routes then read the chain and only
+then write the private pass register (citypass/register.py). The register is read only here,
+by a signed-in registrar (and its access log by the admin), never by a public route.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from eth_utils import to_checksum_address
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from citypass import budget_id, finance, gas, issuance
+from citypass import contract as C
+from citypass import tx as T
+from citypass.errors import CityPassError, ROLE_IDS
+from citypass.register import (REASONS, Register, RegisterError, RegisterImportError, check_address, normalize_number,
+                               problems_json)
+from citypass.web.errors import ApiError, bad, error_response, json_response, to_api_error
+from citypass.web.siwe import COOKIE, STATEMENT, SignIn, SignInRefused, iso
+
+DESK_ROLES = ("REGISTRAR", "ADMIN")
+FINANCE_ROLES = ("ISSUER", "PROVIDER_MANAGER", "TREASURER", "BUDGET_MANAGER")
+PAGE_ROLES = {"balie": DESK_ROLES, "financien": FINANCE_ROLES}
+MIGRATE_BUDGETS = 50  # budgets moved by migratePass in one call (the rest: migrateBalances)
+ISSUANCE_CSV_LIMIT = 4 * 1024 * 1024  # the route's body limit (security.py), the CSV inside it
+DAY = 86_400
+
+
+def _text(body: dict[str, Any], name: str, limit: int = 200, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise bad(f"{name}: missing", name)
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise bad(f"{name}: expected text of at most {limit} characters", name)
+    return value
+
+
+def refuse(code: str, message: str, field: str) -> ApiError:
+    """A 400 with a code the pages turn into a sentence in the officer's language."""
+    return ApiError(400, message, field, code)
+
+
+def _address(body: dict[str, Any], name: str) -> str:
+    value = _text(body, name, 100)
+    try:
+        return check_address(value or "", name)
+    except RegisterError as exc:
+        raise refuse("bad_address", str(exc), name) from None
+
+
+def _int(body: dict[str, Any], name: str, lo: int, hi: int, required: bool = True) -> int | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise bad(f"{name}: missing", name)
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 80:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise bad(f"{name}: expected a whole number from {lo} to {hi}", name)
+    return value
+
+
+def _day_end(text: str, name: str) -> int:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise bad(f"{name}: {text[:20]!r} is not a date (YYYY-MM-DD)", name) from None
+    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) + DAY - 1
+
+
+def _hash(value: Any) -> str:
+    return value if isinstance(value, str) else "0x" + bytes(value).hex()
+
+
+@dataclass
+class Ctx:
+    """One request: who (the session's officer), where from (for SIWE), and its body."""
+
+    officer: str
+    roles: tuple[str, ...]
+    body: dict[str, Any]
+    host: str
+    origin: str
+    expires: float = 0.0  # when the session ends (unix seconds)
+
+
+class BackOffice:
+    """The state behind the routes: the chain service, the register, the sign-in."""
+
+    def __init__(self, service: Any, register: Register, signin: SignIn | None = None):
+        self.service = service
+        self.dep = service.dep
+        self.chain = service.chain
+        self.register = register
+        self.signin = signin or SignIn()
+        self.tmp = Path(service.chain.workdir) / "backoffice" / "tmp"
+
+    # ------------------------------------------------------------------ roles
+    def roles_of(self, address: str) -> tuple[str, ...]:
+        has = self.dep.contract.functions.hasRole
+        return tuple(name for name, rid in ROLE_IDS.items() if has(rid, address).call())
+
+    def need(self, ctx: Ctx, *roles: str) -> str:
+        """The first of `roles` the officer holds on chain now, or 403."""
+        held = self.roles_of(ctx.officer)
+        for r in roles:
+            if r in held:
+                return r
+        raise ApiError(403, f"this needs the {' or '.join(r.lower().replace('_', ' ') for r in roles)} role; "
+                            f"{ctx.officer} holds {', '.join(h.lower().replace('_', ' ') for h in held) or 'no role'} "
+                            "on chain", code="forbidden")
+
+    def call(self, fn: Any, sender: str, value: int = 0) -> dict[str, Any]:
+        """The transaction for the officer's wallet, after an eth_call from the officer's address."""
+        if value == 0:
+            T.call(self.chain, fn, sender)  # raises CityPassError with the contract's reason
+        params = T._call_params(fn, sender, value)
+        return {"to": params["to"], "data": params["data"], "value": params.get("value", "0x0")}
+
+    # ------------------------------------------------------------------ sign-in
+    def nonce(self, ctx: Ctx) -> dict[str, Any]:
+        now = time.time()
+        return {"nonce": self.signin.new_nonce(), "domain": ctx.host, "uri": ctx.origin,
+                "chain_id": self.chain.chain_id, "issued_at": iso(now), "expiration_time": iso(now + 300),
+                "statement": STATEMENT}
+
+    def signin_route(self, ctx: Ctx) -> tuple[dict[str, Any], str]:
+        page = ctx.body.get("page")
+        if page not in PAGE_ROLES:
+            raise bad("page: balie or financien", "page")
+        try:
+            who = self.signin.verify(_text(ctx.body, "message", 2000) or "", _text(ctx.body, "signature") or "",
+                                     domain=ctx.host, origin=ctx.origin, chain_id=self.chain.chain_id)
+        except SignInRefused as exc:
+            raise ApiError(401, str(exc), exc.field) from None
+        roles = self.roles_of(who)
+        if not set(roles) & set(PAGE_ROLES[page]):
+            names = " or ".join(r.lower().replace("_", " ") for r in PAGE_ROLES[page])
+            raise ApiError(403, f"{who} holds no role for this page on chain (it needs {names}); ask the admin, "
+                                "or sign in with the wallet that holds the role", code="forbidden")
+        session = self.signin.open(who, roles)
+        return self._session_json(session.address, roles, session.expires), session.token
+
+    def _session_json(self, address: str, roles: tuple[str, ...], expires: float) -> dict[str, Any]:
+        return {"address": address, "roles": list(roles), "expires": int(expires),
+                "expires_in": max(0, int(expires - time.time())), "chain_id": self.chain.chain_id,
+                "contract": self.dep.address, "dev_chain": bool(self.chain.is_local_dev or self.service.dev_keys)}
+
+    def session_route(self, ctx: Ctx) -> dict[str, Any]:
+        return self._session_json(ctx.officer, self.roles_of(ctx.officer), ctx.expires)
+
+    # ------------------------------------------------------------------ the desk: the register
+    def _pass_json(self, address: str) -> dict[str, Any]:
+        p = C.pass_info(self.dep, address)
+        names, _, _ = self.service.names()
+        return {"address": p.address, "status": p.status, "valid_until": p.valid_until,
+                "migrated_to": p.migrated_to, "current_address": p.current_address,
+                "balances": [{"budget": str(b), "serial": budget_id.decode(b).serial, "name": names.get(b, ""),
+                              "cents": c} for b, c in p.balances.items()]}
+
+    def _entry_json(self, entry: Any) -> dict[str, Any]:
+        return {"number": entry.number, "address": entry.address, "status": entry.status, "since": entry.since,
+                "history": [{"kind": c.kind, "address": c.address, "old_address": c.old_address, "reason": c.reason,
+                             "officer": c.officer, "time": c.time, "tx": c.tx} for c in entry.history]}
+
+    def find(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "REGISTRAR")
+        number = _text(ctx.body, "number", 40) or ""
+        entry = self._register(lambda: self.register.find(number, ctx.officer))
+        if entry is None:
+            return {"found": False, "number": number.strip().upper()}
+        return {"found": True, "entry": self._entry_json(entry), "pass": self._pass_json(entry.address)}
+
+    def _register(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except RegisterError as exc:
+            codes = {"number": "number_taken" if "already" in str(exc) else "bad_number",
+                     "address": "address_taken", "new_address": "address_taken"}
+            raise refuse(codes.get(exc.field or "", "bad_request"), str(exc), exc.field or "") from None
+
+    def reasons(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "REGISTRAR")
+        return {"reasons": {k: list(v) for k, v in REASONS.items()}}
+
+    def register_import(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "REGISTRAR")
+        text = _text(ctx.body, "csv", ISSUANCE_CSV_LIMIT) or ""
+        try:
+            count = self.register.import_csv(text, ctx.officer)
+        except RegisterImportError as exc:
+            return {"ok": False, "problems": problems_json(exc.problems)}
+        return {"ok": True, "imported": count, "total": self.register.count()}
+
+    def register_export(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "REGISTRAR")
+        return {"csv": self.register.export_csv(ctx.officer), "count": self.register.count()}
+
+    def register_log(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "ADMIN")
+        return {"lookups": [{"officer": x.officer, "time": x.time, "action": x.action, "number": x.number,
+                             "found": x.found} for x in self.register.lookups()]}
+
+    # ------------------------------------------------------------------ the desk: enrol
+    def enrol_prepare(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "REGISTRAR")
+        b = ctx.body
+        number = self._register(lambda: normalize_number(_text(b, "number", 40) or ""))
+        holder = _address(b, "address")
+        until = _day_end(_text(b, "valid_until", 10) or "", "valid_until")
+        if until < self.chain.now():
+            raise refuse("past_date", "valid_until: that day is in the past", "valid_until")
+        existing = self.register.find(number, ctx.officer, "enrol-check")
+        if existing is not None:
+            raise refuse("number_taken", f"number: {number} is already in the register (use Lost phone to give it a new address)",
+                      "number")
+        if self.register.is_known_address(holder):
+            raise refuse("address_taken", "address: this address already belongs to a pass in the register; scan the QR code on the "
+                      "resident's own phone", "address")
+        roles = issuance.role_holders(self.dep).get(holder)
+        if roles:
+            raise refuse("role_holder", f"address: {holder} holds a municipal role ({', '.join(roles)}); a pass for it defeats "
+                      "the four-eyes principle", "address")
+        p = C.pass_info(self.dep, holder)
+        if p.status == "active":  # enrolled on chain (e.g. a page closed before the register was written)
+            return {"link_only": True, "number": number, "address": holder, "pass": self._pass_json(holder)}
+        if p.status != "none":
+            raise refuse("address_is_pass", f"address: this address is already a pass ({p.status}) or a provider on chain; scan the "
+                      "QR code of the resident's new phone", "address")
+        f = self.dep.contract.functions
+        credit = b.get("credit")
+        if credit is None:
+            return {"link_only": False, "number": number, "address": holder, "valid_until": until,
+                    "tx": self.call(f.enrollPasses([holder], until), ctx.officer)}
+        if not isinstance(credit, dict):
+            raise bad("credit: expected {budget, amount_cents, tranche}", "credit")
+        self.need(ctx, "ISSUER")
+        plan = self._plan_rows(ctx, [(holder, _int(credit, "amount_cents", 1, 10**12))],
+                               _int(credit, "budget", 0, 2**256 - 1), _text(credit, "tranche", 64, False) or "",
+                               pass_valid_until=until)
+        if isinstance(plan, dict):  # problems
+            raise bad("credit: " + "; ".join(p["reason"] for p in plan["problems"]), "credit")
+        if len(plan.sends) != 1 or plan.sends[0].kind != "enrol":
+            raise refuse("already_credited", "credit: this resident was credited in that issuance before", "credit")
+        s = plan.sends[0]
+        fn = f.enrollAndIssue(s.batch_id, plan.budget, until, [r.holder for r in s.rows], [r.amount for r in s.rows])
+        return {"link_only": False, "number": number, "address": holder, "valid_until": until,
+                "credit": {"budget": str(plan.budget), "amount_cents": s.total, "batch_id": _hash(s.batch_id)},
+                "tx": self.call(fn, ctx.officer)}
+
+    def enrol_confirm(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "REGISTRAR")
+        number, holder = _text(ctx.body, "number", 40) or "", _address(ctx.body, "address")
+        txh = _text(ctx.body, "tx", 66, False)
+        p = C.pass_info(self.dep, holder)
+        if p.status != "active":
+            raise ApiError(409, f"the chain shows no active pass at {holder} (status {p.status}): the enrolment "
+                                "did not go through; nothing was written to the register", code="not_on_chain")
+        entry = self._register(lambda: self.register.enrol(number, holder, ctx.officer, txh))
+        return {"entry": self._entry_json(entry), "pass": self._pass_json(holder)}
+
+    # ------------------------------------------------------------------ the desk: lost phone or sheet
+    def migrate_prepare(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "REGISTRAR")
+        number, new = _text(ctx.body, "number", 40) or "", _address(ctx.body, "new_address")
+        entry = self._register(lambda: self.register.find(number, ctx.officer, "migrate-check"))
+        if entry is None:
+            raise refuse("not_in_register", "number: not in the register", "number")
+        old = entry.address
+        if new == old:
+            raise refuse("same_address", "new_address: that is the pass's current address; scan the new phone's QR code", "new_address")
+        if self.register.is_known_address(new):
+            raise refuse("address_taken", "new_address: this address already belongs to a pass in the register", "new_address")
+        q = C.pass_info(self.dep, new)
+        if q.status != "none":
+            raise refuse("address_is_pass", f"new_address: this address is already a pass ({q.status}) or a provider on chain",
+                      "new_address")
+        p = C.pass_info(self.dep, old)
+        ids = list(p.balances)
+        f = self.dep.contract.functions
+        txs = [self.call(f.migratePass(old, new, ids[:MIGRATE_BUDGETS]), ctx.officer)]
+        for start in range(MIGRATE_BUDGETS, len(ids), MIGRATE_BUDGETS):
+            params = T._call_params(f.migrateBalances(old, ids[start:start + MIGRATE_BUDGETS]), ctx.officer)
+            txs.append({"to": params["to"], "data": params["data"], "value": "0x0"})
+        return {"number": entry.number, "old_address": old, "new_address": new, "pass": self._pass_json(old),
+                "txs": txs}
+
+    def migrate_confirm(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "REGISTRAR")
+        number, new = _text(ctx.body, "number", 40) or "", _address(ctx.body, "new_address")
+        txh = _text(ctx.body, "tx", 66, False)
+        entry = self._register(lambda: self.register.find(number, ctx.officer, "migrate-confirm"))
+        if entry is None:
+            raise refuse("not_in_register", "number: not in the register", "number")
+        if entry.address != new:
+            moved = C.pass_info(self.dep, entry.address).migrated_to
+            if moved != new:
+                raise ApiError(409, "the chain does not show the pass moved to the new address: the migration did "
+                                    "not go through; nothing was written to the register", code="not_on_chain")
+            entry = self._register(lambda: self.register.migrate(number, new, ctx.officer, txh))
+        return {"entry": self._entry_json(entry), "pass": self._pass_json(new)}
+
+    # ------------------------------------------------------------------ the desk: suspend, reinstate, revoke
+    STATUS_CALL = {"suspend": ("suspendPass", "suspended"), "reinstate": ("reinstatePass", "active"),
+                   "revoke": ("revokePass", "revoked")}
+
+    def _status_args(self, ctx: Ctx) -> tuple[Any, str, str]:
+        action = ctx.body.get("action")
+        if action not in self.STATUS_CALL:
+            raise bad(f"action: use one of {', '.join(self.STATUS_CALL)}", "action")
+        reason = ctx.body.get("reason")
+        if reason not in REASONS[action]:
+            raise bad(f"reason: pick one from the list ({', '.join(REASONS[action])})", "reason")
+        entry = self._register(lambda: self.register.find(_text(ctx.body, "number", 40) or "", ctx.officer,
+                                                          f"{action}-check"))
+        if entry is None:
+            raise refuse("not_in_register", "number: not in the register", "number")
+        return entry, action, reason
+
+    def status_prepare(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "REGISTRAR")
+        entry, action, reason = self._status_args(ctx)
+        fn = getattr(self.dep.contract.functions, self.STATUS_CALL[action][0])(entry.address)
+        return {"number": entry.number, "address": entry.address, "action": action, "reason": reason,
+                "tx": self.call(fn, ctx.officer)}
+
+    def status_confirm(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "REGISTRAR")
+        entry, action, reason = self._status_args(ctx)
+        want = self.STATUS_CALL[action][1]
+        now = C.pass_info(self.dep, entry.address).status
+        if now != want:
+            raise ApiError(409, f"the chain shows the pass as {now}, not {want}: the change did not go through; "
+                                "nothing was written to the register", code="not_on_chain")
+        if entry.status != want:
+            entry = self._register(lambda: self.register.set_status(entry.number, action, reason, ctx.officer,
+                                                                    _text(ctx.body, "tx", 66, False)))
+        return {"entry": self._entry_json(entry), "pass": self._pass_json(entry.address)}
+
+    # ------------------------------------------------------------------ finance: issuance
+    def _plan_rows(self, ctx: Ctx, rows: list[tuple[str, int]], budget: int, tranche: str,
+                   pass_valid_until: int | None = None) -> Any:
+        text = "holder,amount\n" + "".join(f"{h},{a // 100}.{a % 100:02d}\n" for h, a in rows)
+        return self._plan_text(ctx, text, budget, tranche, pass_valid_until=pass_valid_until)
+
+    def _plan_text(self, ctx: Ctx, text: str, budget: int, tranche: str, *, top_up: bool = False,
+                   pass_valid_until: int | None = None) -> Any:
+        """The library's plan of an uploaded CSV (issuance.plan_issuance reads a file: a private
+        temporary one, removed at once), or {"problems": [...]}."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(suffix=".csv", dir=self.tmp)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+            try:
+                if budget not in self.dep.contract.functions.budgets().call():
+                    raise bad("budget: no such budget on this contract", "budget")
+                return issuance.plan_issuance(self.dep, name, budget, tranche=tranche, top_up=top_up,
+                                              pass_valid_until=pass_valid_until)
+            except issuance.IssuanceFileError as exc:
+                return {"problems": problems_json(exc.problems)}
+        finally:
+            os.unlink(name)
+
+    def _csv_body(self, ctx: Ctx) -> tuple[str, int, str, bool]:
+        b = ctx.body
+        text = _text(b, "csv", ISSUANCE_CSV_LIMIT) or ""
+        budget = _int(b, "budget", 0, 2**256 - 1)
+        tranche = _text(b, "tranche", 64, False) or ""
+        top_up = bool(b.get("top_up", False))
+        return text, budget, tranche, top_up  # type: ignore[return-value]
+
+    def issuance_plan(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "ISSUER")
+        text, budget, tranche, top_up = self._csv_body(ctx)
+        plan = self._plan_text(ctx, text, budget, tranche, top_up=top_up)
+        if isinstance(plan, dict):
+            return {"ok": False, "problems": plan["problems"], "budget": str(budget), "tranche": tranche}
+        enrol = [s for s in plan.sends if s.kind == "enrol"]
+        if enrol and "REGISTRAR" not in self.roles_of(ctx.officer):
+            return {"ok": False, "budget": str(budget), "tranche": tranche, "problems": [{
+                "line": None, "field": "role", "reason": (
+                    f"{sum(len(s.rows) for s in enrol)} rows are residents without a pass yet: enrolling them "
+                    "(enrollAndIssue) needs the registrar role too; enrol them at the desk first, or let an "
+                    "officer holding both roles issue this file")}]}
+        names, _, _ = self.service.names()
+        f = self.dep.contract.functions
+        batches = []
+        for s in plan.sends:
+            holders, amounts = [r.holder for r in s.rows], [r.amount for r in s.rows]
+            fn = (f.issue(s.batch_id, plan.budget, holders, amounts) if s.kind == "credit"
+                  else f.enrollAndIssue(s.batch_id, plan.budget, plan.pass_valid_until, holders, amounts))
+            params = T._call_params(fn, ctx.officer)
+            batches.append({"batch": s.batch, "kind": s.kind, "rows": len(s.rows), "total_cents": s.total,
+                            "batch_id": _hash(s.batch_id), "gas": s.gas_estimate,
+                            "tx": {"to": params["to"], "data": params["data"], "value": "0x0"}})
+        before = issuance.snapshot(self.dep, plan)
+        return {
+            "ok": True, "budget": str(plan.budget), "budget_name": names.get(plan.budget, ""),
+            "serial": budget_id.decode(plan.budget).serial, "tranche": tranche,
+            "rows": len(plan.rows), "residents": len({r.holder for r in plan.rows}), "total_cents": plan.total,
+            "new_passes": plan.new_residents, "already": len(plan.already),
+            "already_cents": sum(r.amount for r in plan.already), "top_ups": len(plan.top_ups),
+            "to_send_rows": plan.to_send_rows, "to_send_cents": plan.to_send_total,
+            "cap_cents": plan.budget_cap, "issued_cents": plan.budget_issued,
+            "left_after_cents": plan.budget_cap - plan.budget_issued - plan.to_send_total,
+            "earlier_batches": plan.earlier_batches, "batches": batches,
+            "before": {"issued": before.issued, "balances": before.balances},
+        }
+
+    def issuance_reconcile(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "ISSUER")
+        text, budget, tranche, top_up = self._csv_body(ctx)
+        before = ctx.body.get("before") or {}
+        try:
+            snap = issuance.Snapshot(int(before["issued"]), int(before["balances"]))
+        except (KeyError, TypeError, ValueError):
+            raise bad("before: the plan's {issued, balances}", "before") from None
+        sent = ctx.body.get("sent") or []
+        if not isinstance(sent, list) or len(sent) > 10_000 or not all(isinstance(h, str) for h in sent):
+            raise bad("sent: the transaction hashes of the batches sent", "sent")
+        # the plan of the same file after the run: what is left (nothing, if every batch landed)
+        after = self._plan_text(ctx, text, budget, tranche, top_up=top_up)
+        if isinstance(after, dict):
+            return {"ok": False, "problems": after["problems"]}
+        landed = 0
+        for h in sent:
+            receipt = self.chain.rpc("eth_getTransactionReceipt", [h])
+            landed += bool(receipt) and int(receipt["status"], 16) == 1
+        rec = issuance.reconcile(self.dep, after, snap, [])
+        sent_total = rec.after.issued - snap.issued
+        checks = [
+            {"ok": (rec.file_rows, rec.file_total) == (rec.chain_rows, rec.chain_total), "id": "exact",
+             "text": "every holder in the file received exactly its amount in this tranche"},
+            {"ok": rec.after.balances - snap.balances == sent_total, "id": "balances",
+             "text": "the file's holders' balances grew by what the budget's issued counter grew"},
+            {"ok": not after.sends, "id": "nothing_left", "text": "nothing of the file is left to send"},
+        ]
+        return {"ok": all(c["ok"] for c in checks), "file_rows": rec.file_rows, "file_cents": rec.file_total,
+                "chain_rows": rec.chain_rows, "chain_cents": rec.chain_total, "chain_batches": rec.chain_batches,
+                "landed": landed, "sent": len(sent), "issued_before_cents": snap.issued,
+                "issued_after_cents": rec.after.issued, "cap_cents": rec.cap, "left_to_send": after.to_send_rows,
+                "checks": checks}
+
+    # ------------------------------------------------------------------ finance: providers and gas
+    def provider_prepare(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "PROVIDER_MANAGER")
+        b = ctx.body
+        action = b.get("action")
+        who = _address(b, "address")
+        f = self.dep.contract.functions
+        info = C.provider_info(self.dep, who)
+        if action in ("add", "update"):
+            cats = b.get("categories")
+            known = C.category_names(self.dep)
+            if not isinstance(cats, list) or not cats or not all(isinstance(c, int) and c in known for c in cats):
+                raise bad(f"categories: pick at least one of {', '.join(f'{c} {n}' for c, n in sorted(known.items()))}",
+                          "categories")
+            mask = sum(1 << c for c in set(cats))
+            limit = _int(b, "max_cents", 0, 2**64)
+        if action == "add":
+            name = " ".join((_text(b, "name", 200) or "").split())
+            if not 1 <= len(name.encode("utf-8")) <= 64:
+                raise bad("name: a provider's public name has 1 to 64 bytes", "name")
+            if info.status != "none":
+                raise refuse("provider_exists", f"address: {who} is already a provider ({info.status})", "address")
+            if C.pass_info(self.dep, who).status not in ("none", "provider"):
+                raise refuse("address_is_pass", "address: this address is a pass holder's; a provider needs its own wallet", "address")
+            return {"tx": self.call(f.addProvider(who, mask, limit, name), ctx.officer)}
+        if info.status == "none":
+            raise bad(f"address: {who} is not a provider", "address")
+        if action == "update":
+            txs = [self.call(f.updateProvider(who, mask, limit), ctx.officer)]
+            name = " ".join((_text(b, "name", 200, False) or "").split())
+            if name and name != info.name:
+                if not 1 <= len(name.encode("utf-8")) <= 64:
+                    raise bad("name: a provider's public name has 1 to 64 bytes", "name")
+                txs.append(self.call(f.renameProvider(who, name), ctx.officer))
+            return {"txs": txs}
+        status = {"suspend": 2, "reinstate": 1, "remove": 3}.get(action)  # type: ignore[arg-type]
+        if status is None:
+            raise bad("action: add, update, suspend, reinstate or remove", "action")
+        return {"tx": self.call(f.setProviderStatus(who, status), ctx.officer)}
+
+    def providers_route(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, *FINANCE_ROLES)
+        from citypass.redemption import balance
+
+        names, categories, pnames = self.service.names()
+        found = gas.providers_gas(self.dep)
+        by = {g.address: g for g in found}
+        out = []
+        for a in self.dep.contract.functions.providers().call():
+            p = C.provider_info(self.dep, a, pnames)
+            g = by.get(p.address)
+            owed = [{"budget": str(x.budget), "serial": x.serial, "name": x.name, "cents": x.cents}
+                    for x in balance(self.dep, p.address)]
+            out.append({"address": p.address, "name": p.name, "status": p.status, "categories": list(p.categories),
+                        "category_names": [categories.get(c, str(c)) for c in p.categories],
+                        "max_cents": p.max_amount, "gas_eth": gas.eth_text(g.balance) if g else "0",
+                        "redemptions_paid": g.redemptions if g else None, "owed": owed,
+                        "owed_cents": sum(o["cents"] for o in owed)})
+        return {"providers": out, "categories": [{"category": c, "name": n} for c, n in sorted(categories.items())],
+                "gas_account_eth": gas.eth_text(self.chain.w3.eth.get_balance(ctx.officer))}
+
+    def gas_plan(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "PROVIDER_MANAGER")
+        below = gas.parse_eth(_text(ctx.body, "below", 40) or "", "below")
+        to = gas.parse_eth(_text(ctx.body, "to", 40) or "", "to")
+        plan = gas.plan_top_up(self.dep, ctx.officer, below=below, to=to)
+        return {"gas_account": plan.gas_account, "needed_eth": gas.eth_text(plan.needed),
+                "checked": len(plan.checked),
+                "top_ups": [{"provider": t.provider, "before_eth": gas.eth_text(t.before),
+                             "amount_eth": gas.eth_text(t.amount),
+                             "tx": {"to": t.provider, "data": "0x", "value": hex(t.amount)}} for t in plan.top_ups]}
+
+    # ------------------------------------------------------------------ finance: settlement and reclaim
+    def settle_preview(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "TREASURER")
+        from citypass.redemption import balance
+
+        who = _address(ctx.body, "provider")
+        info = C.provider_info(self.dep, who)
+        if info.status == "none":
+            raise bad(f"provider: {who} is not a provider", "provider")
+        owed = [{"budget": str(x.budget), "serial": x.serial, "name": x.name, "cents": x.cents}
+                for x in balance(self.dep, who)]
+        out: dict[str, Any] = {"provider": who, "name": info.name, "owed": owed,
+                               "total_cents": sum(o["cents"] for o in owed)}
+        reference = _text(ctx.body, "reference", 200, False)
+        if reference is not None:
+            out.update(self._reference(reference))
+            if out["used"]:
+                return out
+            if not owed:
+                raise bad(f"provider: {info.name or who} holds no credit to settle", "provider")
+            f = self.dep.contract.functions
+            out["tx"] = self.call(f.settle(who, [int(o["budget"]) for o in owed], [o["cents"] for o in owed],
+                                           out["reference"]), ctx.officer)
+        return out
+
+    def _reference(self, text: str) -> dict[str, Any]:
+        try:
+            ref = finance.reference_hash(text)
+        except CityPassError as exc:
+            raise bad(f"reference: {exc}", "reference") from None
+        used = bool(self.dep.contract.functions.referenceSettled(ref).call())
+        out = {"reference": finance.normalize_reference(text), "reference_hash": "0x" + ref.hex(), "used": used}
+        if used:
+            out["refusal"] = (f"payment reference {out['reference']!r} was already used"
+                              f"{finance._earlier(self.dep, ref)}; nothing was sent")
+            events = self.dep.events("Settled", argument_filters={"paymentReference": ref})
+            if events:
+                first = events[0]
+                who = to_checksum_address(first.args.provider)
+                out["earlier"] = {"provider": who, "name": self.service.names()[2].get(who, ""),
+                                  "block": int(first.blockNumber),
+                                  "cents": sum(int(e.args.amount) for e in events
+                                               if e.transactionHash == first.transactionHash)}
+        return out
+
+    def reclaim_preview(self, ctx: Ctx) -> dict[str, Any]:
+        self.need(ctx, "BUDGET_MANAGER")
+        bid = _int(ctx.body, "budget", 0, 2**256 - 1)
+        f = self.dep.contract.functions
+        if bid not in f.budgets().call():
+            raise bad("budget: no such budget", "budget")
+        names, _, _ = self.service.names()
+        until = budget_id.decode(bid).valid_until  # type: ignore[arg-type]
+        ended = self.chain.now() > until
+        candidates = finance.reclaim_candidates(self.dep, bid)
+        balances = [int(x) for (x,) in issuance.call_many(self.dep, "balanceOf", [(h, bid) for h in candidates])]
+        left = [(h, v) for h, v in zip(candidates, balances) if v]
+        txs = []
+        if ended and left:
+            for start in range(0, len(left), finance.RECLAIM_BATCH):
+                part = [h for h, _ in left[start:start + finance.RECLAIM_BATCH]]
+                txs.append(self.call(f.reclaim(bid, part), ctx.officer))
+        cap, issued, settled, reclaimed, corrected = f.budgetTotals(bid).call()
+        return {"budget": str(bid), "serial": budget_id.decode(bid).serial, "name": names.get(bid, ""),  # type: ignore[arg-type]
+                "valid_until": until, "ended": ended, "holders": len(left), "burn_cents": sum(v for _, v in left),
+                "issued_cents": issued, "settled_cents": settled, "reclaimed_cents": reclaimed,
+                "corrected_cents": corrected, "txs": txs}
+
+
+# ------------------------------------------------------------------ the route table
+Handler = Callable[[BackOffice, Ctx], dict[str, Any]]
+ROUTES: dict[str, Handler] = {
+    "session": BackOffice.session_route,
+    "desk/find": BackOffice.find,
+    "desk/reasons": BackOffice.reasons,
+    "desk/enrol/prepare": BackOffice.enrol_prepare,
+    "desk/enrol/confirm": BackOffice.enrol_confirm,
+    "desk/migrate/prepare": BackOffice.migrate_prepare,
+    "desk/migrate/confirm": BackOffice.migrate_confirm,
+    "desk/status/prepare": BackOffice.status_prepare,
+    "desk/status/confirm": BackOffice.status_confirm,
+    "register/import": BackOffice.register_import,
+    "register/export": BackOffice.register_export,
+    "register/log": BackOffice.register_log,
+    "finance/issuance/plan": BackOffice.issuance_plan,
+    "finance/issuance/reconcile": BackOffice.issuance_reconcile,
+    "finance/providers": BackOffice.providers_route,
+    "finance/provider/prepare": BackOffice.provider_prepare,
+    "finance/gas/plan": BackOffice.gas_plan,
+    "finance/settle/preview": BackOffice.settle_preview,
+    "finance/reclaim/preview": BackOffice.reclaim_preview,
+}
+PUBLIC = ("nonce", "signin", "signout")
+LARGE_BODY_PATHS = {"/api/backoffice/finance/issuance/plan", "/api/backoffice/finance/issuance/reconcile",
+                    "/api/backoffice/register/import"}
+
+
+class _Static(StaticFiles):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.directory is not None and not Path(self.directory).is_dir():
+            raise HTTPException(404, f"{scope.get('path', '')[:40]}: the page is not built (see `make web`)")
+        await super().__call__(scope, receive, send)
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise bad(f"the request body is not valid JSON ({str(exc)[:120]})") from None
+    if not isinstance(data, dict):
+        raise bad(f"the request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _origin(request: Request) -> tuple[str, str]:
+    host = request.headers.get("host", "")
+    proto = "https" if request.headers.get("x-forwarded-proto", "").lower() == "https" else request.url.scheme
+    return host, f"{proto}://{host}"
+
+
+def routes(service: Any, config: Any, register: Register | None = None, signin: SignIn | None = None) -> list[BaseRoute]:
+    """The back office's routes, to append to the app's."""
+    office = BackOffice(service, register or Register.open(service.chain.workdir), signin)
+    static = Path(config.static_dir)
+
+    def cookie(token: str, secure: bool, max_age: int) -> str:
+        return (f"{COOKIE}={token}; Path=/api/backoffice; Max-Age={max_age}; HttpOnly; SameSite=Strict"
+                + ("; Secure" if secure else ""))
+
+    async def api_route(request: Request) -> Response:
+        name = request.path_params["name"]
+        host, origin = _origin(request)
+        token = request.cookies.get(COOKIE)
+        try:
+            body = _parse(await request.body())
+            if name == "nonce":
+                data = office.nonce(Ctx("", (), body, host, origin))
+                return json_response(data)
+            if name == "signin":
+                data, new_token = await run_in_threadpool(office.signin_route, Ctx("", (), body, host, origin))
+                office.signin.close(token)
+                return json_response(data, headers={"set-cookie": cookie(new_token, origin.startswith("https"),
+                                                                          office.signin.session_ttl)})
+            if name == "signout":
+                office.signin.close(token)
+                return json_response({"signed_out": True}, headers={"set-cookie": cookie("", False, 0)})
+            handler = ROUTES.get(name)
+            if handler is None:
+                raise ApiError(404, f"no back-office route {name[:60]}")
+            session = office.signin.get(token)
+            if session is None:
+                raise ApiError(401, "sign in first (with the wallet that holds your role); a session lasts "
+                                    f"{office.signin.session_ttl // 60} minutes", code="signed_out")
+            ctx = Ctx(session.address, session.roles, body, host, origin, session.expires)
+            data = await run_in_threadpool(handler, office, ctx)
+        except Exception as exc:  # noqa: BLE001 - every failure is a 4xx JSON answer
+            return error_response(to_api_error(exc))
+        return json_response(data)
+
+    def page(name: str) -> Callable[[Request], Any]:
+        async def to_page(request: Request) -> Response:
+            return RedirectResponse(f"/{name}/", status_code=308)
+        return to_page
+
+    out: list[BaseRoute] = [Route("/api/backoffice/{name:path}", api_route, methods=["POST"])]
+    for name in PAGE_ROLES:
+        out += [Route(f"/{name}", page(name), methods=["GET", "HEAD"]),
+                Mount(f"/{name}", app=_Static(directory=static / name, html=True, check_dir=False))]
+    return out
+
+
+__all__ = ["BackOffice", "routes", "ROUTES", "LARGE_BODY_PATHS"]
