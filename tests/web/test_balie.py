@@ -187,7 +187,7 @@ def test_register_import_export_and_the_admins_log(office, server, tmp_path):
     o.page.click("#import-button")
     o.wait_status("#register-status", "Niet geïmporteerd", "Er is niets opgeslagen")
     problems = o.page.inner_text("#import-problems")
-    assert "3\taddress" in problems and "4\tpass_number" in problems
+    assert "3\tadres (address)" in problems and "4\tpasnummer (pass_number)" in problems
     o.state("balie-16-import-refused")
     good = tmp_path / "register-good.csv"
     good.write_text(f"pass_number,address\n{n1},{a}\n{n2},{b}\n")

@@ -63,8 +63,8 @@ def test_issuance_refused_then_issued_once_then_nothing_sent(office, server, wor
     plan(o, bad, budget)
     assert "kan niet worden uitgegeven" in o.page.inner_text("#plan-status")
     problems = o.page.inner_text("#problems-table")
-    assert "3\tholder" in problems and "checksum" in problems
-    assert "4\tamount" in problems and "decimal comma" in problems
+    assert "3\tadres (holder)" in problems and "checksum" in problems
+    assert "4\tbedrag (amount)" in problems and "decimal comma" in problems
     assert o.page.is_hidden("#issue-button")
     assert o.sent() == [] and budget_totals(dep, budget)[1] == 0  # nothing sent
     o.state("financien-2-plan-refused")

@@ -4,6 +4,7 @@
 // register. The admin sees the register's access log. Every change is a transaction the server
 // prepared and the officer's wallet signs; the register is written only once it is on chain.
 import strings from "../backoffice/strings.js";
+import { fieldName } from "../backoffice/fields.js";
 import {
   $, el, t, api, publicApi, setupLanguage, translate, signIn, signOut, sendPrepared, explain, say, short, day,
   moment, euro, parseEuros, roleName, AddressScanner, connectWallet, officerWallet, warmUp,
@@ -279,7 +280,7 @@ async function onStatus(e) {
 export function problemsTable(problems) {
   return el("div", { class: "cp-table-wrap" }, el("table", { class: "bo-table" },
     el("thead", {}, el("tr", {}, el("th", { text: t("line") }), el("th", { text: t("field") }), el("th", { text: t("problem") }))),
-    el("tbody", {}, problems.map((p) => el("tr", {}, el("td", { text: p.line ?? "–" }), el("td", { text: p.field }), el("td", { text: p.reason }))))));
+    el("tbody", {}, problems.map((p) => el("tr", {}, el("td", { text: p.line ?? "–" }), el("td", { text: fieldName(p.field) }), el("td", { text: p.reason }))))));
 }
 
 async function onImport() {

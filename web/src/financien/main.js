@@ -4,6 +4,7 @@
 // budget), and the end of a budget (reclaim, with a preview of what is burned). Each section is
 // shown only to the role that may do it; every write is signed by the officer's own wallet.
 import strings from "../backoffice/strings.js";
+import { fieldName } from "../backoffice/fields.js";
 import {
   $, el, t, api, publicApi, setupLanguage, signIn, signOut, sendPrepared, explain, say, short, day, euro, parseEuros,
   roleName, connectWallet, officerWallet, getLang,
@@ -154,7 +155,7 @@ async function send(tx, box) {
 function problemsTable(problems) {
   return el("div", { class: "cp-table-wrap" }, el("table", { class: "bo-table", id: "problems-table" },
     el("thead", {}, el("tr", {}, el("th", { text: t("line") }), el("th", { text: t("field") }), el("th", { text: t("problem") }))),
-    el("tbody", {}, problems.map((p) => el("tr", {}, el("td", { text: p.line ?? "–" }), el("td", { text: p.field }), el("td", { text: p.reason }))))));
+    el("tbody", {}, problems.map((p) => el("tr", {}, el("td", { text: p.line ?? "–" }), el("td", { text: fieldName(p.field) }), el("td", { text: p.reason }))))));
 }
 
 // ------------------------------------------------------------------ issuance
