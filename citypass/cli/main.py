@@ -698,8 +698,9 @@ def _batches(items: list[str], size: int = PASS_BATCH) -> list[list[str]]:
 
 def _pass_addresses(c: Ctx, given: tuple[str, ...]) -> tuple[str, ...]:
     """Each argument as a 0x address: the pass app's address QR text (ethereum:0x...@chain)
-    or a picture of it is read here (citypass/address.py)."""
-    from citypass.address import AddressQRError, read_pass_address
+    or a picture of it is read here (citypass/wallet.read_pass_address)."""
+    from citypass.address import AddressQRError
+    from citypass.wallet import read_pass_address
 
     try:
         return tuple(read_pass_address(a, c.deployment.chain.chain_id, f"argument {i + 1}")

@@ -13,7 +13,8 @@ from eth_account import Account
 from eth_utils import keccak
 
 import media
-from citypass.address import AddressQRError, address_qr, parse_address_qr, read_pass_address
+from citypass.address import AddressQRError, address_qr, parse_address_qr
+from citypass.wallet import read_pass_address
 from citypass.cli import main
 from citypass.web import pass_api
 from citypass.web.errors import ApiError
