@@ -59,7 +59,7 @@ def run(sizes: dict[str, Any], workdir: Path, say=print) -> dict[str, Any]:
             "issue_node_cpu_seconds_by_rows": {k: round(v.node_cpu, 2) for k, v in by_rows.items()},
             "issue_client_cpu_seconds_by_rows": {k: round(v.client_cpu, 2) for k, v in by_rows.items()},
             "issue_blocks_by_rows": {k: v.blocks for k, v in by_rows.items()},
-            "issue_node_only_seconds_by_rows": {k: round(v.node_only_seconds, 2) for k, v in by_rows.items()},
+            "issue_node_only_seconds_by_rows": {k: round(v.node_only_seconds, 4) for k, v in by_rows.items()},
             "issue_node_only_node_cpu_seconds_by_rows": {k: round(v.node_only_cpu, 2) for k, v in by_rows.items()},
             "issue_over_node_only_by_rows": {k: round(v.ratio, 2) for k, v in by_rows.items()},
             "issue_big_blocks": {"rows": int(biggest), "gas_limit": BIG_BLOCKS, "batch_size": 1_600,

@@ -109,8 +109,7 @@ def issue_run(rows: int, tag: str, *, gas_limit: int = node.GAS_LIMIT, batch_siz
                 raise CityPassError(f"issuance of {rows} rows: budget issued {issued}, expected {rows * AMOUNT_CENTS}")
             # The node's limit on the same state: the batches the command sent, as signed, raw.
             raws = raw_transactions(world.chain, ["0x" + bytes(e.transactionHash).hex() for e in batches])
-            world.chain.rpc("evm_revert", [before])
-            if world.f.budgetTotals(budget).call()[1] != 0:
+            if world.chain.rpc("evm_revert", [before]) is not True or world.f.budgetTotals(budget).call()[1] != 0:
                 raise CityPassError("evm_revert did not bring the chain back to the state before the issuance")
             node0 = _cpu_seconds(pid)
             result.node_only_seconds = send_raw(world.chain, raws)
@@ -219,7 +218,8 @@ def redemption_figures(world: World, count: int, transfers: int, tag: str) -> di
     # The node's limit for these redemptions: the same redeem transactions, as signed, sent
     # raw (each provider's in its nonce order, one provider after the other as above).
     raws = {i: raw_transactions(world.chain, hashes) for i, hashes in sorted(sent.items())}
-    world.chain.rpc("evm_revert", [before])
+    if world.chain.rpc("evm_revert", [before]) is not True:
+        raise CityPassError("evm_revert refused to bring the chain back to the state before the redemptions")
     node0 = _cpu_seconds(pid)
     presigned = _timed([lambda r=r: send_raw(world.chain, r) for r in raws.values()])
     out["redeem_presigned_per_second"] = len(providers) * share / presigned

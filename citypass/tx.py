@@ -503,11 +503,17 @@ def _nudge_local_miner(chain: Chain) -> None:
     (foundry-rs/foundry#10122; seen here with pipelined issuance batches and redemptions):
     they sit there until the next transaction comes. On a local dev chain, mining a block
     takes them in; on a real network this never runs."""
-    if not _automine(chain):
-        return  # blocks come at the node's own pace (--block-time, or a test's miner): never mine for it
+    if not _automine(chain) and _mines_on_an_interval(chain):
+        return  # blocks come at the node's own pace (--block-time): never mine for it
     status = chain.rpc_batch([("txpool_status", [])], raise_errors=False)[0]
     if isinstance(status, dict) and int(status.get("pending", "0x0"), 16) > 0:
         chain.rpc("evm_mine")
+
+
+def _mines_on_an_interval(chain: Chain) -> bool:
+    """Whether a dev node makes blocks by itself every few seconds (Anvil --block-time)."""
+    answer = chain.rpc_batch([("anvil_getIntervalMining", [])], raise_errors=False)[0]
+    return isinstance(answer, int) and not isinstance(answer, bool) and answer > 0
 
 
 def _automine(chain: Chain) -> bool:
