@@ -831,3 +831,44 @@ def test_node_status_shows_the_endpoint_and_persist_false_stays_a_bare_node(worl
         assert started and not info.durable and not store.chain_dir(tmp_path / "bench").exists()
     finally:
         node.node_stop(tmp_path / "bench")
+
+
+# ---------------------------------------------------------------------------- 7. Brownie scripts too
+def test_a_brownie_script_reaches_the_chain_through_the_supervisor_and_its_transaction_survives(world, tmp_path):
+    """`citypass node brownie` points a Brownie network at the supervisor's endpoint; a
+    Brownie script's deployment is journaled there: the node is killed right after the script
+    reported it, and after the restart the contract is on chain (a script that went to Anvil
+    behind the supervisor's back would have lost it)."""
+    import yaml
+
+    w = world
+    (tmp_path / "home").mkdir()
+    env = {**cli_env(), "HOME": str(tmp_path / "home"), "CITYPASS_HOME": str(w.workdir)}  # Brownie's data apart
+    r = subprocess.run([sys.executable, "-m", "citypass", "node", "brownie"], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
+    url = node.node_status(w.workdir).rpc_url
+    assert r.returncode == 0 and f"Brownie network 'citypass': {url}" in r.stderr, r.stderr
+    config = yaml.safe_load((tmp_path / "home" / ".brownie" / "network-config.yaml").read_text())
+    hosts = [n["host"] for group in config["live"] for n in group["networks"] if n["id"] == "citypass"]
+    assert hosts == [url]
+    brownie = str(Path(sys.executable).parent / "brownie")
+    r = subprocess.run([brownie, "run", "scripts/deploy.py", "--network", "citypass"], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    address = to_checksum_address(r.stdout.split("CityPass deployed at ")[1].split()[0])
+    head = w.chain.w3.eth.block_number
+    created = [h for n in range(max(0, head - 20), head + 1) for h in w.chain.w3.eth.get_block(n).transactions
+               if w.chain.w3.eth.get_transaction_receipt(h).contractAddress == address]
+    assert len(created) == 1
+    journaled = {e["h"] for g in store.journals(store.chain_dir(w.workdir))
+                 for e in store.read_journal(store.journal_path(store.chain_dir(w.workdir), g)) if e.get("t") == "tx"}
+    assert "0x" + bytes(created[0]).hex() in journaled
+    kill_node(w)  # right after the script's success
+    restart(w)
+    assert w.chain.w3.eth.get_code(address) != b""
+    assert node.node_status(w.workdir).rpc_url == url  # the port is kept: the Brownie network stays valid
+    if not LONG:
+        return
+    r = subprocess.run([brownie, "run", "scripts/deploy.py", "--network", "citypass"], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
+    assert r.returncode == 0 and "CityPass deployed at" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
