@@ -872,3 +872,40 @@ def test_a_brownie_script_reaches_the_chain_through_the_supervisor_and_its_trans
     r = subprocess.run([brownie, "run", "scripts/deploy.py", "--network", "citypass"], capture_output=True, text=True,
                        cwd=ROOT, env=env)
     assert r.returncode == 0 and "CityPass deployed at" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------- the journal's group commit
+def test_concurrent_journal_appends_share_fsyncs_and_every_line_is_whole(tmp_path, monkeypatch):
+    """Many senders at once: each append returns only once its lines are fsynced, and
+    appends that wait together share one fsync (group commit)."""
+    journal = store.Journal(tmp_path / "journal-00000000.jsonl")
+    durable = [0]  # bytes of the file an fsync has finished with
+    late: list[str] = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:  # a disk that takes its time: appends queue up behind it
+        size = os.fstat(fd).st_size
+        time.sleep(0.01)
+        real_fsync(fd)
+        durable[0] = max(durable[0], size)
+    monkeypatch.setattr(store.os, "fsync", slow_fsync)
+
+    def sender(t: int) -> None:
+        for i in range(25):
+            journal.append({"t": "tx", "h": f"{t}-{i}", "raw": "0x" + "ab" * 100})
+            data = journal.path.read_bytes()
+            end = data.index(f'"h":"{t}-{i}"'.encode())
+            if data.index(b"\n", end) >= durable[0]:
+                late.append(f"{t}-{i}")  # returned before its line was on disk
+
+    threads = [threading.Thread(target=sender, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    journal.close()
+    lines = list(store.read_journal(journal.path))
+    assert sorted(e["h"] for e in lines) == sorted(f"{t}-{i}" for t in range(8) for i in range(25))
+    assert not late and journal.entries == 200, late[:5]
+    print(f"group commit: {journal.fsyncs} fsyncs for 200 appends from 8 threads")
+    assert journal.fsyncs < 200 / 3, f"{journal.fsyncs} fsyncs for 200 concurrent appends: no group commit"
