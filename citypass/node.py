@@ -157,7 +157,9 @@ def node_start(workdir: Path | str = ".citypass", *, port: int | None = None,
                 try:
                     return _start_supervisor(workdir, binary, remembered, gas_limit, log), True
                 except CityPassError:
-                    pass  # taken in between: a free port
+                    if _remembered_port(workdir) is not None:
+                        raise  # the port is free: it failed for another reason (see the log)
+                    # taken in between by someone else: a free port
             info = _start_supervisor(workdir, binary, port or free_port(), gas_limit, log)
             (workdir / PORT_FILE).write_text(f"{info.port}\n")
             return info, True
