@@ -35,6 +35,7 @@ NODE_FILE = "node.json"
 STATE_FILE = "anvil-state.json"  # persist=False nodes only; a durable node keeps <workdir>/chain/
 LOG_FILE = "anvil.log"
 LOCK_FILE = "node.lock"
+PORT_FILE = "node.port"  # the durable endpoint's port, reused by the next start if free
 STATE_INTERVAL = 5  # no effect any more (Anvil's own --state dumps are gone); kept for older callers
 GAS_LIMIT = 30_000_000
 START_TIMEOUT = 20.0
@@ -147,10 +148,22 @@ def node_start(workdir: Path | str = ".citypass", *, port: int | None = None,
         if info is not None:
             return info, False
         binary = find_anvil()
-        port = port or free_port()
         log = workdir / LOG_FILE
         if persist:
-            return _start_supervisor(workdir, binary, port, gas_limit, log), True
+            # The endpoint keeps its port across restarts when it can (a Brownie network or a
+            # wallet set to the URL stays valid after a crash); else a free one.
+            remembered = None if port else _remembered_port(workdir)
+            if remembered:
+                try:
+                    return _start_supervisor(workdir, binary, remembered, gas_limit, log), True
+                except CityPassError:
+                    if _remembered_port(workdir) is not None:
+                        raise  # the port is free: it failed for another reason (see the log)
+                    # taken in between by someone else: a free port
+            info = _start_supervisor(workdir, binary, port or free_port(), gas_limit, log)
+            (workdir / PORT_FILE).write_text(f"{info.port}\n")
+            return info, True
+        port = port or free_port()
         cmd = [
             binary, "--host", "127.0.0.1", "--port", str(port),
             "--gas-limit", str(gas_limit), "--accounts", "10",
@@ -171,6 +184,21 @@ def node_start(workdir: Path | str = ".citypass", *, port: int | None = None,
             time.sleep(0.05)
         (workdir / NODE_FILE).write_text(json.dumps(asdict(info), indent=2))
         return info, True
+
+
+def _remembered_port(workdir: Path) -> int | None:
+    """The endpoint's port of the previous start, if nobody listens on it now."""
+    try:
+        port = int((workdir / PORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the endpoint binds it
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+    return port
 
 
 def _tail(log: Path) -> str:

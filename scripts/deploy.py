@@ -1,7 +1,12 @@
 """Deploy CityPass on Brownie's active network, through the citypass package.
 
-    brownie run scripts/deploy.py --network anvil
+    citypass node brownie                                # once: the embedded chain as network `citypass`
+    brownie run scripts/deploy.py --network citypass
     brownie run scripts/deploy.py main ADMIN BUDGET_MGR PROVIDER_MGR REGISTRAR ISSUER TREASURER PAUSER --network X
+
+`--network citypass` goes through the embedded chain's supervisor, which journals each
+transaction (a crash after the script's success loses nothing); `--network anvil` is
+Brownie's own throwaway Anvil.
 
 On a local dev chain the roles default to separate Anvil dev accounts (dev:0..dev:6) and
 dev:0 deploys; elsewhere give all seven role addresses and set CITYPASS_FROM to the

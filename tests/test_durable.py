@@ -831,3 +831,81 @@ def test_node_status_shows_the_endpoint_and_persist_false_stays_a_bare_node(worl
         assert started and not info.durable and not store.chain_dir(tmp_path / "bench").exists()
     finally:
         node.node_stop(tmp_path / "bench")
+
+
+# ---------------------------------------------------------------------------- 7. Brownie scripts too
+def test_a_brownie_script_reaches_the_chain_through_the_supervisor_and_its_transaction_survives(world, tmp_path):
+    """`citypass node brownie` points a Brownie network at the supervisor's endpoint; a
+    Brownie script's deployment is journaled there: the node is killed right after the script
+    reported it, and after the restart the contract is on chain (a script that went to Anvil
+    behind the supervisor's back would have lost it)."""
+    import yaml
+
+    w = world
+    (tmp_path / "home").mkdir()
+    env = {**cli_env(), "HOME": str(tmp_path / "home"), "CITYPASS_HOME": str(w.workdir)}  # Brownie's data apart
+    r = subprocess.run([sys.executable, "-m", "citypass", "node", "brownie"], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
+    url = node.node_status(w.workdir).rpc_url
+    assert r.returncode == 0 and f"Brownie network 'citypass': {url}" in r.stderr, r.stderr
+    config = yaml.safe_load((tmp_path / "home" / ".brownie" / "network-config.yaml").read_text())
+    hosts = [n["host"] for group in config["live"] for n in group["networks"] if n["id"] == "citypass"]
+    assert hosts == [url]
+    brownie = str(Path(sys.executable).parent / "brownie")
+    r = subprocess.run([brownie, "run", "scripts/deploy.py", "--network", "citypass"], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    address = to_checksum_address(r.stdout.split("CityPass deployed at ")[1].split()[0])
+    head = w.chain.w3.eth.block_number
+    created = [h for n in range(max(0, head - 20), head + 1) for h in w.chain.w3.eth.get_block(n).transactions
+               if w.chain.w3.eth.get_transaction_receipt(h).contractAddress == address]
+    assert len(created) == 1
+    journaled = {e["h"] for g in store.journals(store.chain_dir(w.workdir))
+                 for e in store.read_journal(store.journal_path(store.chain_dir(w.workdir), g)) if e.get("t") == "tx"}
+    assert "0x" + bytes(created[0]).hex() in journaled
+    kill_node(w)  # right after the script's success
+    restart(w)
+    assert w.chain.w3.eth.get_code(address) != b""
+    assert node.node_status(w.workdir).rpc_url == url  # the port is kept: the Brownie network stays valid
+    if not LONG:
+        return
+    r = subprocess.run([brownie, "run", "scripts/deploy.py", "--network", "citypass"], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
+    assert r.returncode == 0 and "CityPass deployed at" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------- the journal's group commit
+def test_concurrent_journal_appends_share_fsyncs_and_every_line_is_whole(tmp_path, monkeypatch):
+    """Many senders at once: each append returns only once its lines are fsynced, and
+    appends that wait together share one fsync (group commit)."""
+    journal = store.Journal(tmp_path / "journal-00000000.jsonl")
+    durable = [0]  # bytes of the file an fsync has finished with
+    late: list[str] = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:  # a disk that takes its time: appends queue up behind it
+        size = os.fstat(fd).st_size
+        time.sleep(0.01)
+        real_fsync(fd)
+        durable[0] = max(durable[0], size)
+    monkeypatch.setattr(store.os, "fsync", slow_fsync)
+
+    def sender(t: int) -> None:
+        for i in range(25):
+            journal.append({"t": "tx", "h": f"{t}-{i}", "raw": "0x" + "ab" * 100})
+            data = journal.path.read_bytes()
+            end = data.index(f'"h":"{t}-{i}"'.encode())
+            if data.index(b"\n", end) >= durable[0]:
+                late.append(f"{t}-{i}")  # returned before its line was on disk
+
+    threads = [threading.Thread(target=sender, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    journal.close()
+    lines = list(store.read_journal(journal.path))
+    assert sorted(e["h"] for e in lines) == sorted(f"{t}-{i}" for t in range(8) for i in range(25))
+    assert not late and journal.entries == 200, late[:5]
+    print(f"group commit: {journal.fsyncs} fsyncs for 200 appends from 8 threads")
+    assert journal.fsyncs < 200 / 3, f"{journal.fsyncs} fsyncs for 200 concurrent appends: no group commit"

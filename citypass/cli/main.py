@@ -191,6 +191,20 @@ def node_advance(c: Ctx, duration: str) -> None:
     output(c, {"seconds": seconds, "now": now})
 
 
+@node_group.command("brownie")
+@click.option("--network", "name", default="citypass", show_default=True, help="Brownie network id to set.")
+@pass_ctx
+def node_brownie(c: Ctx, name: str) -> None:
+    """Start the embedded node and point a Brownie network at its endpoint, so Brownie scripts
+    (`brownie run scripts/deploy.py --network citypass`) go through the journal too."""
+    from citypass.durable.brownie_net import point_brownie
+
+    info, chain_id, new = point_brownie(c.workdir, name)
+    note(f"{'added' if new else 'updated'} Brownie network '{name}': {info.rpc_url} (chain {chain_id}); "
+         f"run scripts with `brownie run scripts/deploy.py --network {name}` and CITYPASS_HOME={c.workdir}")
+    output(c, {"network": name, "rpc": info.rpc_url, "chain_id": chain_id, "added": new})
+
+
 # ------------------------------------------------------------------ accounts
 @main.group("account")
 def account_group() -> None:

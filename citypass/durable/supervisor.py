@@ -244,6 +244,17 @@ class Supervisor:
         self.snapshot_wait = SNAPSHOT_INTERVAL
         self.changes = 0  # journal entries since the last snapshot
         self.stopping = threading.Event()
+        # Where the endpoint's time goes (citypass_status; bench/durability.py reads it).
+        self.timing: dict[str, float] = dict.fromkeys(
+            ("requests", "request_s", "reads", "read_forward_s", "sends", "send_journal_s", "send_forward_s",
+             "receipt_record_s", "records", "snapshots", "snapshot_s", "snapshot_stall_s", "fsyncs_closed",
+             "fsync_s_closed"), 0.0)
+        self._timing_lock = threading.Lock()
+
+    def _count(self, **add: float) -> None:
+        with self._timing_lock:
+            for k, v in add.items():
+                self.timing[k] += v
 
     # ------------------------------------------------------------------ start and replay
     def start(self) -> None:
@@ -418,6 +429,7 @@ class Supervisor:
             self.journal.append(*entries)
             self.changes += len(entries)
             self.last_recorded = up_to
+            self._count(records=1)
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self, locked: bool = False) -> Path:
@@ -450,8 +462,10 @@ class Supervisor:
                 old, self.journal, self.gen = self.journal, journal, new_gen
                 if old is not None:
                     old.close()
+                    self._count(fsyncs_closed=old.fsyncs, fsync_s_closed=old.fsync_seconds)
                 self.changes = 0
             finally:
+                self._count(snapshot_stall_s=time.monotonic() - began)
                 if not locked:
                     self.lock.release(True)
                     locked = True  # released: not again
@@ -465,6 +479,7 @@ class Supervisor:
                     store.journal_path(self.folder, g).unlink(missing_ok=True)
             self.last_snapshot = time.monotonic()
             self.snapshot_wait = max(SNAPSHOT_INTERVAL, SNAPSHOT_DUTY * (self.last_snapshot - began))
+            self._count(snapshots=1, snapshot_s=self.last_snapshot - began)
             return path
 
     def _settle(self, timeout: float = 5.0) -> None:
@@ -491,10 +506,19 @@ class Supervisor:
 
     # ------------------------------------------------------------------ the endpoint
     def handle(self, body: bytes) -> bytes:
+        began = time.perf_counter()
+        try:
+            return self._handle(body)
+        finally:
+            self._count(requests=1, request_s=time.perf_counter() - began)
+
+    def _handle(self, body: bytes) -> bytes:
         methods_seen = set(_METHOD.findall(body))
         if methods_seen and not methods_seen & _SPECIAL and b"\\u" not in body:
             # Reads only (the common case): forwarded without parsing the request in Python.
+            began = time.perf_counter()
             out = self.anvil.post(body)
+            self._count(reads=1, read_forward_s=time.perf_counter() - began)
             if b"eth_getTransactionReceipt" in methods_seen:
                 self._receipts_seen(out)
             return out
@@ -518,6 +542,7 @@ class Supervisor:
         sends = [i for i in items if i.get("method") == "eth_sendRawTransaction"]
         with self.lock.shared():
             if sends:
+                began = time.perf_counter()
                 entries = []
                 for i in sends:
                     raw = str((i.get("params") or [""])[0])
@@ -527,7 +552,11 @@ class Supervisor:
                         self.unmined[h] = raw
                 self.journal.append(*entries)
                 self.changes += len(entries)
+                forwarded = time.perf_counter()
+                self._count(sends=len(sends), send_journal_s=forwarded - began)
             out = self.anvil.post(body)
+            if sends:
+                self._count(send_forward_s=time.perf_counter() - forwarded)
             if sends:  # a refused transaction is never mined: do not carry it along
                 answers = json.loads(out)
                 by_id = {a.get("id"): a for a in (answers if isinstance(answers, list) else [answers])
@@ -545,8 +574,10 @@ class Supervisor:
         if numbers:
             highest = max(int(n, 16) for n in numbers)
             if highest > self.last_recorded:
+                began = time.perf_counter()
                 with self.lock.shared():
                     self.record_blocks(highest)
+                self._count(receipt_record_s=time.perf_counter() - began)
 
     def _one(self, item: dict[str, Any]) -> dict[str, Any]:
         method, params = item.get("method"), item.get("params") or []
@@ -555,7 +586,10 @@ class Supervisor:
         if method == "citypass_status":
             return {"jsonrpc": "2.0", "id": item.get("id"), "result": {
                 "gen": self.gen, "block": self.last_recorded, "anvil_port": self.anvil.port,
-                "anvil_pid": self.anvil.proc.pid, "journal": str(self.journal.path), "clock": self.clock}}
+                "anvil_pid": self.anvil.proc.pid, "journal": str(self.journal.path), "clock": self.clock,
+                "timing": dict(self.timing), "fsyncs": self.journal.fsyncs + self.timing["fsyncs_closed"],
+                "fsync_s": self.journal.fsync_seconds + self.timing["fsync_s_closed"],
+                "journal_entries": self.journal.entries}}
         if method not in WRITES:
             return json.loads(self._forward(json.dumps(item).encode(), [item], item))
         with self.lock.exclusive():
