@@ -53,6 +53,19 @@ const nl = {
   line: "Regel", field: "Veld", problem: "Probleem",
   logHeading: "Toegangslog van het register", logText: "Wie heeft wanneer wat in het register bekeken (nieuwste eerst).",
   logAction: "Handeling", logNumber: "Pasnummer", logFound: "Gevonden", yes: "ja", no: "nee", refresh: "Vernieuwen",
+  // the desk: a coupon sheet
+  sheetHeading: "Bonnenvel voor een inwoner zonder smartphone",
+  sheetText: "De pas wordt een vel papieren bonnen. Deze pagina maakt een nieuwe sleutel die alleen in het geheugen van deze pagina bestaat, schrijft de pas in met tegoed (uw wallet ondertekent), ondertekent de bonnen, en vergeet de sleutel zodra het vel klaar is. Niemand kan daarna nog bonnen maken voor deze pas.",
+  sheetNeedsIssuer: "Een bonnenvel maken vraagt de registrar- én de uitgifterol; deze wallet heeft niet allebei.",
+  denominations: "Bonnen van (€)", denominationsHint: "Bedragen met komma's ertussen, bijvoorbeeld 10,5. De laatste centen komen op één bon.",
+  sheetButton: "Vel maken", sheetPlanning: "Het vel wordt gepland…", sheetSigning: "De bonnen worden ondertekend in deze pagina…",
+  sheetDrawing: "De server tekent het vel (A4-pdf) en controleert elke bon…",
+  sheetDone: "Klaar: pas {number} is ingeschreven met {amount} op {count} bonnen. De sleutel is vergeten. Druk het vel nu af en geef het aan de inwoner.",
+  sheetKeyGone: "De sleutel is uit deze pagina gewist; er kunnen geen nieuwe bonnen voor deze pas meer gemaakt worden. Vel kwijt? Gebruik ‘Telefoon of vel kwijt’.",
+  sheetDownload: "Vel downloaden (pdf)", sheetPrint: "Vel afdrukken", sheetReadyHeading: "Het vel van pas {number}",
+  sheetChecks: "Controlenummers op het vel: {checks}", sheetNotSent: "Er is niets verstuurd; de sleutel is gewist. Begin opnieuw.",
+  sheetOnChainNoRegister: "De pas staat op de keten met tegoed, maar het register is niet bijgewerkt: {error}. Druk het vel toch af; meld dit bij de beheerder.",
+  err_above_cap: "Dit bedrag past niet meer binnen het plafond van dit budget.",
   // finance
   issuanceHeading: "Tegoed uitgeven uit een spreadsheet", issuanceText: "Upload het CSV-bestand (holder,amount). U ziet eerst het plan; er gaat pas iets weg als u de batches in uw wallet ondertekent.",
   csvFile: "CSV-bestand", planButton: "Plan bekijken", planHeading: "Plan voor {file}", planRefused: "Dit bestand kan niet worden uitgegeven: {count} probleem/problemen. Er is niets verstuurd.",
@@ -108,6 +121,19 @@ const nl = {
 };
 
 const en = {
+  // the desk: a coupon sheet
+  sheetHeading: "Coupon sheet for a resident without a smartphone",
+  sheetText: "The pass becomes a sheet of paper coupons. This page makes a fresh key that exists only in this page's memory, enrols the pass with credit (your wallet signs), signs the coupons, and forgets the key as soon as the sheet is made. Nobody can make coupons for this pass afterwards.",
+  sheetNeedsIssuer: "Making a coupon sheet needs both the registrar and the issuer role; this wallet does not hold both.",
+  denominations: "Coupons of (€)", denominationsHint: "Amounts separated by commas, for example 10,5. The last cents go on one coupon.",
+  sheetButton: "Make the sheet", sheetPlanning: "Planning the sheet…", sheetSigning: "Signing the coupons in this page…",
+  sheetDrawing: "The server draws the sheet (A4 PDF) and checks every coupon…",
+  sheetDone: "Done: pass {number} is enrolled with {amount} on {count} coupons. The key is forgotten. Print the sheet now and give it to the resident.",
+  sheetKeyGone: "The key has been wiped from this page; no new coupons can be made for this pass. Sheet lost? Use ‘Lost phone or sheet’.",
+  sheetDownload: "Download the sheet (PDF)", sheetPrint: "Print the sheet", sheetReadyHeading: "The sheet of pass {number}",
+  sheetChecks: "Check numbers on the sheet: {checks}", sheetNotSent: "Nothing was sent; the key was wiped. Start again.",
+  sheetOnChainNoRegister: "The pass is on chain with its credit, but the register was not updated: {error}. Print the sheet anyway and tell the admin.",
+  err_above_cap: "This amount no longer fits within the budget's cap.",
   appName: "CityPass", deskTitle: "Desk", financeTitle: "Finance",
   skipDesk: "To the desk", skipFinance: "To finance",
   devChain: "Development chain: the keys of these roles are public. Do not use it for real residents.",

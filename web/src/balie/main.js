@@ -9,6 +9,7 @@ import {
   $, el, t, api, publicApi, setupLanguage, translate, signIn, signOut, sendPrepared, explain, say, short, day,
   moment, euro, parseEuros, roleName, AddressScanner, connectWallet, officerWallet, warmUp,
 } from "../backoffice/common.js";
+import { freshKey, wipe, addressOf, signCoupons, pdfBlob } from "./sheet.js";
 
 let deployment = null;
 let session = null;
@@ -44,6 +45,8 @@ async function init() {
   $("import-button").addEventListener("click", onImport);
   $("export-button").addEventListener("click", onExport);
   $("log-refresh").addEventListener("click", loadLog);
+  $("sheet-form").addEventListener("submit", onSheet);
+  $("sheet-print").addEventListener("click", () => { if (sheetUrl) window.open(sheetUrl, "_blank", "noopener"); });
   const end = new Date(Date.UTC(new Date().getUTCFullYear(), 11, 31));
   $("enrol-until").value = end.toISOString().slice(0, 10);
   try {
@@ -89,6 +92,7 @@ async function onSignOut() {
   await signOut().catch(() => {});
   scanner.stop();
   current = null;
+  forgetSheet();
   $("pass").hidden = true;
   showSignIn();
   say($("signin-status"), t("signedOutNow"));
@@ -107,12 +111,16 @@ async function showOfficer() {
   $("log").hidden = !session.roles.includes("ADMIN");
   $("enrol-credit-note").hidden = session.roles.includes("ISSUER");
   $("enrol-credit").disabled = !session.roles.includes("ISSUER");
+  const sheetOk = session.roles.includes("REGISTRAR") && session.roles.includes("ISSUER");
+  $("sheet-note").hidden = sheetOk;
+  $("sheet-form").hidden = !sheetOk;
   if (registrar) {
     reasons = (await api("desk/reasons")).reasons;
     fillActions();
     const now = deployment.time;
     budgets = (await publicApi("budgets")).budgets.filter((b) => b.open);
     $("enrol-budget").replaceChildren(...budgets.map((b) => el("option", { value: b.budget, text: `#${b.serial} ${b.name} (${euro(b.cap_cents - b.issued_cents)})` })));
+    $("sheet-budget").replaceChildren(...budgets.map((b) => el("option", { value: b.budget, text: `#${b.serial} ${b.name} (${euro(b.cap_cents - b.issued_cents)})` })));
     warmUp();
     void now;
   }
@@ -228,6 +236,84 @@ async function onEnrol(e) {
   } finally {
     busy(false);
   }
+}
+
+// ------------------------------------------------------------------ a coupon sheet (sheet.js)
+let sheetUrl = null;
+
+function forgetSheet() {
+  if (sheetUrl) URL.revokeObjectURL(sheetUrl);
+  sheetUrl = null;
+  $("sheet-ready").hidden = true;
+  $("sheet-download").setAttribute("href", "#");
+}
+
+async function onSheet(e) {
+  e.preventDefault();
+  const box = $("sheet-status");
+  say(box, "");
+  forgetSheet();
+  const number = $("sheet-number").value;
+  const cents = parseEuros($("sheet-amount").value);
+  if (!cents) return say(box, t("amount") + ": 12,50", "bo-error");
+  const ask = { budget: $("sheet-budget").value, amount_cents: cents, denominations: $("sheet-denominations").value.trim(),
+    tranche: $("sheet-tranche").value };
+  busy(true);
+  let key = null;
+  let prep = null;
+  let pdf = null;
+  try {
+    say(box, t("sheetPlanning"), "bo-warn");
+    const planned = await api("desk/sheet/plan", ask);
+    key = freshKey();
+    const address = addressOf(key);
+    prep = await api("desk/enrol/prepare", { number, address, valid_until: planned.valid_until,
+      credit: { budget: ask.budget, amount_cents: cents, tranche: ask.tranche } });
+    say(box, t("sheetSigning"), "bo-warn");
+    const codes = await signCoupons(key, planned.plan, planned.chain_id, planned.contract);
+    wipe(key); // the coupons are signed: the key is no longer needed by anyone
+    key = null;
+    say(box, t("sheetDrawing"), "bo-warn");
+    pdf = await api("desk/sheet/pdf", { ...ask, codes });
+    codes.length = 0;
+    if (pdf.holder !== address) throw new Error("the sheet's holder is not the key's address");
+  } catch (err) {
+    say(box, explain(err) + " " + t("sheetNotSent"), "bo-error");
+    busy(false);
+    return;
+  } finally {
+    wipe(key);
+    key = null;
+  }
+  try {
+    const { hash } = await send(prep.tx, box);
+    sheetUrl = URL.createObjectURL(pdfBlob(pdf.pdf_base64));
+    showSheet(prep.number, pdf);
+    try {
+      const done = await api("desk/enrol/confirm", { number: prep.number, address: prep.address, tx: hash });
+      current = done;
+      renderPass(done);
+      say(box, t("sheetDone", { number: prep.number, amount: euro(pdf.total_cents), count: pdf.coupons }), "bo-done");
+      $("sheet-form").reset();
+      $("sheet-denominations").value = "10,5";
+    } catch (err) {
+      say(box, t("sheetOnChainNoRegister", { error: explain(err) }), "bo-error");
+    }
+  } catch (err) {
+    say(box, explain(err) + " " + t("sheetNotSent"), "bo-error");
+  } finally {
+    pdf.pdf_base64 = null;
+    busy(false);
+  }
+}
+
+function showSheet(number, pdf) {
+  $("sheet-ready").hidden = false;
+  $("sheet-ready-heading").textContent = t("sheetReadyHeading", { number });
+  $("sheet-checks").textContent = t("sheetChecks", { checks: pdf.checks.join(" · ") });
+  const a = $("sheet-download");
+  a.setAttribute("href", sheetUrl);
+  a.setAttribute("download", `citypass-bonnen-${number}.pdf`);
 }
 
 // ------------------------------------------------------------------ lost phone or sheet
