@@ -317,8 +317,12 @@ class BackOffice:
                                           f"({euros(max(0, budget.cap - budget.issued))} left)", "amount_cents")
             plan = K.plan_sheet({bid: amount}, denominations=denominations, now=now)  # type: ignore[dict-item]
         except K.CouponError as exc:
-            field = "denominations" if str(exc).startswith("denominations") else "amount_cents"
-            raise bad(str(exc), field) from None
+            text = str(exc)
+            if text.startswith("denominations"):
+                raise refuse("bad_denominations", text, "denominations") from None
+            if "coupons, more than" in text:
+                raise refuse("too_many_coupons", text, "denominations") from None
+            raise bad(text, "amount_cents") from None
         until = datetime.fromtimestamp(budget.valid_until, timezone.utc).date().isoformat()
         return plan, budget, until
 

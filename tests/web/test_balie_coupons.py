@@ -213,7 +213,7 @@ def test_a_sheet_is_refused_before_anything_is_signed_or_sent(office, server, wo
     o.page.fill("#sheet-denominations", "500")  # more than a coupon may be worth
     sent = o.sent()
     o.page.click("#sheet-button")
-    o.wait_status("#sheet-status", "denominations", "Er is niets verstuurd")
+    o.wait_status("#sheet-status", "ten hoogste € 100 per bon", "Er is niets gemaakt en niets verstuurd")
     assert "bo-error" in o.page.get_attribute("#sheet-status", "class")
     assert o.sent() == sent and o.page.is_hidden("#sheet-ready")
     o.state("balie-coupons-5-refused")

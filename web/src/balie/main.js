@@ -262,10 +262,12 @@ async function onSheet(e) {
   let key = null;
   let prep = null;
   let pdf = null;
+  let made = false;
   try {
     say(box, t("sheetPlanning"), "bo-warn");
     const planned = await api("desk/sheet/plan", ask);
     key = freshKey();
+    made = true;
     const address = addressOf(key);
     prep = await api("desk/enrol/prepare", { number, address, valid_until: planned.valid_until,
       credit: { budget: ask.budget, amount_cents: cents, tranche: ask.tranche } });
@@ -278,7 +280,7 @@ async function onSheet(e) {
     codes.length = 0;
     if (pdf.holder !== address) throw new Error("the sheet's holder is not the key's address");
   } catch (err) {
-    say(box, explain(err) + " " + t("sheetNotSent"), "bo-error");
+    say(box, explain(err) + " " + t(made ? "sheetNotSent" : "sheetRefused"), "bo-error");
     busy(false);
     return;
   } finally {
