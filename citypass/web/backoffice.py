@@ -130,6 +130,21 @@ class BackOffice:
         has = self.dep.contract.functions.hasRole
         return tuple(name for name, rid in ROLE_IDS.items() if has(rid, address).call())
 
+    def safe_roles_of(self, address: str) -> dict[str, str]:
+        """Roles held on chain by a Safe that `address` owns now: role -> the Safe's address."""
+        from citypass import safe as S
+
+        out: dict[str, str] = {}
+        for role, members in C.role_members(self.dep).items():
+            for member in members:
+                try:
+                    info = S.safe_info(self.chain, member)
+                except S.NotASafe:
+                    continue
+                if address in info.owners:
+                    out.setdefault(role, info.address)
+        return out
+
     def need(self, ctx: Ctx, *roles: str) -> str:
         """The first of `roles` the officer holds on chain now, or 403."""
         held = self.roles_of(ctx.officer)
@@ -164,20 +179,23 @@ class BackOffice:
         except SignInRefused as exc:
             raise ApiError(401, str(exc), exc.field) from None
         roles = self.roles_of(who)
-        if not set(roles) & set(PAGE_ROLES[page]):
+        via = self.safe_roles_of(who)
+        if not (set(roles) | set(via)) & set(PAGE_ROLES[page]):
             names = " or ".join(r.lower().replace("_", " ") for r in PAGE_ROLES[page])
             raise ApiError(403, f"{who} holds no role for this page on chain (it needs {names}); ask the admin, "
                                 "or sign in with the wallet that holds the role", code="forbidden")
         session = self.signin.open(who, roles)
-        return self._session_json(session.address, roles, session.expires), session.token
+        return self._session_json(session.address, roles, session.expires, via), session.token
 
-    def _session_json(self, address: str, roles: tuple[str, ...], expires: float) -> dict[str, Any]:
+    def _session_json(self, address: str, roles: tuple[str, ...], expires: float,
+                      via: dict[str, str] | None = None) -> dict[str, Any]:
         return {"address": address, "roles": list(roles), "expires": int(expires),
+                "via_safe": [{"role": r, "safe": a} for r, a in sorted((via or {}).items())],
                 "expires_in": max(0, int(expires - time.time())), "chain_id": self.chain.chain_id,
                 "contract": self.dep.address, "dev_chain": bool(self.chain.is_local_dev or self.service.dev_keys)}
 
     def session_route(self, ctx: Ctx) -> dict[str, Any]:
-        return self._session_json(ctx.officer, self.roles_of(ctx.officer), ctx.expires)
+        return self._session_json(ctx.officer, self.roles_of(ctx.officer), ctx.expires, self.safe_roles_of(ctx.officer))
 
     # ------------------------------------------------------------------ the desk: the register
     def _pass_json(self, address: str) -> dict[str, Any]:

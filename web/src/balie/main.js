@@ -7,7 +7,7 @@ import strings from "../backoffice/strings.js";
 import { fieldName } from "../backoffice/fields.js";
 import {
   $, el, t, api, publicApi, setupLanguage, translate, signIn, signOut, sendPrepared, explain, say, short, day,
-  moment, euro, parseEuros, roleName, AddressScanner, connectWallet, officerWallet, warmUp,
+  moment, euro, parseEuros, roleName, AddressScanner, connectWallet, officerWallet, warmUp, renderViaSafe, roleList,
 } from "../backoffice/common.js";
 import { freshKey, wipe, addressOf, signCoupons, pdfBlob } from "./sheet.js";
 
@@ -60,6 +60,7 @@ async function init() {
 
 function rerender() {
   if (session) renderOfficer();
+  if (session) renderViaSafe(session, $("via-safe"));
   fillActions();
   if (current) renderPass(current);
 }
@@ -71,6 +72,7 @@ function showSignIn() {
   $("officer").hidden = true;
   $("desk").hidden = true;
   $("log").hidden = true;
+  $("via-safe").hidden = true;
 }
 
 async function onSignIn() {
@@ -99,13 +101,14 @@ async function onSignOut() {
 }
 
 function renderOfficer() {
-  $("officer-text").textContent = t("signedInAs", { address: session.address, roles: session.roles.map(roleName).join(", ") });
+  $("officer-text").textContent = t("signedInAs", { address: session.address, roles: roleList(session) });
 }
 
 async function showOfficer() {
   $("signin").hidden = true;
   $("officer").hidden = false;
   renderOfficer();
+  renderViaSafe(session, $("via-safe"));
   const registrar = session.roles.includes("REGISTRAR");
   $("desk").hidden = !registrar;
   $("log").hidden = !session.roles.includes("ADMIN");
