@@ -202,6 +202,8 @@ def test_a_coupon_sheet_made_in_the_browser_key_never_leaves_and_a_coupon_pays(
 
     o.page.click("#lang")
     assert "Coupon sheet for a resident without a smartphone" in o.page.inner_text("#sheet")
+    assert f"Done: pass {number} is enrolled with €20.00 on 4 coupons" in o.page.inner_text("#sheet-status")
+    assert f"The sheet of pass {number}" in o.page.inner_text("#sheet-ready")
     o.state("balie-coupons-4-english")
 
 

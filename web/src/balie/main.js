@@ -63,6 +63,10 @@ function rerender() {
   if (session) renderViaSafe(session, $("via-safe"));
   fillActions();
   if (current) renderPass(current);
+  if (sheetShown) {
+    showSheet(sheetShown.number, sheetShown.pdf);
+    if (sheetShown.done) say($("sheet-status"), sheetDoneText(sheetShown), "bo-done");
+  }
 }
 
 function showSignIn() {
@@ -243,10 +247,13 @@ async function onEnrol(e) {
 
 // ------------------------------------------------------------------ a coupon sheet (sheet.js)
 let sheetUrl = null;
+let sheetShown = null; // {number, pdf: {checks, total_cents, coupons}, done}: to redraw it in the other language
+const sheetDoneText = ({ number, pdf }) => t("sheetDone", { number, amount: euro(pdf.total_cents), count: pdf.coupons });
 
 function forgetSheet() {
   if (sheetUrl) URL.revokeObjectURL(sheetUrl);
   sheetUrl = null;
+  sheetShown = null;
   $("sheet-ready").hidden = true;
   $("sheet-download").setAttribute("href", "#");
 }
@@ -298,7 +305,8 @@ async function onSheet(e) {
       const done = await api("desk/enrol/confirm", { number: prep.number, address: prep.address, tx: hash });
       current = done;
       renderPass(done);
-      say(box, t("sheetDone", { number: prep.number, amount: euro(pdf.total_cents), count: pdf.coupons }), "bo-done");
+      sheetShown.done = true;
+      say(box, sheetDoneText(sheetShown), "bo-done");
       $("sheet-form").reset();
       $("sheet-denominations").value = "10,5";
     } catch (err) {
@@ -313,6 +321,7 @@ async function onSheet(e) {
 }
 
 function showSheet(number, pdf) {
+  sheetShown = { number, pdf: { checks: pdf.checks, total_cents: pdf.total_cents, coupons: pdf.coupons }, done: Boolean(sheetShown && sheetShown.done) };
   $("sheet-ready").hidden = false;
   $("sheet-ready-heading").textContent = t("sheetReadyHeading", { number });
   $("sheet-checks").textContent = t("sheetChecks", { checks: pdf.checks.join(" · ") });
