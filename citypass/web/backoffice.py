@@ -39,7 +39,7 @@ from starlette.staticfiles import StaticFiles
 from citypass import budget_id, finance, gas, issuance
 from citypass import contract as C
 from citypass import tx as T
-from citypass.errors import CityPassError, ROLE_IDS
+from citypass.errors import CityPassError, ROLE_IDS, euros
 from citypass.register import (REASONS, Register, RegisterError, RegisterImportError, check_address, normalize_number,
                                problems_json)
 from citypass.web.errors import ApiError, bad, error_response, json_response, to_api_error
@@ -130,6 +130,21 @@ class BackOffice:
         has = self.dep.contract.functions.hasRole
         return tuple(name for name, rid in ROLE_IDS.items() if has(rid, address).call())
 
+    def safe_roles_of(self, address: str) -> dict[str, str]:
+        """Roles held on chain by a Safe that `address` owns now: role -> the Safe's address."""
+        from citypass import safe as S
+
+        out: dict[str, str] = {}
+        for role, members in C.role_members(self.dep).items():
+            for member in members:
+                try:
+                    info = S.safe_info(self.chain, member)
+                except S.NotASafe:
+                    continue
+                if address in info.owners:
+                    out.setdefault(role, info.address)
+        return out
+
     def need(self, ctx: Ctx, *roles: str) -> str:
         """The first of `roles` the officer holds on chain now, or 403."""
         held = self.roles_of(ctx.officer)
@@ -164,20 +179,23 @@ class BackOffice:
         except SignInRefused as exc:
             raise ApiError(401, str(exc), exc.field) from None
         roles = self.roles_of(who)
-        if not set(roles) & set(PAGE_ROLES[page]):
+        via = self.safe_roles_of(who)
+        if not (set(roles) | set(via)) & set(PAGE_ROLES[page]):
             names = " or ".join(r.lower().replace("_", " ") for r in PAGE_ROLES[page])
             raise ApiError(403, f"{who} holds no role for this page on chain (it needs {names}); ask the admin, "
                                 "or sign in with the wallet that holds the role", code="forbidden")
         session = self.signin.open(who, roles)
-        return self._session_json(session.address, roles, session.expires), session.token
+        return self._session_json(session.address, roles, session.expires, via), session.token
 
-    def _session_json(self, address: str, roles: tuple[str, ...], expires: float) -> dict[str, Any]:
+    def _session_json(self, address: str, roles: tuple[str, ...], expires: float,
+                      via: dict[str, str] | None = None) -> dict[str, Any]:
         return {"address": address, "roles": list(roles), "expires": int(expires),
+                "via_safe": [{"role": r, "safe": a} for r, a in sorted((via or {}).items())],
                 "expires_in": max(0, int(expires - time.time())), "chain_id": self.chain.chain_id,
                 "contract": self.dep.address, "dev_chain": bool(self.chain.is_local_dev or self.service.dev_keys)}
 
     def session_route(self, ctx: Ctx) -> dict[str, Any]:
-        return self._session_json(ctx.officer, self.roles_of(ctx.officer), ctx.expires)
+        return self._session_json(ctx.officer, self.roles_of(ctx.officer), ctx.expires, self.safe_roles_of(ctx.officer))
 
     # ------------------------------------------------------------------ the desk: the register
     def _pass_json(self, address: str) -> dict[str, Any]:
@@ -288,6 +306,71 @@ class BackOffice:
                                 "did not go through; nothing was written to the register", code="not_on_chain")
         entry = self._register(lambda: self.register.enrol(number, holder, ctx.officer, txh))
         return {"entry": self._entry_json(entry), "pass": self._pass_json(holder)}
+
+    # ------------------------------------------------------------------ the desk: a coupon sheet
+    # The page makes a fresh key in its own memory and never sends it: the server plans the
+    # sheet (coupons.plan_sheet), the page enrols and credits the key's address (desk/enrol/...,
+    # the officer's wallet signs), signs the planned coupons with the key, and the server checks
+    # every signed code against the same plan (coupons.sheet_from_codes) and draws the A4 PDF
+    # (coupons.render_pdf). Nothing here ever sees the key.
+    def _sheet_plan(self, ctx: Ctx) -> tuple[Any, Any, str]:
+        from citypass import coupons as K
+
+        self.need(ctx, "REGISTRAR")
+        self.need(ctx, "ISSUER")
+        b = ctx.body
+        bid = _int(b, "budget", 0, 2**256 - 1)
+        amount = _int(b, "amount_cents", 1, 10**12)
+        try:
+            denominations = K.parse_denominations(_text(b, "denominations", 100, False) or "10,5")
+            found = [x for x in C.budgets(self.dep) if x.id == bid]
+            if not found:
+                raise bad("budget: no such budget", "budget")
+            budget = found[0]
+            now = self.chain.now()
+            if now > budget.valid_until:
+                raise bad(f"budget: #{budget.serial} has ended; no coupons can be made for it", "budget")
+            if budget.issued + amount > budget.cap:  # type: ignore[operator]
+                raise refuse("above_cap", f"amount_cents: this would bring budget #{budget.serial} above its cap "
+                                          f"({euros(max(0, budget.cap - budget.issued))} left)", "amount_cents")
+            plan = K.plan_sheet({bid: amount}, denominations=denominations, now=now)  # type: ignore[dict-item]
+        except K.CouponError as exc:
+            text = str(exc)
+            if text.startswith("denominations"):
+                raise refuse("bad_denominations", text, "denominations") from None
+            if "coupons, more than" in text:
+                raise refuse("too_many_coupons", text, "denominations") from None
+            raise bad(text, "amount_cents") from None
+        until = datetime.fromtimestamp(budget.valid_until, timezone.utc).date().isoformat()
+        return plan, budget, until
+
+    def sheet_plan(self, ctx: Ctx) -> dict[str, Any]:
+        plan, budget, until = self._sheet_plan(ctx)
+        return {"plan": plan.to_json(), "chain_id": self.chain.chain_id, "contract": self.dep.address,
+                "budget": {"budget": str(budget.id), "serial": budget.serial, "name": budget.name},
+                "valid_until": until}
+
+    def sheet_pdf(self, ctx: Ctx) -> dict[str, Any]:
+        import base64
+
+        from citypass import coupons as K
+
+        plan, budget, until = self._sheet_plan(ctx)
+        codes = ctx.body.get("codes")
+        if not isinstance(codes, list) or not all(isinstance(c, str) and len(c) <= 400 for c in codes):
+            raise bad("codes: expected the list of signed coupons (CP2:...)", "codes")
+        tranche = _text(ctx.body, "tranche", 64, False) or ""
+        try:
+            sheet = K.sheet_from_codes(plan, codes, self.chain.chain_id, self.dep.address)
+        except K.CouponError as exc:
+            raise bad(str(exc), "codes") from None
+        info = K.SheetInfo("new", self.chain.chain_id, self.dep.address, sheet.holder, dict(plan.credits), None, tranche,
+                           _day_end(until, "valid_until"), len(plan.coupons)).with_coupons(sheet)
+        names = {x.id: x.name for x in C.budgets(self.dep)}
+        pdf = K.render_pdf(sheet, info, names, C.category_names(self.dep))
+        return {"holder": sheet.holder, "coupons": len(sheet.coupons), "total_cents": plan.total,
+                "checks": [K.show_check_number(c.check) for c in sheet.coupons],
+                "pdf_base64": base64.b64encode(pdf).decode("ascii")}
 
     # ------------------------------------------------------------------ the desk: lost phone or sheet
     def migrate_prepare(self, ctx: Ctx) -> dict[str, Any]:
@@ -621,6 +704,8 @@ ROUTES: dict[str, Handler] = {
     "desk/reasons": BackOffice.reasons,
     "desk/enrol/prepare": BackOffice.enrol_prepare,
     "desk/enrol/confirm": BackOffice.enrol_confirm,
+    "desk/sheet/plan": BackOffice.sheet_plan,
+    "desk/sheet/pdf": BackOffice.sheet_pdf,
     "desk/migrate/prepare": BackOffice.migrate_prepare,
     "desk/migrate/confirm": BackOffice.migrate_confirm,
     "desk/status/prepare": BackOffice.status_prepare,
@@ -637,7 +722,7 @@ ROUTES: dict[str, Handler] = {
     "finance/reclaim/preview": BackOffice.reclaim_preview,
 }
 PUBLIC = ("nonce", "signin", "signout")
-LARGE_BODY_PATHS = {"/api/backoffice/finance/issuance/plan", "/api/backoffice/finance/issuance/reconcile",
+LARGE_BODY_PATHS = {"/api/backoffice/finance/issuance/plan", "/api/backoffice/desk/sheet/pdf", "/api/backoffice/finance/issuance/reconcile",
                     "/api/backoffice/register/import"}
 
 

@@ -258,3 +258,19 @@ export function say(box, message, kind = "bo-done") {
   box.replaceChildren(...(message ? [el("p", { class: "utrecht-paragraph", text: message })] : []));
   box.hidden = !message;
 }
+
+/** The roles the officer holds through a Safe (as one of its owners): named in the officer bar's
+ * note, with what the page cannot do for them yet. */
+export function renderViaSafe(session, box) {
+  const via = (session && session.via_safe) || [];
+  box.hidden = !via.length;
+  box.replaceChildren(...(via.length ? [
+    el("h2", { class: "utrecht-heading-2", id: "via-safe-heading", text: t("viaSafeHeading") }),
+    el("p", { class: "utrecht-paragraph", text: t("viaSafeText", { roles: via.map((v) => `${roleName(v.role)} (Safe ${v.safe})`).join(", ") }) }),
+    el("p", { class: "utrecht-paragraph", text: t("viaSafeNotYet") }),
+  ] : []));
+  return via.length > 0;
+}
+
+/** The officer's own roles in words; with none of its own, "only through a Safe". */
+export const roleList = (session) => (session.roles.length ? session.roles.map(roleName).join(", ") : t("viaSafeOnly"));

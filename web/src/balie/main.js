@@ -7,8 +7,9 @@ import strings from "../backoffice/strings.js";
 import { fieldName } from "../backoffice/fields.js";
 import {
   $, el, t, api, publicApi, setupLanguage, translate, signIn, signOut, sendPrepared, explain, say, short, day,
-  moment, euro, parseEuros, roleName, AddressScanner, connectWallet, officerWallet, warmUp,
+  moment, euro, parseEuros, roleName, AddressScanner, connectWallet, officerWallet, warmUp, renderViaSafe, roleList,
 } from "../backoffice/common.js";
+import { freshKey, wipe, addressOf, signCoupons, pdfBlob } from "./sheet.js";
 
 let deployment = null;
 let session = null;
@@ -44,6 +45,8 @@ async function init() {
   $("import-button").addEventListener("click", onImport);
   $("export-button").addEventListener("click", onExport);
   $("log-refresh").addEventListener("click", loadLog);
+  $("sheet-form").addEventListener("submit", onSheet);
+  $("sheet-print").addEventListener("click", () => { if (sheetUrl) window.open(sheetUrl, "_blank", "noopener"); });
   const end = new Date(Date.UTC(new Date().getUTCFullYear(), 11, 31));
   $("enrol-until").value = end.toISOString().slice(0, 10);
   try {
@@ -57,8 +60,13 @@ async function init() {
 
 function rerender() {
   if (session) renderOfficer();
+  if (session) renderViaSafe(session, $("via-safe"));
   fillActions();
   if (current) renderPass(current);
+  if (sheetShown) {
+    showSheet(sheetShown.number, sheetShown.pdf);
+    if (sheetShown.done) say($("sheet-status"), sheetDoneText(sheetShown), "bo-done");
+  }
 }
 
 function showSignIn() {
@@ -68,6 +76,7 @@ function showSignIn() {
   $("officer").hidden = true;
   $("desk").hidden = true;
   $("log").hidden = true;
+  $("via-safe").hidden = true;
 }
 
 async function onSignIn() {
@@ -89,30 +98,36 @@ async function onSignOut() {
   await signOut().catch(() => {});
   scanner.stop();
   current = null;
+  forgetSheet();
   $("pass").hidden = true;
   showSignIn();
   say($("signin-status"), t("signedOutNow"));
 }
 
 function renderOfficer() {
-  $("officer-text").textContent = t("signedInAs", { address: session.address, roles: session.roles.map(roleName).join(", ") });
+  $("officer-text").textContent = t("signedInAs", { address: session.address, roles: roleList(session) });
 }
 
 async function showOfficer() {
   $("signin").hidden = true;
   $("officer").hidden = false;
   renderOfficer();
+  renderViaSafe(session, $("via-safe"));
   const registrar = session.roles.includes("REGISTRAR");
   $("desk").hidden = !registrar;
   $("log").hidden = !session.roles.includes("ADMIN");
   $("enrol-credit-note").hidden = session.roles.includes("ISSUER");
   $("enrol-credit").disabled = !session.roles.includes("ISSUER");
+  const sheetOk = session.roles.includes("REGISTRAR") && session.roles.includes("ISSUER");
+  $("sheet-note").hidden = sheetOk;
+  $("sheet-form").hidden = !sheetOk;
   if (registrar) {
     reasons = (await api("desk/reasons")).reasons;
     fillActions();
     const now = deployment.time;
     budgets = (await publicApi("budgets")).budgets.filter((b) => b.open);
     $("enrol-budget").replaceChildren(...budgets.map((b) => el("option", { value: b.budget, text: `#${b.serial} ${b.name} (${euro(b.cap_cents - b.issued_cents)})` })));
+    $("sheet-budget").replaceChildren(...budgets.map((b) => el("option", { value: b.budget, text: `#${b.serial} ${b.name} (${euro(b.cap_cents - b.issued_cents)})` })));
     warmUp();
     void now;
   }
@@ -228,6 +243,91 @@ async function onEnrol(e) {
   } finally {
     busy(false);
   }
+}
+
+// ------------------------------------------------------------------ a coupon sheet (sheet.js)
+let sheetUrl = null;
+let sheetShown = null; // {number, pdf: {checks, total_cents, coupons}, done}: to redraw it in the other language
+const sheetDoneText = ({ number, pdf }) => t("sheetDone", { number, amount: euro(pdf.total_cents), count: pdf.coupons });
+
+function forgetSheet() {
+  if (sheetUrl) URL.revokeObjectURL(sheetUrl);
+  sheetUrl = null;
+  sheetShown = null;
+  $("sheet-ready").hidden = true;
+  $("sheet-download").setAttribute("href", "#");
+}
+
+async function onSheet(e) {
+  e.preventDefault();
+  const box = $("sheet-status");
+  say(box, "");
+  forgetSheet();
+  const number = $("sheet-number").value;
+  const cents = parseEuros($("sheet-amount").value);
+  if (!cents) return say(box, t("amount") + ": 12,50", "bo-error");
+  const ask = { budget: $("sheet-budget").value, amount_cents: cents, denominations: $("sheet-denominations").value.trim(),
+    tranche: $("sheet-tranche").value };
+  busy(true);
+  let key = null;
+  let prep = null;
+  let pdf = null;
+  let made = false;
+  try {
+    say(box, t("sheetPlanning"), "bo-warn");
+    const planned = await api("desk/sheet/plan", ask);
+    key = freshKey();
+    made = true;
+    const address = addressOf(key);
+    prep = await api("desk/enrol/prepare", { number, address, valid_until: planned.valid_until,
+      credit: { budget: ask.budget, amount_cents: cents, tranche: ask.tranche } });
+    say(box, t("sheetSigning"), "bo-warn");
+    const codes = await signCoupons(key, planned.plan, planned.chain_id, planned.contract);
+    wipe(key); // the coupons are signed: the key is no longer needed by anyone
+    key = null;
+    say(box, t("sheetDrawing"), "bo-warn");
+    pdf = await api("desk/sheet/pdf", { ...ask, codes });
+    codes.length = 0;
+    if (pdf.holder !== address) throw new Error("the sheet's holder is not the key's address");
+  } catch (err) {
+    say(box, explain(err) + " " + t(made ? "sheetNotSent" : "sheetRefused"), "bo-error");
+    busy(false);
+    return;
+  } finally {
+    wipe(key);
+    key = null;
+  }
+  try {
+    const { hash } = await send(prep.tx, box);
+    sheetUrl = URL.createObjectURL(pdfBlob(pdf.pdf_base64));
+    showSheet(prep.number, pdf);
+    try {
+      const done = await api("desk/enrol/confirm", { number: prep.number, address: prep.address, tx: hash });
+      current = done;
+      renderPass(done);
+      sheetShown.done = true;
+      say(box, sheetDoneText(sheetShown), "bo-done");
+      $("sheet-form").reset();
+      $("sheet-denominations").value = "10,5";
+    } catch (err) {
+      say(box, t("sheetOnChainNoRegister", { error: explain(err) }), "bo-error");
+    }
+  } catch (err) {
+    say(box, explain(err) + " " + t("sheetNotSent"), "bo-error");
+  } finally {
+    pdf.pdf_base64 = null;
+    busy(false);
+  }
+}
+
+function showSheet(number, pdf) {
+  sheetShown = { number, pdf: { checks: pdf.checks, total_cents: pdf.total_cents, coupons: pdf.coupons }, done: Boolean(sheetShown && sheetShown.done) };
+  $("sheet-ready").hidden = false;
+  $("sheet-ready-heading").textContent = t("sheetReadyHeading", { number });
+  $("sheet-checks").textContent = t("sheetChecks", { checks: pdf.checks.join(" · ") });
+  const a = $("sheet-download");
+  a.setAttribute("href", sheetUrl);
+  a.setAttribute("download", `citypass-bonnen-${number}.pdf`);
 }
 
 // ------------------------------------------------------------------ lost phone or sheet

@@ -7,7 +7,7 @@ import strings from "../backoffice/strings.js";
 import { fieldName } from "../backoffice/fields.js";
 import {
   $, el, t, api, publicApi, setupLanguage, signIn, signOut, sendPrepared, explain, say, short, day, euro, parseEuros,
-  roleName, connectWallet, officerWallet, getLang,
+  roleName, connectWallet, officerWallet, getLang, renderViaSafe, roleList,
 } from "../backoffice/common.js";
 
 let deployment = null;
@@ -50,7 +50,8 @@ async function init() {
 }
 
 function rerender() {
-  if (session) $("officer-text").textContent = t("signedInAs", { address: session.address, roles: session.roles.map(roleName).join(", ") });
+  if (session) $("officer-text").textContent = t("signedInAs", { address: session.address, roles: roleList(session) });
+  if (session) renderViaSafe(session, $("via-safe"));
   fillSelects();
   renderProviders();
   if (plan) renderPlan(plan.data);
@@ -61,7 +62,7 @@ function showSignIn() {
   document.body.dataset.signedIn = "0";
   $("signin").hidden = false;
   $("officer").hidden = true;
-  for (const id of [...Object.keys(SECTIONS), "no-role"]) $(id).hidden = true;
+  for (const id of [...Object.keys(SECTIONS), "no-role", "via-safe"]) $(id).hidden = true;
 }
 
 async function onSignIn() {
@@ -88,13 +89,14 @@ async function onSignOut() {
 async function showOfficer() {
   $("signin").hidden = true;
   $("officer").hidden = false;
-  $("officer-text").textContent = t("signedInAs", { address: session.address, roles: session.roles.map(roleName).join(", ") });
+  $("officer-text").textContent = t("signedInAs", { address: session.address, roles: roleList(session) });
   let any = false;
   for (const [id, role] of Object.entries(SECTIONS)) {
     $(id).hidden = !has(role);
     any = any || has(role);
   }
-  $("no-role").hidden = any;
+  const viaSafe = renderViaSafe(session, $("via-safe"));
+  $("no-role").hidden = any || viaSafe;
   budgets = (await publicApi("budgets")).budgets;
   if (has("PROVIDER_MANAGER") || has("TREASURER")) await loadProviders();
   fillSelects();
