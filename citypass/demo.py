@@ -624,8 +624,18 @@ class Demo:
 
     # -------------------------------------------------------------- the figures
     def summarize_and_report(self) -> DemoResult:
-        built = rep.build_report(  # provider names and reference texts come from the chain's events
-            self.dep, self.report_dir,
+        from citypass.index import EventIndex
+
+        index = EventIndex.open(self.dep, self.workdir)  # the event index, as `citypass report` reads it
+        try:
+            built = self._build_report(index)
+        finally:
+            index.close()
+        return self._print_report(built)
+
+    def _build_report(self, index: Any) -> Any:
+        return rep.build_report(  # provider names and reference texts come from the chain's events
+            self.dep, self.report_dir, index=index,
             title="CityPass demo report",
             intro=(f"A simulated year of the city pass: {self.s.residents:,} synthetic residents received credit for "
                    "sport, culture and education, and spent it at six local providers. Every figure below is "
@@ -635,6 +645,8 @@ class Demo:
                 for kind, n, items, gas, per in self.gas.rows()
             ]},
         )
+
+    def _print_report(self, built: Any) -> DemoResult:
         summary = built.summary
         table = Table("budget", "issued", "spent", "refunded", "settled", "reclaimed", "with residents",
                       "with providers", "take-up", title=f"Per budget (from the events, as of block {built.block})")

@@ -42,7 +42,7 @@ from citypass import events as E
 from citypass import report
 from citypass.errors import CityPassError
 
-VERSION = "1"
+VERSION = "2"  # 2: the count of balances kept (a COUNT(*) of agg_balance reads every row)
 # Records that the classification of a later chunk's moves depends on.
 CLASSIFY_CONTEXT = ("ProviderRegistered", "PassMigrated")
 # Records the summary needs besides the totals: budgets' terms, names, providers, migrations.
@@ -107,6 +107,7 @@ class Aggregates:
                 amount INTEGER NOT NULL, first INTEGER NOT NULL, changed INTEGER NOT NULL,
                 verified INTEGER NOT NULL DEFAULT -1, PRIMARY KEY (budget, address));
             CREATE INDEX IF NOT EXISTS agg_balance_negative ON agg_balance (amount) WHERE amount < 0;
+            CREATE INDEX IF NOT EXISTS agg_balance_first ON agg_balance (first);
             CREATE INDEX IF NOT EXISTS agg_balance_unchecked ON agg_balance (changed) WHERE changed > verified;
             CREATE TABLE IF NOT EXISTS agg_resident (origin TEXT NOT NULL, budget TEXT NOT NULL,
                 credited INTEGER NOT NULL DEFAULT 0, spent INTEGER NOT NULL DEFAULT 0,
@@ -256,7 +257,7 @@ class Aggregates:
             "SELECT budget, address, amount FROM agg_balance WHERE amount < 0 ORDER BY rowid")}
         problems = [t for (t,) in self.db.execute("SELECT text FROM agg_problem ORDER BY kind, seq")]
         findings = [t for (t,) in self.db.execute("SELECT text FROM agg_finding ORDER BY seq")]
-        balance_count = int(self.db.execute("SELECT COUNT(*) FROM agg_balance").fetchone()[0])
+        balance_count = self._int("balances")
         unchecked = int(self.db.execute("SELECT COUNT(*) FROM agg_balance WHERE changed > verified").fetchone()[0])
         return IndexedSummary(
             budgets=sorted(lines.values(), key=lambda b: b.budget >> 128),
@@ -292,7 +293,8 @@ class Aggregates:
                                           "address = ? AND changed <= ?", (str(b.budget), p, block)).fetchone()
                     if got is not None:
                         rows.append(got)
-            count = int(self.db.execute("SELECT COUNT(*) FROM agg_balance WHERE first <= ?", (block,)).fetchone()[0])
+            later = self.db.execute("SELECT COUNT(*) FROM agg_balance WHERE first > ?", (block,)).fetchone()[0]
+            count = self._int("balances") - int(later)  # the pairs the events had touched by `block`
         balances = {(int(b), a): amount for b, a, amount in rows}
         if chain is not None:
             contract = BatchedReads.prefetch(chain, contract, block, [b.budget for b in summary.budgets],
@@ -492,6 +494,9 @@ class _Chunk:
             "INSERT INTO agg_balance (budget, address, amount, first, changed) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (budget, address) DO UPDATE SET amount = amount + excluded.amount, changed = excluded.changed",
             [(b, a, delta, block, block) for (b, a), (delta, block) in balances.items()])
+        if moves:  # pairs first touched in this chunk (its blocks are new: no earlier pair has them)
+            new = db.execute("SELECT COUNT(*) FROM agg_balance WHERE first >= ?", (moves[0].block,)).fetchone()[0]
+            self._add_meta("balances", int(new))
         db.executemany("INSERT OR REPLACE INTO agg_paid (holder, provider, budget, nonce, amount, refundable, refunded) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        [(h, p, str(b), str(n), v[0], int(v[1]), v[2]) for (h, p, b, n), v in paid.items()])

@@ -2,8 +2,9 @@
 
 Everything here is computed from the chain's events (`citypass.events`), never from the
 bookkeeping of whoever ran the operations, so an auditor can rebuild the same report.
-`build_report` reads them from the deployment's event index (`citypass.index`), which it
-brings up to date first; `fetch_events` reads the same records straight from the chain.
+`build_report` reads them from the deployment's event index (`citypass.index`, which it
+brings up to date first) when given one, as `citypass report` does; `fetch_events` reads the
+same records straight from the chain.
 
     idx = EventIndex.open(dep); idx.sync()
     summary = summarize(activity(idx.records()))     # or activity(fetch_events(dep))
@@ -825,19 +826,18 @@ def build_report(
     reconciliation -> check against the chain -> files. Raises ReconciliationError (and
     writes nothing) if anything does not add up.
 
-    The events come from the deployment's event index (`citypass.index`, under the work
-    directory; `index` gives another one), brought up to the chain's head first: only the
-    blocks it has not read yet are fetched, and a reorg is rolled back before the report reads."""
-    from citypass.events import activity
-    from citypass.index import EventIndex
+    `index`: the deployment's event index (`citypass.index.EventIndex`, as `citypass report`
+    and the demo pass it), brought up to the chain's head first, so only the blocks it has not
+    read yet are fetched and a reorg is rolled back before the report reads; without one the
+    events are read straight from the chain (`events.fetch_events`)."""
+    from citypass.events import activity, fetch_events
 
-    idx = index if index is not None else EventIndex.open(dep)
-    try:
-        block = idx.sync().to_block
-        records = [r for r in idx.records() if r.block <= block]  # another process may read on meanwhile
-    finally:
-        if index is None:
-            idx.close()
+    if index is not None:
+        block = index.sync().to_block
+        records = [r for r in index.records() if r.block <= block]  # another process may read on meanwhile
+    else:
+        block = int(dep.contract.w3.eth.block_number)
+        records = fetch_events(dep, to_block=block)
     summary = summarize(activity(records), provider_names, references)
     lines = reconcile(summary)
     checks = verify_against_chain(summary, dep.contract, block=block) + refund_findings(summary.activity)

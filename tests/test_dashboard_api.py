@@ -454,3 +454,17 @@ def test_a_load_reads_the_totals_not_the_history(server, world, monkeypatch):
     keys = set().union(*checked)
     assert (world.sport, world.alice.address) in keys  # the balance the new block changed ...
     assert {a for _, a in keys} <= {world.alice.address, POOL, MUSEUM}, keys  # ... and the providers': not bob's
+
+
+def test_the_citypass_report_command_reads_the_event_index(world, tmp_path, monkeypatch):
+    """`citypass report` hands the work directory's event index to build_report: it works with
+    the straight-from-the-chain path (events.fetch_events) made to fail."""
+    from citypass import events
+    from web_helpers import _cli
+
+    def refuse(*a, **kw):
+        raise AssertionError("citypass report read the events from the chain, not from the index")
+
+    monkeypatch.setattr(events, "fetch_events", refuse)
+    answer = _cli(world.workdir, "report", "--out", str(tmp_path / "cli-report"))
+    assert answer["block"] >= world.service.index.tip and (tmp_path / "cli-report" / "budgets.csv").exists()

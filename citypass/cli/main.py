@@ -1008,8 +1008,13 @@ def report_cmd(c: Ctx, out_dir: str) -> None:
     """Municipal report from the chain's events: tables per budget, category, provider and
     week, charts, and an HTML summary. Refuses (exit 1) if any total fails to reconcile."""
     from citypass import report
+    from citypass.index import EventIndex
 
-    result = report.build_report(c.deployment, out_dir)
+    index = EventIndex.open(c.deployment)  # <workdir>/index/: only blocks it has not read yet are fetched
+    try:
+        result = report.build_report(c.deployment, out_dir, index=index)
+    finally:
+        index.close()
     for line in result.reconciliation + result.chain_checks:
         note(line)
     note(f"report written to {result.files.html} (as of block {result.block})")
