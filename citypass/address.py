@@ -115,32 +115,16 @@ def parse_address_qr(text: str) -> tuple[str, int | None]:
     return eip55("0x" + digits), chain_id
 
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
-
-
-def read_pass_address(text_or_image: str, chain_id: int | None = None, where: str = "address") -> str:
-    """The pass address a registrar gives: a 0x address, the app's address QR text
-    (`ethereum:0x...@<chainId>`), or a picture (PNG, JPEG...) of that QR. With `chain_id`,
-    a QR made for another chain is refused (the phone is set up for another CityPass).
-    Raises AddressQRError beginning with `where`."""
-    from pathlib import Path
-
-    text = text_or_image.strip()
-    source = ""
-    if Path(text).suffix.lower() in _IMAGE_SUFFIXES and not text.lower().startswith(("0x", ADDRESS_QR_SCHEME)):
-        from citypass.errors import CityPassError
-        from citypass.wallet import read_qr
-
-        try:
-            text = read_qr(text)
-        except CityPassError as exc:
-            raise AddressQRError(f"{where}: {exc}") from None
-        source = f"the QR code in {text_or_image.strip()}: "
+def pass_address(text: str, chain_id: int | None = None, where: str = "address") -> str:
+    """The pass address a registrar gives: a 0x address or the app's address QR text
+    (`ethereum:0x...@<chainId>`). With `chain_id`, a QR made for another chain is refused (the
+    phone is set up for another CityPass). Raises AddressQRError beginning with `where`.
+    (The CLI reads a picture of the code first, with citypass.wallet.read_qr.)"""
     try:
         address, qr_chain = parse_address_qr(text)
     except AddressQRError as exc:
-        raise AddressQRError(f"{where}: {source}{exc}") from None
+        raise AddressQRError(f"{where}: {exc}") from None
     if chain_id is not None and qr_chain is not None and qr_chain != chain_id:
-        raise AddressQRError(f"{where}: {source}the address QR is for chain {qr_chain}, this is chain {chain_id}: "
+        raise AddressQRError(f"{where}: the address QR is for chain {qr_chain}, this is chain {chain_id}: "
                              "the phone's app belongs to another CityPass server")
     return address
