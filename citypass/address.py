@@ -113,3 +113,18 @@ def parse_address_qr(text: str) -> tuple[str, int | None]:
     if chain_id == 0:
         raise AddressQRError("chain id: 0 is no chain")
     return eip55("0x" + digits), chain_id
+
+
+def pass_address(text: str, chain_id: int | None = None, where: str = "address") -> str:
+    """The pass address a registrar gives: a 0x address or the app's address QR text
+    (`ethereum:0x...@<chainId>`). With `chain_id`, a QR made for another chain is refused (the
+    phone is set up for another CityPass). Raises AddressQRError beginning with `where`.
+    (The CLI reads a picture of the code first, with citypass.wallet.read_qr.)"""
+    try:
+        address, qr_chain = parse_address_qr(text)
+    except AddressQRError as exc:
+        raise AddressQRError(f"{where}: {exc}") from None
+    if chain_id is not None and qr_chain is not None and qr_chain != chain_id:
+        raise AddressQRError(f"{where}: the address QR is for chain {qr_chain}, this is chain {chain_id}: "
+                             "the phone's app belongs to another CityPass server")
+    return address

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from citypass import budget_id, passqr
-from citypass.address import ADDRESS_QR_SCHEME, AddressQRError, parse_address_qr
 from citypass import settings as S
 from citypass import voucher as V
 from citypass.clock import next_block_time
@@ -252,31 +251,3 @@ def _looks_like_a_file(text: str) -> bool:
         return Path(text).is_file()
     except (OSError, ValueError):  # a name too long for a file, or with a NUL in it
         return False
-
-
-# The registrar's pass address: here, not in citypass.address (the lowest layer), because a
-# picture of the app's QR is read with read_qr above.
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
-
-
-def read_pass_address(text_or_image: str, chain_id: int | None = None, where: str = "address") -> str:
-    """The pass address a registrar gives: a 0x address, the app's address QR text
-    (`ethereum:0x...@<chainId>`), or a picture (PNG, JPEG...) of that QR. With `chain_id`,
-    a QR made for another chain is refused (the phone is set up for another CityPass).
-    Raises AddressQRError beginning with `where`."""
-    text = text_or_image.strip()
-    source = ""
-    if Path(text).suffix.lower() in _IMAGE_SUFFIXES and not text.lower().startswith(("0x", ADDRESS_QR_SCHEME)):
-        try:
-            text = read_qr(text)
-        except CityPassError as exc:
-            raise AddressQRError(f"{where}: {exc}") from None
-        source = f"the QR code in {text_or_image.strip()}: "
-    try:
-        address, qr_chain = parse_address_qr(text)
-    except AddressQRError as exc:
-        raise AddressQRError(f"{where}: {source}{exc}") from None
-    if chain_id is not None and qr_chain is not None and qr_chain != chain_id:
-        raise AddressQRError(f"{where}: {source}the address QR is for chain {qr_chain}, this is chain {chain_id}: "
-                             "the phone's app belongs to another CityPass server")
-    return address

@@ -712,15 +712,26 @@ def _batches(items: list[str], size: int = PASS_BATCH) -> list[list[str]]:
 
 def _pass_addresses(c: Ctx, given: tuple[str, ...]) -> tuple[str, ...]:
     """Each argument as a 0x address: the pass app's address QR text (ethereum:0x...@chain)
-    or a picture of it is read here (citypass/wallet.read_pass_address)."""
-    from citypass.address import AddressQRError
-    from citypass.wallet import read_pass_address
+    or a picture of it (PNG, JPEG...) is read here (citypass/address.py)."""
+    from pathlib import Path
 
-    try:
-        return tuple(read_pass_address(a, c.deployment.chain.chain_id, f"argument {i + 1}")
-                     for i, a in enumerate(given))
-    except AddressQRError as exc:
-        raise UsageError(str(exc)) from None
+    from citypass.address import AddressQRError, pass_address
+    from citypass.wallet import read_qr
+
+    out = []
+    for i, text in enumerate(given):
+        where = f"argument {i + 1}"
+        if Path(text).suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"):
+            try:
+                text = read_qr(text)
+            except CityPassError as exc:
+                raise UsageError(f"{where}: {exc}") from None
+            where += " (its QR code)"
+        try:
+            out.append(pass_address(text, c.deployment.chain.chain_id, where))
+        except AddressQRError as exc:
+            raise UsageError(str(exc)) from None
+    return tuple(out)
 
 
 @pass_group.command("enroll")

@@ -125,7 +125,8 @@ def create_app(service: api.Service, config: WebConfig) -> Starlette:
         Route("/rpc", rpc_route, methods=["POST"]),
     ]
     routes += dashboard.routes(service, config)  # /dashboard/, /api/dashboard/* (citypass/web/dashboard.py)
-    routes += pass_api.routes(service, config)  # /pass/, /api/pass/* (citypass/web/pass_api.py)
+    routes += pass_api.routes(service, config, origin=_origin, parse=_parse_object,
+                              static=_Static)  # /pass/, /api/pass/* (citypass/web/pass_api.py)
     routes += backoffice.routes(service, config)  # /balie/, /financien/, /api/backoffice/* (citypass/web/backoffice.py)
     guard = GuardSettings(allowed_hosts=config.allowed_hosts, rate_limit=config.rate_limit,
                           large_paths=frozenset(backoffice.LARGE_BODY_PATHS))

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from eth_account import Account
+from eth_account import Account  # recover_message only: the server signs nothing
 from eth_account.messages import encode_defunct
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -56,19 +56,6 @@ def request_text(holder: str, origin: str, chain_id: int, contract: str, timesta
         f"time: {int(timestamp)}",
         f"nonce: {nonce}",
     ])
-
-
-def sign_request(private_key: Any, origin: str, chain_id: int, contract: str, *, timestamp: int | None = None,
-                 nonce: str | None = None) -> dict[str, Any]:
-    """The request body as the app makes it (for tests and scripts)."""
-    import secrets
-
-    holder = Account.from_key(private_key).address
-    ts = int(time.time()) if timestamp is None else timestamp
-    nonce = secrets.token_hex(16) if nonce is None else nonce
-    signed = Account.sign_message(encode_defunct(text=request_text(holder, origin, chain_id, contract, ts, nonce)),
-                                  private_key)
-    return {"holder": holder, "time": ts, "nonce": nonce, "signature": "0x" + bytes(signed.signature).hex()}
 
 
 class Replays:
@@ -187,10 +174,10 @@ def history(s: api.Service, holder: str) -> dict[str, Any]:
             "used_nonces": {b: sorted(n) for b, n in used.items()}}
 
 
-def routes(service: api.Service, config_: Any) -> list[BaseRoute]:
-    """The app's routes: the page and /api/pass/config, /api/pass/history."""
-    from citypass.web.app import _origin, _parse_object, _Static
-
+def routes(service: api.Service, config_: Any, *, origin: Any, parse: Any, static: Any) -> list[BaseRoute]:
+    """The app's routes: the page and /api/pass/config, /api/pass/history. The app passes in
+    its own request helpers (the page's origin, the JSON body parser, the static-file class)."""
+    _origin, _parse_object, _Static = origin, parse, static
     replays = Replays()
 
     def signed_history(s: api.Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
@@ -221,4 +208,4 @@ def routes(service: api.Service, config_: Any) -> list[BaseRoute]:
     ]
 
 
-__all__ = ["routes", "request_text", "sign_request", "verify", "history", "config", "Replays"]
+__all__ = ["routes", "request_text", "verify", "history", "config", "Replays"]

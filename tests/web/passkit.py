@@ -93,6 +93,7 @@ class Phone:
         self.page.tap("#setpin-save")
         self.wait_screen("address")
         self.page.wait_for_function("() => document.getElementById('address-qr').width > 0")
+        self.page.wait_for_function("() => Number(document.body.dataset.refreshed || 0) > 0")  # the pass's status
         return self.page.get_attribute("#address-value", "data-address")
 
     def unlock(self, pin: str = PIN) -> None:

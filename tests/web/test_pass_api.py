@@ -10,11 +10,11 @@ import pytest
 import requests
 from click.testing import CliRunner
 from eth_account import Account
+from eth_account.messages import encode_defunct
 from eth_utils import keccak
 
 import media
-from citypass.address import AddressQRError, address_qr, parse_address_qr
-from citypass.wallet import read_pass_address
+from citypass.address import AddressQRError, address_qr, parse_address_qr, pass_address
 from citypass.cli import main
 from citypass.web import pass_api
 from citypass.web.errors import ApiError
@@ -46,16 +46,23 @@ def test_parse_address_qr_reads_the_agreed_format_and_says_what_is_wrong():
             parse_address_qr(text)
 
 
-def test_read_pass_address_takes_a_picture_and_refuses_another_chain(tmp_path):
-    png = tmp_path / "address.png"
-    png.write_bytes(media.png(f"ethereum:{MIXED}@31337"))
-    assert read_pass_address(str(png), 31337) == MIXED
-    with pytest.raises(AddressQRError, match="argument 1: .*chain 31337, this is chain 5"):
-        read_pass_address(str(png), 5, "argument 1")
-    blank = tmp_path / "blank.png"
-    blank.write_bytes(media.png("hello"))
-    with pytest.raises(AddressQRError, match="not an address QR"):
-        read_pass_address(str(blank), 31337)
+def test_pass_address_refuses_another_chains_code():
+    assert pass_address(f"ethereum:{MIXED}@31337", 31337) == MIXED
+    assert pass_address(MIXED.lower(), 31337) == MIXED
+    with pytest.raises(AddressQRError, match="argument 1: the address QR is for chain 31337, this is chain 5"):
+        pass_address(f"ethereum:{MIXED}@31337", 5, "argument 1")
+
+
+def sign_request(private_key, origin, chain_id, contract, *, timestamp=None, nonce=None):
+    """The request body as the pass app makes it (web/src/pass/main.js historyText)."""
+    import secrets
+
+    holder = Account.from_key(private_key).address
+    ts = int(time.time()) if timestamp is None else timestamp
+    nonce = secrets.token_hex(16) if nonce is None else nonce
+    text = pass_api.request_text(holder, origin, chain_id, contract, ts, nonce)
+    signed = Account.sign_message(encode_defunct(text=text), private_key)
+    return {"holder": holder, "time": ts, "nonce": nonce, "signature": "0x" + bytes(signed.signature).hex()}
 
 
 def test_enroll_refuses_a_bad_address_qr_before_sending_anything(world):
@@ -65,6 +72,16 @@ def test_enroll_refuses_a_bad_address_qr_before_sending_anything(world):
     result = runner.invoke(main, ["--workdir", str(world.workdir), "pass", "enroll", f"ethereum:{who}@5",
                                   "--valid-until", world.until])
     assert result.exit_code == 2 and "argument 1" in result.stderr and "chain 5" in result.stderr
+    photo = world.workdir / "wrong-chain.png"
+    photo.write_bytes(media.png(f"ethereum:{who}@5"))
+    result = runner.invoke(main, ["--workdir", str(world.workdir), "pass", "enroll", str(photo),
+                                  "--valid-until", world.until])
+    assert result.exit_code == 2 and "argument 1 (its QR code)" in result.stderr and "chain 5" in result.stderr
+    blank = world.workdir / "not-an-address.png"
+    blank.write_bytes(media.png("hello"))
+    result = runner.invoke(main, ["--workdir", str(world.workdir), "pass", "enroll", str(blank),
+                                  "--valid-until", world.until])
+    assert result.exit_code == 2 and "not an address QR" in result.stderr
     status = world.cli("pass", "show", who)
     assert status["status"] == "none"  # nothing was enrolled
 
@@ -74,18 +91,18 @@ def test_verify_accepts_the_holders_fresh_request_once():
     key = keccak(text="citypass-pass-api-holder")
     origin, chain, contract = "http://127.0.0.1:8000", 31337, MIXED
     replays = pass_api.Replays()
-    body = pass_api.sign_request(key, origin, chain, contract)
+    body = sign_request(key, origin, chain, contract)
     assert pass_api.verify(dict(body), origin, chain, contract, replays) == Account.from_key(key).address
     with pytest.raises(ApiError, match="replay"):
         pass_api.verify(dict(body), origin, chain, contract, replays)
-    stale = pass_api.sign_request(key, origin, chain, contract, timestamp=int(time.time()) - 3600)
+    stale = sign_request(key, origin, chain, contract, timestamp=int(time.time()) - 3600)
     with pytest.raises(ApiError, match="time"):
         pass_api.verify(stale, origin, chain, contract, replays)
-    fresh = pass_api.sign_request(key, origin, chain, contract)
+    fresh = sign_request(key, origin, chain, contract)
     for other in [("http://evil.example", chain, contract), (origin, 1, contract), (origin, chain, ADDRESS)]:
         with pytest.raises(ApiError, match="not signed by the holder"):
             pass_api.verify(dict(fresh), *other, replays)
-    someone_else = pass_api.sign_request(keccak(text="someone else"), origin, chain, contract)
+    someone_else = sign_request(keccak(text="someone else"), origin, chain, contract)
     forged = {**someone_else, "holder": Account.from_key(key).address}
     with pytest.raises(ApiError, match="not signed by the holder"):
         pass_api.verify(forged, origin, chain, contract, replays)
@@ -97,7 +114,7 @@ def test_history_route_answers_only_the_holder(server, world):
     d = server.api("deployment")
     who = world.new_resident("pass-api-history", sport="7.00", culture="")
     url = server.base + "/api/pass/history"
-    body = pass_api.sign_request(who.key, server.base, d["chain_id"], d["contract"])
+    body = sign_request(who.key, server.base, d["chain_id"], d["contract"])
     answer = requests.post(url, json=body, timeout=30)
     assert answer.ok, answer.text
     items = answer.json()["items"]
@@ -106,7 +123,7 @@ def test_history_route_answers_only_the_holder(server, world):
     assert again.status_code == 401 and "replay" in again.json()["error"]["message"]
     unsigned = requests.post(url, json={"holder": who.address}, timeout=30)
     assert unsigned.status_code == 400 and "missing" in unsigned.json()["error"]["message"]
-    wrong_key = pass_api.sign_request(keccak(text="not the holder"), server.base, d["chain_id"], d["contract"])
+    wrong_key = sign_request(keccak(text="not the holder"), server.base, d["chain_id"], d["contract"])
     stolen = requests.post(url, json={**wrong_key, "holder": who.address}, timeout=30)
     assert stolen.status_code == 401 and "only for the pass holder" in stolen.json()["error"]["message"]
     config = requests.post(server.base + "/api/pass/config", json={}, timeout=30).json()

@@ -557,11 +557,11 @@ async function pollShown() {
     await refreshHistory();
     const paid = (state.history && state.history.items || []).filter((i) => i.kind === "redemption" &&
       used.some((u) => u.budget === i.budget && u.nonce === i.nonce)).pop();
+    await drawPass(); // the new code first, then the note that says it is there
     if (paid) {
       $("show-paid").hidden = false;
       $("show-paid-text").textContent = t("paidNow", { amount: money(paid.amount_cents), provider: paid.provider_name || t("unknownProvider") });
     }
-    await drawPass();
   } catch (e) {
     if (e instanceof Offline) setOnline(false);
   }
