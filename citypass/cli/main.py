@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 import requests
+from web3.exceptions import Web3RPCError
 
 from citypass import __version__, gas, keys, node
 from citypass import contract as C
@@ -72,8 +73,22 @@ class CityPassGroup(click.Group):
             raise
         except requests.ConnectionError:
             fail("lost the connection to the node (did it stop?)", 1)
+        except Web3RPCError as exc:
+            # The embedded node's supervisor answers -32603 "CityPass endpoint: ..." when its
+            # Anvil went away under a request (a node stop or crash mid-command): a user-facing
+            # stop, not a bug. Whatever was reported done is journaled; a re-run finishes.
+            if "CityPass endpoint:" not in str(exc):
+                raise
+            fail(f"the embedded node stopped while this command ran ({_endpoint_reason(exc)}); nothing reported "
+                 "done is lost: start it again (`citypass node start`) and run the same command, which sends "
+                 "only what is still missing", 1)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+
+
+def _endpoint_reason(exc: Exception) -> str:
+    text = str(exc)
+    return text[text.index("CityPass endpoint:"):].split("'")[0].strip()
 
 
 @click.group(cls=CityPassGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
