@@ -633,14 +633,15 @@ def send(chain: Chain, account: LocalAccount, fn: Any, *, confirmations: int | N
 
 def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
               on_sent: Callable[[int, str], None] | None = None, confirmations: int | None = None,
-              gas: int | None = None, value: int = 0, check: bool = True,
+              gas: int | Sequence[int] | None = None, value: int = 0, check: bool = True,
               timeout: float = RECEIPT_TIMEOUT,
               access_lists: Sequence[Sequence[dict[str, Any]] | None] | None = None) -> list[Receipt]:
     """Sends many calls from one account without waiting between them.
 
     Every call is estimated against the current state before anything is sent (a call that
     only succeeds after an earlier one of the same list is mined needs `gas=`, which skips
-    estimation). `on_sent(index, tx_hash)` is called as each is handed to the node.
+    estimation; a list gives one limit per call). `on_sent(index, tx_hash)` is called as each
+    is handed to the node.
     With check=True a failed transaction raises after all receipts are collected."""
     if not fns:
         return []
@@ -650,7 +651,14 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
         if access:
             call_params["accessList"] = list(access)
     wait_idle(chain, sender, timeout)  # estimates and the nonce must see what is still in flight
-    limits = [gas] * len(calls) if gas is not None else _estimate(chain, calls, sender)
+    if gas is None:
+        limits = _estimate(chain, calls, sender)
+    elif isinstance(gas, int):
+        limits = [gas] * len(calls)
+    else:
+        limits = list(gas)
+        if len(limits) != len(calls):
+            raise ValueError(f"{len(limits)} gas limits for {len(calls)} calls")
     fee = fees(chain)
     _check_fee_cap(chain, sum(limits), len(calls), fee)
     balance = chain.w3.eth.get_balance(sender)

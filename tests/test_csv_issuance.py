@@ -533,3 +533,51 @@ def test_brownie_script_runs_the_same_issuance(w, tmp_path, monkeypatch, capsys)
     with pytest.raises(SystemExit) as e:
         script.main(str(tmp_path / "missing.csv"), "1")
     assert e.value.code == 1
+
+
+def test_batches_go_out_together_and_are_reported_once_mined(w, tmp_path, monkeypatch):
+    """Issue 17: the batches of a window are sent back to back (one send_many), not one per
+    block; each is reported only with its receipt, in order, and a re-run sends nothing."""
+    from citypass import tx as T
+
+    windows = []
+    real = T.send_many
+
+    def counting(chain, account, fns, **kw):
+        windows.append(len(fns))
+        return real(chain, account, fns, **kw)
+
+    monkeypatch.setattr(T, "send_many", counting)
+    path = _residents_file(tmp_path, 12, "window")
+    plan = I.plan_issuance(w.dep, path, w.sport, batch_size=2)
+    before = I.snapshot(w.dep, plan)
+    reported = []
+    results = I.execute(w.dep, w.issuer, plan, on_sent=reported.append)
+    assert windows == [6]  # six batches in one window
+    assert [r.send for r in reported] == list(plan.sends) and all(r.tx_hash and r.gas_used for r in reported)
+    assert I.reconcile(w.dep, plan, before, results).ok
+    rows, _ = I.parse(path)
+    assert w.f.balanceOfBatch([r.holder for r in rows], [w.sport] * 12).call() == [r.amount for r in rows]
+    assert I.plan_issuance(w.dep, path, w.sport, batch_size=2).sends == ()
+
+
+def test_a_batch_of_a_window_that_fails_is_sent_again_alone(w, tmp_path, monkeypatch):
+    """Should one batch of a window fail on chain (its gas limit came from the state before
+    the window), it is checked and sent again alone; the others are not sent twice."""
+    from citypass import tx as T
+
+    real = T.send_many
+
+    def starving(chain, account, fns, **kw):
+        if len(fns) > 1:  # the window's second batch gets too little gas and fails on chain
+            kw["gas"] = [g if i != 1 else g // 2 for i, g in enumerate(kw["gas"])]
+        return real(chain, account, fns, **kw)
+
+    monkeypatch.setattr(T, "send_many", starving)
+    path = _residents_file(tmp_path, 6, "starved")
+    plan = I.plan_issuance(w.dep, path, w.sport, batch_size=2)
+    before = I.snapshot(w.dep, plan)
+    results = I.execute(w.dep, w.issuer, plan)
+    assert len({r.tx_hash for r in results}) == 3 and I.reconcile(w.dep, plan, before, results).ok
+    rows, _ = I.parse(path)
+    assert w.f.balanceOfBatch([r.holder for r in rows], [w.sport] * 6).call() == [r.amount for r in rows]

@@ -34,6 +34,10 @@ SEED = seed()
 KILL_ROWS = 5_000 if LONG else 120
 KILL_BATCH = () if LONG else ("--batch-size", "10")  # long: the default size (200 rows: 25 batches)
 KILL_BATCHES = -(-KILL_ROWS // (200 if LONG else 10))
+# Batches go out a window at a time (issuance.execute); 4 in flight gives every kill point
+# several visits per run, each window killed before, during and after its sends.
+KILL_IN_FLIGHT = ("--in-flight", "4")
+KILL_WINDOWS = -(-KILL_BATCHES // 4)
 KILLS = 12 if LONG else len(POINTS)
 RESTART_ROWS = 5_000 if LONG else 300
 REDEEMING_PROVIDERS = 5
@@ -87,12 +91,12 @@ def kill_plan(rng: random.Random) -> list[tuple[str, int, str, str | None]]:
     plan = []
     interval_seen = False
     for point in points:
-        n = rng.randint(1, min(KILL_BATCHES, 3) if not LONG else KILL_BATCHES)
+        n = rng.randint(1, min(KILL_WINDOWS, 3) if not LONG else KILL_WINDOWS)
         mining = "auto"
         if point in ("after-broadcast", "before-receipt") and (not interval_seen or rng.random() < 0.5):
             mining, interval_seen = "interval", True
         second = None
-        if LONG and n < KILL_BATCHES - 1 and rng.random() < 0.4:  # the re-run is killed too
+        if LONG and n < KILL_WINDOWS - 1 and rng.random() < 0.4:  # the re-run is killed too
             second = f"{rng.choice(POINTS)}:1"
         plan.append((point, n, mining, second))
     return plan
@@ -107,7 +111,7 @@ def test_issuance_killed_at_random_points_then_rerun_credits_everyone_once(autom
         why = _seeded(f"kill {k} at {point}:{n}, {mining} mining, second kill {second}")
         budget = new_budget(w, f"Faults kill {k}")
         path, amounts = residents_file(tmp_path, f"kill-{SEED}-{k}", KILL_ROWS)
-        args = ("issue", str(path), "--budget", str(budget), *KILL_BATCH)
+        args = ("issue", str(path), "--budget", str(budget), *KILL_BATCH, *KILL_IN_FLIGHT)
         before = sent_count(w, w.issuer.address)
         if mining == "interval":
             w.chain.rpc("evm_setAutomine", [False])
@@ -161,7 +165,8 @@ def test_node_killed_mid_issuance_then_restarted_rerun_finishes_exactly_once(own
     deadline = time.monotonic() + RUN_TIMEOUT
     seen = 0
     while seen < total // 3:
-        assert run.poll() is None and time.monotonic() < deadline, "the issuance ended before the node was stopped"
+        assert run.poll() is None and time.monotonic() < deadline, \
+            f"the issuance ended before the node was stopped: {run.communicate()[1][-2000:] if run.poll() is not None else ''}"
         seen = int(w.f.budgetTotals(budget).call()[1])
         time.sleep(0.02)
     info = node.node_status(w.workdir)
@@ -292,7 +297,7 @@ def test_providers_redeem_while_an_issuance_runs(world, tmp_path):
     first_block = w.chain.w3.eth.block_number + 1
     start_nonces = {a.address: sent_count(w, a.address) for a in [w.issuer, *providers]}
 
-    issuing = start_citypass(w, "issue", str(path), "--budget", str(issue_budget), *KILL_BATCH)
+    issuing = start_citypass(w, "issue", str(path), "--budget", str(issue_budget), *KILL_BATCH, *KILL_IN_FLIGHT)
     tills = []
     for p in range(REDEEMING_PROVIDERS):
         (tmp_path / f"vouchers-{p}.txt").write_text("\n".join(lists[p]) + "\n")

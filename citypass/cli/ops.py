@@ -111,9 +111,11 @@ def _provider_account(c: Ctx, named: str | None = None) -> Any:
               help="Credit (and enrol) addresses that hold a municipal role too (four-eyes: only when intended).")
 @click.option("--batch-size", type=click.IntRange(1, 2000),
               help="Rows per batch (default: from the block gas limit; any size is safe for a re-run).")
+@click.option("--in-flight", type=click.IntRange(1, 256), default=issuance.PIPELINE_WINDOW, show_default=True,
+              help="Batch transactions sent before waiting for their blocks (1: one batch a block).")
 @pass_ctx
 def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: int | None, tranche: str,
-              top_up: bool, allow_role_holders: bool, batch_size: int | None) -> None:
+              top_up: bool, allow_role_holders: bool, batch_size: int | None, in_flight: int) -> None:
     """Credit (and enrol) the residents in FILE.csv, exactly once per budget, tranche and resident.
 
     FILE has the header `holder,amount`, then one checksummed address and an amount in
@@ -170,7 +172,8 @@ def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: 
     results: list[issuance.SendResult] = []
     if plan.sends:
         with progress_bar("issuing", plan.to_send_rows) as bar:
-            results = issuance.execute(dep, account, plan, on_sent=lambda r: bar.advance(len(r.send.rows)))
+            results = issuance.execute(dep, account, plan, in_flight=in_flight,
+                                       on_sent=lambda r: bar.advance(len(r.send.rows)))
     skipped = [r for r in results if r.tx_hash is None]
     if skipped:
         note(f"{len(skipped)} batch transaction(s) were issued by another run meanwhile; skipped")
