@@ -790,7 +790,7 @@ def execute(
     return results
 
 
-PIPELINE_WINDOW = 16  # default issuance batches in flight at once (a 200-resident batch is ~6M gas)
+PIPELINE_WINDOW = 16  # default issuance batches in flight at once (a 200-resident batch is ~10M gas)
 
 
 def _result(s: Send, receipt: Any) -> SendResult:
