@@ -732,8 +732,9 @@ def execute(
     dep: Any, account: Any, plan: Plan, *, sender: Sender | None = None,
     on_sent: Callable[[SendResult], None] | None = None, in_flight: int = 0,
 ) -> list[SendResult]:
-    """Sends the plan's transactions in order. Each id is checked just before sending, so
-    two runs at once still issue each batch once (the chain refuses a used id anyway); a
+    """Sends the plan's transactions in order, `in_flight` at a time (default PIPELINE_WINDOW;
+    one at a time with a custom `sender`). Each window's ids are checked just before it is
+    sent, so two runs at once still issue each batch once (the chain refuses a used id anyway); a
     transaction an earlier, killed run left in flight is waited for first, so the checks see it."""
     from citypass.contract import require_role
     from citypass.faults import fault_point
