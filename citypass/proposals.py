@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
@@ -256,24 +256,67 @@ def require_owner(chain: Chain, p: Proposal, account: LocalAccount) -> S.SafeInf
     return info
 
 
-def sign(chain: Chain, workdir: Path | str, p: Proposal, account: LocalAccount) -> tuple[int, int]:
-    """The owner `account` signs every transaction of `p` still to execute; (signatures of
-    the least-signed one, threshold). Refuses a key that is not an owner."""
-    info = require_owner(chain, p, account)
+def _open_to_sign(chain: Chain, p: Proposal, info: S.SafeInfo, signer: str) -> list[TxState]:
     items = states(chain, p, info)
     open_ = [s for s in items if s.state in ("ready", "waiting")]
     if not open_:
         raise CityPassError(f"proposal {p.id} has nothing left to sign ({', '.join(sorted({s.state for s in items}))})")
-    if all(account.address in s.signed_by for s in open_):
-        raise CityPassError(f"{account.address} signed proposal {p.id} already")
+    if all(signer in s.signed_by for s in open_):
+        raise CityPassError(f"{signer} signed proposal {p.id} already")
     for s in open_:
         stx = s.tx.safe_tx(p.chain_id, p.safe)
         if stx.hash_on_chain(chain) != stx.hash():
             raise CityPassError(f"Safe {p.safe} computes another hash for transaction {s.tx.hash}: nothing was signed")
-        s.tx.signatures[account.address] = "0x" + S.sign(account, stx.hash()).hex()
+    return open_
+
+
+def _store(chain: Chain, workdir: Path | str, p: Proposal, info: S.SafeInfo, signer: str,
+           signatures: Mapping[str, bytes]) -> tuple[int, int]:
+    """Checks every signature recovers to `signer`, a current owner, over its transaction's own
+    hash, and only then writes them all (nothing half-done); (least signatures, threshold)."""
+    if signer not in info.owners:
+        raise CityPassError(f"{signer} is not an owner of Safe {p.safe} (owners: {', '.join(info.owners)}); "
+                            "nothing was signed")
+    open_ = _open_to_sign(chain, p, info, signer)
+    checked: list[tuple[ProposedTx, bytes]] = []
+    for s in open_:
+        sig = signatures.get(s.tx.hash.lower()) or signatures.get(s.tx.hash)
+        if sig is None:
+            raise CityPassError(f"no signature for transaction {s.tx.hash} of proposal {p.id}: nothing was signed")
+        if S.recover(s.tx.safe_tx(p.chain_id, p.safe).hash(), sig) != signer:
+            raise CityPassError(f"the signature for transaction {s.tx.hash} is not {signer}'s signature of that "
+                                "transaction (another key or another transaction): nothing was signed")
+        checked.append((s.tx, sig))
+    for tx, sig in checked:
+        tx.signatures[signer] = "0x" + sig.hex()
     save(workdir, p)
     done = [s for s in states(chain, p, info) if s.state in ("ready", "waiting")]
     return min(len(s.signed_by) for s in done), info.threshold
+
+
+def typed_data(chain: Chain, p: Proposal) -> dict[str, dict[str, Any]]:
+    """Per transaction still to sign: its SafeTx hash -> the EIP-712 typed data a browser
+    wallet signs (eth_signTypedData_v4)."""
+    return {s.tx.hash.lower(): s.tx.safe_tx(p.chain_id, p.safe).typed_data()
+            for s in states(chain, p) if s.state in ("ready", "waiting")}
+
+
+def add_signatures(chain: Chain, workdir: Path | str, p: Proposal, signer: str,
+                   signatures: Mapping[str, bytes]) -> tuple[int, int]:
+    """Signatures made elsewhere (an owner's browser wallet), keyed by SafeTx hash: each is
+    recovered and must be `signer`'s, a current owner's, of that very transaction."""
+    info = S.safe_info(chain, p.safe)
+    return _store(chain, workdir, p, info, to_checksum_address(signer),
+                  {k.lower(): v for k, v in signatures.items()})
+
+
+def sign(chain: Chain, workdir: Path | str, p: Proposal, account: LocalAccount) -> tuple[int, int]:
+    """The owner `account` signs every transaction of `p` still to execute; (signatures of
+    the least-signed one, threshold). Refuses a key that is not an owner."""
+    info = require_owner(chain, p, account)
+    open_ = _open_to_sign(chain, p, info, account.address)
+    sigs = {s.tx.hash.lower(): S.sign(account, s.tx.safe_tx(p.chain_id, p.safe).hash()) for s in open_}
+    return _store(chain, workdir, p, info, account.address, sigs)
 
 
 @dataclass(frozen=True)

@@ -253,6 +253,25 @@ class SafeTx:
         """The EIP-712 hash the owners sign (the Safe's getTransactionHash)."""
         return keccak(b"\x19\x01" + self.domain_separator() + self.struct_hash())
 
+    def typed_data(self) -> dict[str, Any]:
+        """The EIP-712 typed data of this SafeTx, as a browser wallet's eth_signTypedData_v4 takes
+        it (JSON-safe: data as 0x-hex, numbers as decimal strings); it hashes to `hash()`."""
+        return {
+            "types": {
+                "EIP712Domain": [{"name": "chainId", "type": "uint256"},
+                                 {"name": "verifyingContract", "type": "address"}],
+                "SafeTx": [{"name": n, "type": t} for n, t in (
+                    ("to", "address"), ("value", "uint256"), ("data", "bytes"), ("operation", "uint8"),
+                    ("safeTxGas", "uint256"), ("baseGas", "uint256"), ("gasPrice", "uint256"),
+                    ("gasToken", "address"), ("refundReceiver", "address"), ("nonce", "uint256"))],
+            },
+            "primaryType": "SafeTx",
+            "domain": {"chainId": self.chain_id, "verifyingContract": self.safe},
+            "message": {"to": self.to, "value": str(self.value), "data": "0x" + self.data.hex(), "operation": 0,
+                        "safeTxGas": "0", "baseGas": "0", "gasPrice": "0", "gasToken": ZERO,
+                        "refundReceiver": ZERO, "nonce": str(self.nonce)},
+        }
+
     def hash_on_chain(self, chain: Chain) -> bytes:
         f = safe_contract(chain, self.safe).functions
         return bytes(f.getTransactionHash(self.to, self.value, self.data, 0, 0, 0, 0, ZERO, ZERO, self.nonce).call())

@@ -81,3 +81,14 @@ def test_an_owners_signature_recovers_to_the_owner(world):
         S.recover(h, sig[:64])
     assert S.pack_signatures({dev[2].address: b"b" * 65, dev[1].address: b"a" * 65})[:65] == (
         b"a" * 65 if int(dev[1].address, 16) < int(dev[2].address, 16) else b"b" * 65)
+
+
+def test_the_typed_data_a_browser_wallet_signs_hashes_to_the_safetx_hash(world):
+    """eth_signTypedData_v4 of SafeTx.typed_data() is the owner's signature of hash()."""
+    from eth_account.messages import encode_typed_data
+    chain, info, dev = world
+    tx = S.SafeTx(chain.chain_id, info.address, dev[0].address, bytes(range(40)), 5, 3)
+    signed = Account.sign_message(encode_typed_data(full_message=tx.typed_data()), dev[1].key)
+    sig = signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v])
+    assert S.recover(tx.hash(), sig) == dev[1].address and sig == S.sign(dev[1], tx.hash())
+    json.dumps(tx.typed_data())  # JSON-safe for the page
