@@ -20,6 +20,7 @@ from citypass import contract as K
 from citypass import keys, node, proposals
 from citypass import safe as S
 from citypass.cli import main
+from citypass.errors import CityPassError
 
 PASSWORD = "synthetic-test-password"
 DEV = [keys.dev_account(i).address for i in range(10)]
@@ -312,3 +313,31 @@ def test_the_admin_moves_to_another_safe_in_two_steps_through_the_safes(w):
     run(w.dir, "node", "advance", "4d")
     run(w.dir, "safe", "execute", early["proposal"])
     assert f.defaultAdmin().call() == new and K.has_role(dep, "ADMIN", new) and not K.has_role(dep, "ADMIN", w.admin)
+
+
+def test_a_signature_made_in_a_browser_wallet_is_checked_before_it_is_stored(w):
+    """proposals.add_signatures (the back office's path, issue 16): a signature of the typed data
+    counts only if it recovers to the signer, a current owner, over that very transaction."""
+    from eth_account.messages import encode_typed_data
+
+    chain = chain_of(w)
+    p = data(run(w.dir, "--json", "role", "grant", "treasurer", resident("browser-treasurer")))
+    prop = proposals.find(w.dir, p["proposal"], chain.chain_id)
+    (tx_hash, typed), = proposals.typed_data(chain, prop).items()
+
+    def signed_by(key: bytes, message: dict) -> bytes:
+        s = Account.sign_message(encode_typed_data(full_message=message), key)
+        return s.r.to_bytes(32, "big") + s.s.to_bytes(32, "big") + bytes([s.v])
+
+    owner, stranger = keys.dev_account(1), keys.dev_account(7)
+    with pytest.raises(CityPassError, match="is not an owner of Safe"):
+        proposals.add_signatures(chain, w.dir, prop, stranger.address, {tx_hash: signed_by(stranger.key, typed)})
+    other = dict(typed, message=dict(typed["message"], nonce=str(int(typed["message"]["nonce"]) + 7)))
+    with pytest.raises(CityPassError, match="not .* signature of that transaction"):
+        proposals.add_signatures(chain, w.dir, prop, owner.address, {tx_hash: signed_by(owner.key, other)})
+    with pytest.raises(CityPassError, match="not .* signature of that transaction"):  # another owner's key
+        proposals.add_signatures(chain, w.dir, prop, owner.address, {tx_hash: signed_by(keys.dev_account(2).key, typed)})
+    assert proposals.find(w.dir, p["proposal"], chain.chain_id).txs[0].signatures == {}  # nothing stored
+    assert proposals.add_signatures(chain, w.dir, prop, owner.address, {tx_hash: signed_by(owner.key, typed)}) == (1, 2)
+    assert list(proposals.find(w.dir, p["proposal"], chain.chain_id).txs[0].signatures) == [owner.address]
+    run(w.dir, "safe", "discard", p["proposal"])
