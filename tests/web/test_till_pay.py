@@ -134,6 +134,7 @@ def test_replay_is_refused(open_till, world, qr, server):
     till.type_code(code)
     assert entry_reason(till, world.sport) == "NonceUsed"
     assert sentence(server, "NonceUsed") in till.text("#entries")
+    assert "Deze QR-code is al gebruikt." in till.text("#verdict-status")  # not "no credit here"
     till.state("till-refused-replay")
 
 

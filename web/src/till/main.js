@@ -442,7 +442,9 @@ function renderVerdict() {
   show("verdict-status");
   const entitled = entries.filter((e) => e.entitled);
   // Nothing to pay from: one line on top, each budget's own reason below it (said once).
-  if (!entitled.length) show("verdict-status", alertBox("error", t(coupon ? "couponNone" : "entitledNone")));
+  // A replay (every budget's voucher already used) says so on top, not "no credit here".
+  const replay = !entitled.length && entries.length > 0 && entries.every((e) => e.reason === "NonceUsed");
+  if (!entitled.length) show("verdict-status", alertBox("error", t(replay ? (coupon ? "couponUsedTitle" : "voucherUsedTitle") : (coupon ? "couponNone" : "entitledNone"))));
   $("entries").replaceChildren(...entries.map((e) => {
     const isPaper = coupon && coupon.budget === e.budget;
     const lines = [el("h3", { class: "utrecht-heading-3", text: isPaper ? t("couponName", { budget: e.name }) : e.name })];
@@ -490,7 +492,9 @@ function renderVerdict() {
         el("label", { class: "utrecht-form-label utrecht-form-label--radio", for: "budget-" + e.budget, text: `${e.name} (${offline ? t("offlineUnknownLeft") : t("left", { left: money(e.left_cents) })})` })))));
   $("pay-form").hidden = false;
   $("pay").textContent = offline ? t("queue") : t("pay");
-  $("refundable").closest(".utrecht-form-field").hidden = offline;
+  // Not for a paper coupon: its key is destroyed, so a refund would go to credit nobody can spend.
+  $("refundable").closest(".utrecht-form-field").hidden = offline || !!coupon;
+  if (offline || coupon) $("refundable").checked = false;
   renderPrecheck();
 }
 
