@@ -153,7 +153,7 @@ def test_node_killed_mid_issuance_then_restarted_rerun_finishes_exactly_once(own
     w = own_world
     budget = new_budget(w, "Faults restart")
     path, amounts = residents_file(tmp_path, f"restart-{how[:4]}", RESTART_ROWS)
-    args = ("issue", str(path), "--budget", str(budget), *(() if LONG else ("--batch-size", "10")))
+    args = ("issue", str(path), "--budget", str(budget), *(() if LONG else ("--batch-size", "10")), *KILL_IN_FLIGHT)
     info = node.node_status(w.workdir)
     node.node_stop(w.workdir)  # the set-up safely in the state file
     node.node_start(w.workdir, port=info.port)
