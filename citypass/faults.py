@@ -3,10 +3,10 @@
 `CITYPASS_FAULT=<point>:<n>` makes the process kill itself (SIGKILL: no clean-up, no
 `finally`, like a power cut) the n-th time it reaches `point`. The points:
 
-    before-send      signed, not yet handed to the node           (tx.send_many)
-    after-broadcast  handed to the node (each JSON-RPC batch)     (tx.send_many)
-    before-receipt   all handed to the node, no receipt read yet  (tx.send_many)
-    after-receipt    mined and seen, the caller not yet told      (tx.send_many)
+    before-send      signed, not yet handed to the node           (tx.submit)
+    after-broadcast  handed to the node (each JSON-RPC batch)     (tx.submit)
+    before-receipt   all handed to the node, no receipt read yet  (tx.collect)
+    after-receipt    mined and seen, the caller not yet told      (tx.collect)
     between-batches  before an issuance transaction is checked    (issuance.execute)
 """
 

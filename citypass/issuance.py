@@ -732,8 +732,8 @@ def execute(
     dep: Any, account: Any, plan: Plan, *, sender: Sender | None = None,
     on_sent: Callable[[SendResult], None] | None = None, in_flight: int = 0,
 ) -> list[SendResult]:
-    """Sends the plan's transactions in order, `in_flight` at a time (default PIPELINE_WINDOW;
-    one at a time with a custom `sender`). Each window's ids are checked just before it is
+    """Sends the plan's transactions in order, at most `in_flight` unmined at once (default
+    PIPELINE_WINDOW; one at a time with a custom `sender`). Each window's ids are checked just before it is
     sent, so two runs at once still issue each batch once (the chain refuses a used id anyway); a
     transaction an earlier, killed run left in flight is waited for first, so the checks see it."""
     from citypass.contract import require_role
@@ -761,54 +761,82 @@ def execute(
     if not plan.sends:
         return results
     wait_idle(dep.chain, account.address)
-    # With the default sender, batches go out a window at a time without waiting for each
-    # other's blocks (waiting per batch made the client, not the node, the limit: issue 17).
+    if sender is not None:  # the crash tests' stand-ins: one batch at a time, each checked first
+        for s in plan.sends:
+            fault_point("between-batches")
+            report(SendResult(s, None, 0) if f.batchIssued(s.batch_id).call() else _result(s, do_send(call_of(s))))
+        return results
+    # Batches go out a window at a time, and the next window is checked, estimated, signed and
+    # sent while the node still mines the one before (waiting per batch, then per window, made
+    # the client, not the node, the limit: issue 17). At most two windows, `in_flight` batches
+    # in all, are in flight (in_flight=1: one batch at a time).
     # Each window's ids are read just before it is sent, so two runs at once still issue each
-    # batch once; results are reported only once mined (and N deep), in order.
-    window = (in_flight or PIPELINE_WINDOW) if sender is None else 1
+    # batch once (the chain refuses a used id anyway); results are reported once mined (and
+    # N deep), in order.
+    limit = in_flight or PIPELINE_WINDOW
+    window = max(1, limit // 2)
+    previous: _Window | None = None
     for start in range(0, len(plan.sends), window):
         part = plan.sends[start:start + window]
         fault_point("between-batches")
         used = call_many(dep, "batchIssued", [(s.batch_id,) for s in part])
         todo = [s for s, (u,) in zip(part, used) if not u]
-        if len(todo) <= 1:
-            for s, (u,) in zip(part, used):
-                report(SendResult(s, None, 0) if u else _result(s, do_send(call_of(s))))
-            continue
-        receipts = _send_window(dep.chain, account, [call_of(s) for s in todo])
-        by_id = dict(zip((s.batch_id for s in todo), receipts))
-        for s in part:
-            receipt = by_id.get(s.batch_id)
-            if s.batch_id not in by_id:
-                report(SendResult(s, None, 0))
-            elif receipt is not None and int(receipt["status"]) == 1:
-                report(_result(s, receipt))
-            else:
-                # A window is estimated against the state before it; should one batch still
-                # fail, it is checked and sent again alone, which explains a real refusal.
-                report(SendResult(s, None, 0) if f.batchIssued(s.batch_id).call()
-                       else _result(s, do_send(call_of(s))))
+        current = _Window(part, todo, _submit_window(dep.chain, account, [call_of(s) for s in todo]))
+        if previous is not None:
+            _finish_window(dep, previous, report, lambda s: _result(s, do_send(call_of(s))))
+        previous = current
+        if limit == 1:
+            _finish_window(dep, previous, report, lambda s: _result(s, do_send(call_of(s))))
+            previous = None
+    if previous is not None:
+        _finish_window(dep, previous, report, lambda s: _result(s, do_send(call_of(s))))
     return results
 
 
-PIPELINE_WINDOW = 16  # default issuance batches in flight at once (a 200-resident batch is ~10M gas)
+PIPELINE_WINDOW = 16  # issuance batches in flight at most, in two windows (a 200-resident batch is ~10M gas)
+
+
+@dataclass
+class _Window:
+    part: Sequence[Send]  # the window's batches in plan order
+    todo: Sequence[Send]  # those not issued when it was checked: the ones submitted
+    submitted: Any  # tx.Submitted
 
 
 def _result(s: Send, receipt: Any) -> SendResult:
     return SendResult(s, "0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["gasUsed"]))
 
 
-def _send_window(chain: Any, account: Any, fns: list[Any]) -> list[Any]:
-    """Sends calls back to back with their access lists; their receipts once all are mined.
-    Each gas limit comes from the state before the window: the later batches only find the
-    budget's counters already written, which makes them cheaper, not dearer."""
-    from citypass.tx import access_list_and_gas, send_many
+def _submit_window(chain: Any, account: Any, fns: list[Any]) -> Any:
+    """Hands a window's calls to the node with their access lists, without waiting. Each gas
+    limit comes from the state before: later batches (of this window, or one still in flight)
+    only find the budget's counters already written, which makes them cheaper, not dearer."""
+    from citypass.tx import Submitted, access_lists_and_gas, submit
 
-    found = [access_list_and_gas(chain, account.address, fn) for fn in fns]
-    if any(x is None for x in found):  # the node makes no access lists: estimate each
-        return send_many(chain, account, fns, check=False)
-    return send_many(chain, account, fns, check=False, gas=[g for _, g in found],
-                     access_lists=[a for a, _ in found])
+    if not fns:
+        return Submitted(account, [])
+    found = access_lists_and_gas(chain, account.address, fns)
+    if any(x is None for x in found):  # the node makes no access lists (or a call fails): estimate each
+        return submit(chain, account, fns)
+    return submit(chain, account, fns, gas=[g for _, g in found], access_lists=[a for a, _ in found])
+
+
+def _finish_window(dep: Any, w: _Window, report: Callable[[SendResult], None],
+                   send_alone: Callable[[Send], SendResult]) -> None:
+    """Waits for a window's receipts and reports its batches in order. A batch that still
+    failed on chain is checked and sent again alone, which also explains a real refusal."""
+    from citypass.tx import collect
+
+    receipts = collect(dep.chain, w.submitted, check=False, brief=True) if w.todo else []
+    by_id = dict(zip((s.batch_id for s in w.todo), receipts))
+    for s in w.part:
+        receipt = by_id.get(s.batch_id)
+        if s.batch_id not in by_id:
+            report(SendResult(s, None, 0))
+        elif int(receipt["status"]) == 1:
+            report(_result(s, receipt))
+        else:
+            report(SendResult(s, None, 0) if dep.contract.functions.batchIssued(s.batch_id).call() else send_alone(s))
 
 
 def _send_with_access_list(chain: Any, account: Any, fn: Any) -> Any:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Sequence
 
-import rlp
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
@@ -257,7 +256,18 @@ def access_list_and_gas(chain: Chain, sender: str, fn: Any) -> tuple[list[dict[s
     is most of the node's time for an issuance batch). Only for calls without gas refunds
     (the node reports gas after refunds). None if the node cannot make access lists or the
     call would fail (then `send` estimates, and explains the failure)."""
-    answer = chain.rpc_batch([("eth_createAccessList", [_call_params(fn, sender), "latest"])], raise_errors=False)[0]
+    return access_lists_and_gas(chain, sender, [fn])[0]
+
+
+def access_lists_and_gas(chain: Chain, sender: str, fns: Sequence[Any]) -> list[tuple[list[dict[str, Any]], int] | None]:
+    """`access_list_and_gas` of many calls in one JSON-RPC batch (one round trip), each
+    against the same state."""
+    answers = chain.rpc_batch([("eth_createAccessList", [_call_params(fn, sender), "latest"]) for fn in fns],
+                              raise_errors=False)
+    return [_access_answer(a) for a in answers]
+
+
+def _access_answer(answer: Any) -> tuple[list[dict[str, Any]], int] | None:
     if isinstance(answer, RpcError) or not isinstance(answer, dict) or "accessList" not in answer:
         return None
     if answer.get("error") or "gasUsed" not in answer:
@@ -292,8 +302,30 @@ def _sign_1559(account: LocalAccount, chain_id: int, nonce: int, fee: dict[str, 
         bytes.fromhex(to[2:]) if to else b"", value, bytes.fromhex(data[2:]), _rlp_access_list(access),
     ]
     key = _private_key(bytes(account.key))
-    signature = key.sign_msg_hash(keccak(b"\x02" + rlp.encode(fields)))
-    return b"\x02" + rlp.encode(fields + [signature.v, signature.r, signature.s])
+    signature = key.sign_msg_hash(keccak(b"\x02" + rlp_encode(fields)))
+    return b"\x02" + rlp_encode(fields + [signature.v, signature.r, signature.s])
+
+
+def rlp_encode(item: int | bytes | Sequence[Any]) -> bytes:
+    """RLP of ints, byte strings and (nested) lists of them: the same bytes as `rlp.encode`,
+    ~20x faster on an issuance batch's access list (600 keys), because nothing is inferred."""
+    if isinstance(item, int):
+        if item < 0:
+            raise ValueError("RLP has no negative integers")
+        item = item.to_bytes((item.bit_length() + 7) // 8, "big")
+    if isinstance(item, (bytes, bytearray)):
+        if len(item) == 1 and item[0] < 0x80:
+            return bytes(item)
+        return _rlp_length(len(item), 0x80) + item
+    payload = b"".join([rlp_encode(x) for x in item])
+    return _rlp_length(len(payload), 0xC0) + payload
+
+
+def _rlp_length(length: int, offset: int) -> bytes:
+    if length < 56:
+        return bytes([offset + length])
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([offset + 55 + len(size)]) + size
 
 
 @lru_cache(maxsize=64)
@@ -635,22 +667,43 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
               on_sent: Callable[[int, str], None] | None = None, confirmations: int | None = None,
               gas: int | Sequence[int] | None = None, value: int = 0, check: bool = True,
               timeout: float = RECEIPT_TIMEOUT,
-              access_lists: Sequence[Sequence[dict[str, Any]] | None] | None = None) -> list[Receipt]:
+              access_lists: Sequence[Sequence[dict[str, Any]] | None] | None = None,
+              brief: bool = False) -> list[Receipt]:
     """Sends many calls from one account without waiting between them.
 
     Every call is estimated against the current state before anything is sent (a call that
     only succeeds after an earlier one of the same list is mined needs `gas=`, which skips
     estimation; a list gives one limit per call). `on_sent(index, tx_hash)` is called as each
     is handed to the node.
-    With check=True a failed transaction raises after all receipts are collected."""
+    With check=True a failed transaction raises after all receipts are collected.
+    brief=True gives receipts without their logs (see `collect`)."""
     if not fns:
         return []
+    wait_idle(chain, account.address, timeout)  # estimates and the nonce must see what is still in flight
+    sent = submit(chain, account, fns, on_sent=on_sent, gas=gas, value=value, access_lists=access_lists)
+    return collect(chain, sent, confirmations=confirmations, check=check, timeout=timeout, brief=brief)
+
+
+@dataclass
+class Submitted:
+    """Transactions handed to the node by `submit`, not yet waited for (`collect`)."""
+
+    account: LocalAccount
+    pending: list[_Pending]
+
+
+def submit(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
+           on_sent: Callable[[int, str], None] | None = None, gas: int | Sequence[int] | None = None,
+           value: int = 0, access_lists: Sequence[Sequence[dict[str, Any]] | None] | None = None) -> Submitted:
+    """Validates, signs and hands calls to the node at the account's next nonces, without
+    waiting for them: the caller may submit more (they follow in nonce order) before it
+    `collect`s. Only a caller that knows what of this account is in flight may skip
+    `wait_idle` first (its own earlier submits); `send_many` does both."""
     sender = account.address
     calls = [_call_params(fn, sender, value) for fn in fns]
     for call_params, access in zip(calls, access_lists or []):
         if access:
             call_params["accessList"] = list(access)
-    wait_idle(chain, sender, timeout)  # estimates and the nonce must see what is still in flight
     if gas is None:
         limits = _estimate(chain, calls, sender)
     elif isinstance(gas, int):
@@ -690,7 +743,18 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
             if on_sent is not None:
                 on_sent(start + i, answer)
         fault_point("after-broadcast")
+    return Submitted(account, sent)
 
+
+def collect(chain: Chain, submitted: Submitted, *, confirmations: int | None = None,
+            check: bool = True, timeout: float = RECEIPT_TIMEOUT, brief: bool = False) -> list[Receipt]:
+    """The receipts of `submit`ted transactions once mined and `confirmations` deep (see
+    `send_many`). brief=True leaves out the logs and gives only status, gasUsed,
+    transactionHash, blockHash and blockNumber: formatting 200 logs costs ~30 ms a receipt,
+    which a caller that reads its events elsewhere (issuance) need not pay."""
+    account, sent = submitted.account, submitted.pending
+    if not sent:
+        return []
     fault_point("before-receipt")
     raw_receipts = _wait_receipts(chain, account, sent, timeout)
     fault_point("after-receipt")
@@ -702,11 +766,21 @@ def send_many(chain: Chain, account: LocalAccount, fns: Sequence[Any], *,
     if check:
         failed = [i for i, r in enumerate(raw_receipts) if int(r["status"], 16) != 1]
         if failed:
-            err = _failure(chain, calls[failed[0]], raw_receipts[failed[0]])
+            err = _failure(chain, sent[failed[0]].call, raw_receipts[failed[0]])
             if len(sent) > 1:
                 err = CityPassError(f"{len(failed)} of {len(sent)} transactions failed; the first: {err}")
             raise err
+    if brief:
+        return [_brief_receipt(r) for r in raw_receipts]
     return [_format_receipt(r) for r in raw_receipts]
+
+
+def _brief_receipt(raw: dict[str, Any]) -> Receipt:
+    return AttributeDict({
+        "status": int(raw["status"], 16), "gasUsed": int(raw["gasUsed"], 16),
+        "transactionHash": HexBytes(raw["transactionHash"]), "blockHash": HexBytes(raw["blockHash"]),
+        "blockNumber": int(raw["blockNumber"], 16),
+    })
 
 
 def call_many(chain: Chain, contract: Any, name: str, arg_lists: Sequence[tuple], chunk: int = 500) -> list[tuple]:

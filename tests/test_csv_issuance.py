@@ -536,29 +536,57 @@ def test_brownie_script_runs_the_same_issuance(w, tmp_path, monkeypatch, capsys)
 
 
 def test_batches_go_out_together_and_are_reported_once_mined(w, tmp_path, monkeypatch):
-    """Issue 17: the batches of a window are sent back to back (one send_many), not one per
-    block; each is reported only with its receipt, in order, and a re-run sends nothing."""
+    """Issue 17: the batches of a window are sent back to back (one submit), not one per
+    block, and the next window goes out before the one before is waited for (two windows,
+    `in_flight` batches, at most in flight); each batch is reported only with its receipt,
+    in order, and a re-run sends nothing."""
     from citypass import tx as T
 
-    windows = []
-    real = T.send_many
+    events = []
+    real_submit, real_collect = T.submit, T.collect
 
-    def counting(chain, account, fns, **kw):
-        windows.append(len(fns))
-        return real(chain, account, fns, **kw)
+    def submit(chain, account, fns, **kw):
+        events.append(("submit", len(fns)))
+        return real_submit(chain, account, fns, **kw)
 
-    monkeypatch.setattr(T, "send_many", counting)
+    def collect(chain, submitted, **kw):
+        receipts = real_collect(chain, submitted, **kw)
+        events.append(("mined", len(receipts)))
+        return receipts
+
+    monkeypatch.setattr(T, "submit", submit)
+    monkeypatch.setattr(T, "collect", collect)
     path = _residents_file(tmp_path, 12, "window")
-    plan = I.plan_issuance(w.dep, path, w.sport, batch_size=2)
+    plan = I.plan_issuance(w.dep, path, w.sport, batch_size=1)
     before = I.snapshot(w.dep, plan)
     reported = []
-    results = I.execute(w.dep, w.issuer, plan, on_sent=reported.append)
-    assert windows == [6]  # six batches in one window
+
+    def on_sent(result):
+        reported.append(result)
+        events.append(("reported", 1))
+
+    results = I.execute(w.dep, w.issuer, plan, on_sent=on_sent, in_flight=8)
+    assert [e for e in events if e[0] != "reported"] == [
+        ("submit", 4), ("submit", 4), ("mined", 4), ("submit", 4), ("mined", 4), ("mined", 4)]
+    assert events.index(("reported", 1)) == events.index(("mined", 4)) + 1  # nothing before its receipt
     assert [r.send for r in reported] == list(plan.sends) and all(r.tx_hash and r.gas_used for r in reported)
     assert I.reconcile(w.dep, plan, before, results).ok
     rows, _ = I.parse(path)
     assert w.f.balanceOfBatch([r.holder for r in rows], [w.sport] * 12).call() == [r.amount for r in rows]
-    assert I.plan_issuance(w.dep, path, w.sport, batch_size=2).sends == ()
+    assert I.plan_issuance(w.dep, path, w.sport, batch_size=1).sends == ()
+
+
+def test_in_flight_one_sends_one_batch_at_a_time(w, tmp_path, monkeypatch):
+    from citypass import tx as T
+
+    events = []
+    real_submit, real_collect = T.submit, T.collect
+    monkeypatch.setattr(T, "submit", lambda c, a, fns, **kw: events.append(len(fns)) or real_submit(c, a, fns, **kw))
+    monkeypatch.setattr(T, "collect", lambda c, s, **kw: events.append("mined") or real_collect(c, s, **kw))
+    path = _residents_file(tmp_path, 3, "one")
+    plan = I.plan_issuance(w.dep, path, w.sport, batch_size=1)
+    I.execute(w.dep, w.issuer, plan, in_flight=1)
+    assert events == [1, "mined", 1, "mined", 1, "mined"]
 
 
 def test_a_batch_of_a_window_that_fails_is_sent_again_alone(w, tmp_path, monkeypatch):
@@ -566,18 +594,23 @@ def test_a_batch_of_a_window_that_fails_is_sent_again_alone(w, tmp_path, monkeyp
     the window), it is checked and sent again alone; the others are not sent twice."""
     from citypass import tx as T
 
-    real = T.send_many
+    real = T.submit
+    starved = []
 
     def starving(chain, account, fns, **kw):
         if len(fns) > 1:  # the window's second batch gets too little gas and fails on chain
             kw["gas"] = [g if i != 1 else g // 2 for i, g in enumerate(kw["gas"])]
+            starved.append(fns[1])
         return real(chain, account, fns, **kw)
 
-    monkeypatch.setattr(T, "send_many", starving)
+    monkeypatch.setattr(T, "submit", starving)
     path = _residents_file(tmp_path, 6, "starved")
     plan = I.plan_issuance(w.dep, path, w.sport, batch_size=2)
     before = I.snapshot(w.dep, plan)
+    nonce = w.chain.w3.eth.get_transaction_count(w.issuer.address)
     results = I.execute(w.dep, w.issuer, plan)
+    assert len(starved) == 1  # one window of three batches, its second one starved
+    assert w.chain.w3.eth.get_transaction_count(w.issuer.address) == nonce + 4  # the starved one again, alone
     assert len({r.tx_hash for r in results}) == 3 and I.reconcile(w.dep, plan, before, results).ok
     rows, _ = I.parse(path)
     assert w.f.balanceOfBatch([r.holder for r in rows], [w.sport] * 6).call() == [r.amount for r in rows]

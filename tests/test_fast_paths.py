@@ -1,17 +1,18 @@
 """The hand-written fast paths give exactly what the libraries they replace give: EIP-55
-checksums (eth_utils), ABI encoding of simple arguments (eth-abi)."""
+checksums (eth_utils), ABI encoding of simple arguments (eth-abi), RLP (pyrlp)."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
+import rlp
 from eth_abi import encode
 from eth_utils import to_checksum_address
 
 from citypass import voucher as V
 from citypass.address import eip55, is_valid_spelling
-from citypass.tx import _encode_simple
+from citypass.tx import _encode_simple, rlp_encode
 
 rng = random.Random(20261128)
 
@@ -64,3 +65,23 @@ def test_voucher_digest_matches_eth_accounts_eip712_encoder():
                       rng.getrandbits(256), rng.getrandbits(40))
         chain_id, contract = rng.choice([1, 1337, 31337, rng.getrandbits(64)]), eip55(_address())
         assert V.digest(v, chain_id, contract) == V.digest_generic(v, chain_id, contract)
+
+
+def _rlp_item(depth: int = 0):
+    """A random RLP item: ints (0, small, big), byte strings of every length class, and lists."""
+    kind = rng.randrange(4 if depth < 3 else 2)
+    if kind == 0:
+        return rng.choice([0, 1, 0x7F, 0x80, 255, 256, 2**64, rng.getrandbits(rng.randrange(1, 257))])
+    if kind == 1:
+        return rng.randbytes(rng.choice([0, 1, 1, 2, 20, 32, 55, 56, 57, 300, 70_000]))
+    return [_rlp_item(depth + 1) for _ in range(rng.choice([0, 1, 3, 60]))]
+
+
+def test_rlp_matches_pyrlp():
+    for _ in range(300):
+        item = _rlp_item()
+        assert rlp_encode(item) == rlp.encode(item)
+    for single in (b"\x00", b"\x7f", b"\x80"):  # one byte below 0x80 is its own encoding
+        assert rlp_encode(single) == rlp.encode(single)
+    with pytest.raises(ValueError):
+        rlp_encode(-1)

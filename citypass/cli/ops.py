@@ -112,7 +112,7 @@ def _provider_account(c: Ctx, named: str | None = None) -> Any:
 @click.option("--batch-size", type=click.IntRange(1, 2000),
               help="Rows per batch (default: from the block gas limit; any size is safe for a re-run).")
 @click.option("--in-flight", type=click.IntRange(1, 256), default=issuance.PIPELINE_WINDOW, show_default=True,
-              help="Batch transactions sent before waiting for their blocks (1: one batch a block).")
+              help="Batch transactions in flight at most: sent before the earlier ones are mined (1: one batch at a time).")
 @pass_ctx
 def issue_cmd(c: Ctx, file: Path, budget_spec: str, dry_run: bool, valid_until: int | None, tranche: str,
               top_up: bool, allow_role_holders: bool, batch_size: int | None, in_flight: int) -> None:
