@@ -135,9 +135,13 @@ def test_issuance_proposed_signed_by_both_owners_executed_once(office, server, w
     card = o.page.inner_text("#proposal-list")
     assert "1 van 2 handtekeningen" in card and "cultuur.csv" in card and "Uitgifte van €\xa075,00" in card
     assert "Uw handtekening ontbreekt" in card
+    o.page.click("#proposal-list details summary")
+    details = o.page.inner_text("#proposal-list details")
+    assert issuer_safe in details and "batch-id 0x" in details and "SHA-256" in details
     o.state("financien-safe-6-owner-b-sees-it")
     o.page.click("#lang")
     assert "1 of 2 signatures" in o.page.inner_text("#proposal-list")
+    o.state("financien-safe-6-owner-b-sees-it-english")
     o.page.click("#lang")
     click_and_wait(o, "#proposal-list .bo-sign", "signed")
     assert "2 van 2 handtekeningen" in o.page.inner_text("#proposal-list")

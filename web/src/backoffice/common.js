@@ -269,8 +269,9 @@ export function renderViaSafe(session, box, here = []) {
   box.replaceChildren(...(via.length ? [
     el("h2", { class: "utrecht-heading-2", id: "via-safe-heading", text: t("viaSafeHeading") }),
     el("p", { class: "utrecht-paragraph", text: t("viaSafeText", { roles: via.map((v) => `${roleName(v.role)} (Safe ${v.safe})`).join(", ") }) }),
-    via.some((v) => here.includes(v.role)) ? el("p", { class: "utrecht-paragraph", text: t("viaSafeHow") }) : null,
-    elsewhere.length ? el("p", { class: "utrecht-paragraph", text: t("viaSafeCli", { roles: elsewhere.map((v) => roleName(v.role)).join(", ") }) }) : null,
+    ...(via.some((v) => here.includes(v.role)) ? [el("p", { class: "utrecht-paragraph", text: t("viaSafeHow") }),
+      el("ol", { class: "utrecht-ordered-list" }, [1, 2, 3, 4].map((n) => el("li", { text: t("viaSafeStep" + n) })))] : []),
+    ...(elsewhere.length ? [el("p", { class: "utrecht-paragraph", text: t("viaSafeCli", { roles: elsewhere.map((v) => roleName(v.role)).join(", ") }) })] : []),
   ] : []));
   return via.length > 0;
 }

@@ -38,6 +38,7 @@ async function init() {
   $("plan-form").addEventListener("submit", onPlan);
   $("issue-button").addEventListener("click", onIssue);
   $("propose-button").addEventListener("click", onPropose);
+  $("proposals-refresh").addEventListener("click", () => loadProposals().catch((err) => say($("proposals-status"), explain(err), "bo-error")));
   $("add-form").addEventListener("submit", onAdd);
   $("manage-form").addEventListener("submit", onManage);
   $("manage-provider").addEventListener("change", fillManage);
@@ -328,6 +329,7 @@ async function onPropose() {
 }
 
 async function loadProposals() {
+  say($("proposals-status"), "");
   proposalList = (await api("finance/safe/proposals")).proposals;
   renderProposals();
 }
@@ -353,10 +355,11 @@ function renderProposals() {
       el("h3", { class: "utrecht-heading-3", id: `${id}-heading`, text: t("proposalHeading", { id: p.id.slice(0, 10) }) }),
       proposalWords(p),
       p.kind === "issue" ? el("dl", { class: "bo-figures" },
-        fig("f_toSend", euro(p.total_cents)), fig("f_residents", String(d.residents ?? "–")), fig("f_new", String(d.new_passes ?? "–")),
+        fig("p_total", euro(p.total_cents)), fig("f_residents", String(d.residents ?? "–")), fig("f_new", String(d.new_passes ?? "–")),
         fig("p_batches", String(p.batches.length)), fig("p_proposed", d.file || "–")) : null,
       el("p", { class: "utrecht-paragraph bo-signatures", text: t("signatures", { signed: p.signed, threshold: p.threshold }) + (who ? " · " + t("signedBy", { who }) : "") }),
-      el("p", { class: "utrecht-paragraph", text: p.ready ? t("readyToExecute") : p.signed_by_me ? t("waitForOthers", { more: p.threshold - p.signed }) : t("pleaseSign") }),
+      el("p", { class: "utrecht-paragraph", text: p.ready ? t("readyToExecute") : p.signed >= p.threshold ? t("waitingEarlier")
+        : p.signed_by_me ? t("waitForOthers", { more: p.threshold - p.signed }) : t("pleaseSign") }),
       el("details", {}, el("summary", { text: t("proposalDetails") }),
         el("p", { class: "utrecht-paragraph", text: t("proposalSafe", { safe: p.safe, owners: p.owners.map(short).join(", "), threshold: p.threshold }) }),
         d.file_sha256 ? el("p", { class: "utrecht-paragraph cp-mono", text: t("proposalFile", { file: d.file, sha: d.file_sha256 }) }) : null,
@@ -389,6 +392,7 @@ async function onSign(i) {
       signatures[hash] = await officerWallet().request("eth_signTypedData_v4", [officerWallet().account, JSON.stringify(typed)]);
     }
     const data = await api("finance/safe/sign", { proposal: p.id, signatures });
+    say($("propose-status"), ""); // its count of signatures is history now
     proposalList[i] = data.proposal;
     renderProposals();
     box = proposalBox(i);
