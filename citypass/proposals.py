@@ -384,14 +384,6 @@ def execution_calls(chain: Chain, workdir: Path | str, p: Proposal) -> list[tupl
     return out
 
 
-@dataclass(frozen=True)
-class Executed:
-    tx: ProposedTx
-    tx_hash: str
-    block: int
-    gas_used: int
-
-
 def execute(chain: Chain, workdir: Path | str, p: Proposal, sender: LocalAccount, *,
             confirmations: int | None = None, on_done: Any = None) -> list[Executed]:
     """Executes the proposal's transactions still to execute, in nonce order, each once the

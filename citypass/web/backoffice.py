@@ -15,12 +15,21 @@ back as a sentence), and returns the call ({to, data, value}) for the officer's 
 sign and send in the browser. The desk's `.../confirm` routes then read the chain and only
 then write the private pass register (citypass/register.py). The register is read only here,
 by a signed-in registrar (and its access log by the admin), never by a public route.
+
+An owner of a Safe that holds the issuer role issues through the Safe (four eyes), with the
+same plan of the uploaded file: `finance/safe/propose` records a proposal (nothing is sent),
+`finance/safe/proposals` lists the open ones of the Safes the officer owns, `finance/safe/sign`
+stores the owner's wallet signature (EIP-712) once the library checked it, `finance/safe/execute`
+returns the Safe's execTransaction call(s) for the owner's wallet, and `finance/safe/confirm`
+reads the chain and reconciles the file. These routes re-read on chain that the officer owns the
+Safe and that the Safe holds the role.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -716,8 +725,6 @@ class BackOffice:
         return {"proposals": out, "safes": sorted(safes)}
 
     def safe_sign(self, ctx: Ctx) -> dict[str, Any]:
-        import re
-
         from citypass import proposals
 
         p, _ = self._owned_proposal(ctx)

@@ -418,6 +418,10 @@ async function onExecute(i) {
     }
   } catch (err) {
     say(box, explain(err), "bo-error");
+    if (!sent.length) { // nothing went out: nothing to check on chain
+      document.body.dataset.executed = String(Number(document.body.dataset.executed || 0) + 1);
+      return;
+    }
   }
   try {
     const conf = await api("finance/safe/confirm", { proposal: p.id, sent, before: prep && prep.before });
