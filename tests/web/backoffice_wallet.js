@@ -3,7 +3,8 @@
 // a viem local account holding the test key (an Anvil dev key): `personal_sign` for Sign-In with
 // Ethereum, `eth_signTypedData_v4` for a Safe transaction (EIP-712, as a Safe owner's wallet signs
 // it), transactions (with or without ETH value) sent as eth_sendRawTransaction through the
-// server's own /rpc, as a real wallet would. Configured by window.__officerWallet = {key, chainId}.
+// server's own /rpc, as a real wallet would. Configured by window.__officerWallet = {key, chainId} (reject: refuse every request; badSignature: answer
+// eth_signTypedData_v4 with a malformed signature).
 // window.__officerWalletLog lists every request and every hash sent (tests count what was sent).
 import { privateKeyToAccount } from "viem/accounts";
 import { hexToString } from "viem";
@@ -46,6 +47,7 @@ function signTypedData([address, json]) {
     const type = (fields.find((f) => f.name === k) || {}).type || "";
     return [k, /^u?int\d*$/.test(type) ? BigInt(v) : v];
   }));
+  if (cfg.badSignature) return "0x1234"; // a broken wallet (tests: the page must refuse it with a sentence)
   log.push({ signedTypedData: primaryType });
   return account.signTypedData({ domain: ints(EIP712Domain || [], domain), types: rest, primaryType, message: ints(rest[primaryType], message) });
 }

@@ -124,6 +124,12 @@ def test_issuance_proposed_signed_by_both_owners_executed_once(office, server, w
     assert issued(dep, budget) == 0 and o.sent() == []  # proposing sends nothing
     o.state("financien-safe-4-proposed")
 
+    o.page.evaluate("() => { window.__officerWallet.badSignature = true; }")  # a broken wallet first
+    click_and_wait(o, "#proposal-list .bo-sign", "signed")
+    assert "geen bruikbare handtekening" in o.page.inner_text("#proposal-0-status")
+    assert "0 van 2 handtekeningen" in o.page.inner_text("#proposal-list")  # nothing stored
+    o.state("financien-safe-4b-bad-signature-refused")
+    o.page.evaluate("() => { window.__officerWallet.badSignature = false; }")
     click_and_wait(o, "#proposal-list .bo-sign", "signed")
     card = o.page.inner_text("#proposal-list")
     assert "1 van 2 handtekeningen" in card and "(u)" in card and "Er ontbreken nog 1" in card
@@ -171,6 +177,7 @@ def test_issuance_proposed_signed_by_both_owners_executed_once(office, server, w
     plan(o, good, budget)
     assert "al uitgegeven" in o.page.inner_text("#plan-status") and "Al ontvangen\n2" in o.page.inner_text("#plan-figures")
     assert o.page.is_hidden("#propose-button")
+    assert "Er wachten geen voorstellen" in o.page.inner_text("#proposals")  # B executed it meanwhile
     r = session_for(server, OWNER_A, "financien").post(f"{server.base}/api/backoffice/finance/safe/propose", json={
         "csv": good.read_text(), "budget": str(budget), "file": "cultuur.csv"}).json()
     assert r["ok"] and r["proposal"] is None and r["batches"] == []

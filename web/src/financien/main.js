@@ -38,6 +38,7 @@ async function init() {
   $("plan-form").addEventListener("submit", onPlan);
   $("issue-button").addEventListener("click", onIssue);
   $("propose-button").addEventListener("click", onPropose);
+  window.addEventListener("focus", () => { if (viaSafe("ISSUER")) loadProposals().catch(() => {}); }); // back from another owner's window
   $("proposals-refresh").addEventListener("click", () => loadProposals().catch((err) => say($("proposals-status"), explain(err), "bo-error")));
   $("add-form").addEventListener("submit", onAdd);
   $("manage-form").addEventListener("submit", onManage);
@@ -198,6 +199,7 @@ async function onPlan(e) {
     const data = await api(viaSafe("ISSUER") ? "finance/safe/plan" : "finance/issuance/plan", body);
     plan = { body, file: file.name, data };
     renderPlan(data);
+    if (viaSafe("ISSUER")) await loadProposals(); // what the other owners did meanwhile
   } catch (err) {
     $("plan").hidden = false;
     say($("plan-status"), explain(err), "bo-error");
