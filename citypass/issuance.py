@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -82,11 +83,18 @@ _HEX_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 # ---------------------------------------------------------------------------- errors
 @dataclass(frozen=True)
 class Problem:
-    """One reason the file cannot be issued. `line` is None for problems of the whole file."""
+    """One reason the file cannot be issued. `line` is None for problems of the whole file.
+
+    `reason` is the sentence the command line prints (English). `code` names the rule that was
+    broken, stably, and `args` holds its values (amounts as `*_cents`, dates as `*_date` unix
+    seconds), so a page can say the same in the officer's language (the back office's
+    strings.js `pr_<code>`). Neither takes part in comparing problems."""
 
     line: int | None
     field: str
     reason: str
+    code: str = dc_field(default="", compare=False)
+    args: Mapping[str, Any] = dc_field(default_factory=dict, compare=False)
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line is not None else ""
@@ -122,23 +130,34 @@ def parse_amount(text: str) -> int:
     return parse_euros(text)
 
 
+class _HolderError(ValueError):
+    """Why a holder is not an address a pass may have, with the Problem code of that rule."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
 def _check_holder(text: str) -> str:
     """The checksummed address, or ValueError saying how to fix it."""
     if not _HEX_ADDRESS.match(text):
-        raise ValueError(_why_not_an_address(text))
+        odd = next((c for c in text if not c.isascii()), None)
+        code = ("holder_odd_character" if odd is not None else
+                "holder_ens" if "." in text and not text.lower().startswith("0x") else "not_an_address")
+        raise _HolderError(_why_not_an_address(text), code)
     if int(text, 16) == 0:
-        raise ValueError("the zero address cannot hold a pass")
+        raise _HolderError("the zero address cannot hold a pass", "zero_address")
     checksummed = eip55(text)
     if text == checksummed:  # checked first: a valid checksum may make every letter upper case
         return text
     body = text[2:]
     if body == body.lower() or body == body.upper():
-        raise ValueError(
+        raise _HolderError(
             f"{text} has no EIP-55 checksum (all one case), so a typo would go unnoticed; "
-            "copy the address again, checksummed, from the municipality's own records"
+            "copy the address again, checksummed, from the municipality's own records", "no_checksum"
         )
-    raise ValueError(f"{text}: the EIP-55 checksum does not match, so the address has a typo; "
-                     "copy the address again from the source records")
+    raise _HolderError(f"{text}: the EIP-55 checksum does not match, so the address has a typo; "
+                       "copy the address again from the source records", "bad_checksum")
 
 
 def _why_not_an_address(text: str) -> str:
@@ -158,15 +177,15 @@ def parse(path: str | Path) -> tuple[list[Row], list[Problem]]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return [], [Problem(None, "file", f"cannot read it: {exc.strerror or exc}")]
+        return [], [Problem(None, "file", f"cannot read it: {exc.strerror or exc}", "file_unreadable")]
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return [], [Problem(None, "file", "is UTF-16 text (spreadsheets call it 'Unicode text'); save it as 'CSV UTF-8'")]
+        return [], [Problem(None, "file", "is UTF-16 text (spreadsheets call it 'Unicode text'); save it as 'CSV UTF-8'", "file_utf16")]
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if not data.strip():
-        return [], [Problem(None, "file", f"is empty; line 1 must be the header {HEADER!r}")]
+        return [], [Problem(None, "file", f"is empty; line 1 must be the header {HEADER!r}", "file_empty")]
     if b"\r" in data and b"\n" not in data:
-        return [], [Problem(None, "file", "its lines end in CR only (old Mac style); save it with LF or CRLF line endings")]
+        return [], [Problem(None, "file", "its lines end in CR only (old Mac style); save it with LF or CRLF line endings", "file_cr_only")]
     raw_lines = data.split(b"\n")
     # Spreadsheets end a file with a newline, and often with empty rows (written as blank
     # lines or as bare commas): nothing to issue there, so they are dropped at the end only.
@@ -181,19 +200,24 @@ def parse(path: str | Path) -> tuple[list[Row], list[Problem]]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            problems.append(Problem(number, "line", f"not UTF-8 text (byte 0x{raw[exc.start]:02X} at column {exc.start + 1}); save the file as UTF-8"))
+            problems.append(Problem(number, "line", f"not UTF-8 text (byte 0x{raw[exc.start]:02X} at column {exc.start + 1}); save the file as UTF-8",
+                                    "line_not_utf8", {"byte": f"0x{raw[exc.start]:02X}", "column": exc.start + 1}))
             continue
         if number == 1:
             if text != HEADER:
-                problems.append(Problem(1, "header", f"expected exactly {HEADER!r}, found {text[:60]!r}{_header_hint(text)}"))
+                hint = _header_hint(text)
+                code = "header_missing" if "missing" in hint else "header_semicolon" if ";" in hint else "bad_header"
+                problems.append(Problem(1, "header", f"expected exactly {HEADER!r}, found {text[:60]!r}{hint}", code,
+                                        {"found": text[:60]}))
             continue
         problem = _parse_row(number, text, rows, first_line_of)
         if problem is not None:
             problems.append(problem)
     if len(raw_lines) == 1 and not problems:
-        problems.append(Problem(None, "file", "has a header but no rows"))
+        problems.append(Problem(None, "file", "has a header but no rows", "no_rows"))
     if len(raw_lines) - 1 > MAX_ROWS:
-        problems.append(Problem(None, "file", f"has {len(raw_lines) - 1} rows, more than the maximum of {MAX_ROWS}; split it"))
+        problems.append(Problem(None, "file", f"has {len(raw_lines) - 1} rows, more than the maximum of {MAX_ROWS}; split it",
+                                "too_many_rows", {"rows": len(raw_lines) - 1, "max": MAX_ROWS}))
     return rows, problems
 
 
@@ -210,15 +234,16 @@ _DECIMAL_COMMA = re.compile(r"[0-9.]+,[0-9]{1,2}")
 
 def _parse_row(number: int, text: str, rows: list[Row], first_line_of: dict[str, int]) -> Problem | None:
     if not text.strip():
-        return Problem(number, "line", "is empty; remove it")
+        return Problem(number, "line", "is empty; remove it", "empty_line")
     if text.lstrip().startswith("#"):
-        return Problem(number, "line", "comments are not allowed; remove the line")
+        return Problem(number, "line", "comments are not allowed; remove the line", "comment")
     if '"' in text or "'" in text:
-        return Problem(number, "line", "quotes are not allowed; write holder,amount without quotes")
+        return Problem(number, "line", "quotes are not allowed; write holder,amount without quotes", "quotes")
     fields = text.split(",")
     if ";" in text:
         found = f"found {len(fields)}" if len(fields) != 2 else "found ';' in it"
-        return Problem(number, "line", f"expected 2 fields (holder,amount), {found} (separated by ';'? use a comma)")
+        return Problem(number, "line", f"expected 2 fields (holder,amount), {found} (separated by ';'? use a comma)",
+                       "semicolon")
     # Duplicates are found by address, whatever its spelling: a second line for the same
     # resident is the mistake to report, even when it is also written without a checksum.
     if _HEX_ADDRESS.match(fields[0]):
@@ -227,26 +252,29 @@ def _parse_row(number: int, text: str, rows: list[Row], first_line_of: dict[str,
             checksummed = eip55(fields[0])
             spelling = "" if fields[0] == checksummed else " (here not in its EIP-55 checksummed form)"
             return Problem(number, "holder", f"{checksummed} is already on line {first}{spelling}; "
-                                             "list each resident once (add the amounts up)")
+                                             "list each resident once (add the amounts up)",
+                           "duplicate", {"holder": checksummed, "first": first})
     if len(fields) == 3 and _DECIMAL_COMMA.fullmatch(",".join(fields[1:])):
         amount = ",".join(fields[1:])
         return Problem(number, "amount", f"{amount!r} has a decimal comma: write it with a dot for decimals and "
-                                         "no thousands separator (12.50, 1000.50)")
+                                         "no thousands separator (12.50, 1000.50)", "decimal_comma", {"value": amount})
     if len(fields) != 2:
-        return Problem(number, "line", f"expected 2 fields (holder,amount), found {len(fields)}")
+        return Problem(number, "line", f"expected 2 fields (holder,amount), found {len(fields)}", "field_count",
+                       {"found": len(fields)})
     for name, value in zip(("holder", "amount"), fields):
         if value != value.strip():
-            return Problem(number, name, f"{value!r} has spaces around it; remove them")
+            return Problem(number, name, f"{value!r} has spaces around it; remove them", "spaces", {"value": value})
         if not value:
-            return Problem(number, name, "is empty")
+            return Problem(number, name, "is empty", "empty_field")
     try:
         holder = _check_holder(fields[0])
     except ValueError as exc:
-        return Problem(number, "holder", str(exc))
+        return Problem(number, "holder", str(exc), getattr(exc, "code", "bad_holder"), {"value": fields[0][:60]})
     try:
         amount = parse_amount(fields[1])
     except ValueError as exc:
-        return Problem(number, "amount", str(exc))
+        code = "amount_zero" if str(exc) == "must be more than 0" else "bad_amount"
+        return Problem(number, "amount", str(exc), code, {"value": fields[1][:40]})
     rows.append(Row(number, holder, amount))
     return None
 
@@ -428,11 +456,13 @@ def validate(
     problems = list(problems)
     # Credit sent to the contract itself would be stuck there (it is no pass holder).
     contract = to_checksum_address(state.contract)
-    problems += [Problem(r.line, "holder", f"{r.holder} is the CityPass contract's own address, not a resident's")
+    problems += [Problem(r.line, "holder", f"{r.holder} is the CityPass contract's own address, not a resident's",
+                         "contract_address", {"holder": r.holder})
                  for r in rows if r.holder == contract]
     size = batch_size or batch_size_for(state.block_gas_limit, state.max_per_batch)
     if size > state.max_per_batch:
-        problems.append(Problem(None, "batch size", f"{size} is above the contract's maximum of {state.max_per_batch}"))
+        problems.append(Problem(None, "batch size", f"{size} is above the contract's maximum of {state.max_per_batch}",
+                                "batch_size", {"size": size, "max": state.max_per_batch}))
     tag = tranche_tag(state.chain_id, state.contract, budget.id, tranche)
     valid_until = budget.valid_until if pass_valid_until is None else pass_valid_until
     where = f"from this budget{_in_tranche(tranche)}"
@@ -453,13 +483,15 @@ def validate(
             problems.append(Problem(row.line, "amount", (
                 f"{row.holder} already received {euros(got)} {where}, more than the {euros(row.amount)} on this "
                 f"line; issuing never takes credit back: write {plain_euros(got)} on the line (or remove it), and "
-                "take back what was issued in error with the contract's correction (`correct`, ISSUER role)")))
+                "take back what was issued in error with the contract's correction (`correct`, ISSUER role)"),
+                "received_more", {"holder": row.holder, "got_cents": got, "amount_cents": row.amount}))
             continue
         if got and not top_up:
             problems.append(Problem(row.line, "amount", (
                 f"{row.holder} already received {euros(got)} {where}, not the {euros(row.amount)} on this line; "
                 f"to credit only the difference ({euros(row.amount - got)}) run again with --top-up; for a second "
-                "round of credit, use a new --tranche")))
+                "round of credit, use a new --tranche"), "received_different",
+                {"holder": row.holder, "got_cents": got, "amount_cents": row.amount, "diff_cents": row.amount - got}))
             continue
         if got:
             top_ups.append((row, got))
@@ -468,7 +500,7 @@ def validate(
             problems.append(Problem(row.line, "holder", (
                 f"{row.holder} holds the municipal {' and '.join(roles)} role{'s' if len(roles) > 1 else ''}: one "
                 "person with a role and a pass defeats the four-eyes principle; remove the line, or pass "
-                "--allow-role-holders if this is intended")))
+                "--allow-role-holders if this is intended"), "role_holder", {"holder": row.holder, "roles": ", ".join(roles)}))
             continue
         to_send.append(Row(row.line, row.holder, row.amount - got))
         before[row.line] = got
@@ -501,7 +533,8 @@ def validate(
                 problems += [Problem(r.line, "holder", (
                     f"a batch with exactly these rows (id 0x{send.batch_id.hex()}) was issued before, but "
                     f"{r.holder} received nothing from it (the contract skipped it); check the resident's "
-                    "account, then issue the line under a new --tranche")) for r in kind_rows]
+                    "account, then issue the line under a new --tranche"), "batch_skipped",
+                    {"holder": r.holder, "batch_id": "0x" + send.batch_id.hex()}) for r in kind_rows]
                 continue
             sends.append(send)
         batches.append(Batch(index, tuple(part), tuple(sends)))
@@ -511,13 +544,15 @@ def validate(
     if all_sends and budget.cap:  # a row that alone exceeds what is left is that row's fault
         left = max(budget.cap - budget.issued, 0)
         problems += [Problem(r.line, "amount", f"{euros(r.amount)} alone is more than the {euros(left)} left under "
-                                               f"the budget's cap of {euros(budget.cap)}")
+                                               f"the budget's cap of {euros(budget.cap)}", "row_over_cap",
+                             {"amount_cents": r.amount, "left_cents": left, "cap_cents": budget.cap})
                      for s in all_sends for r in s.rows if r.amount > left]
     if all_sends:  # an issuance that is complete stays reportable after the budget closed
         budget_problems = _budget_problems(budget, state, to_send_total)
         problems += budget_problems
         if any(s.kind == "enrol" for s in all_sends) and valid_until < state.now and not budget_problems:
-            problems.append(Problem(None, "pass validity", f"new passes would be valid until {date_text(valid_until)}, which is in the past"))
+            problems.append(Problem(None, "pass validity", f"new passes would be valid until {date_text(valid_until)}, which is in the past",
+                                    "pass_validity_past", {"until_date": valid_until}))
     if problems:
         raise IssuanceFileError(path, sorted(problems, key=lambda p: (p.line or 0)))
     return Plan(
@@ -531,31 +566,40 @@ def validate(
 def _pass_problem(row: Row, p: PassState, state: ChainState) -> Problem | None:
     if p.status == PASS_ACTIVE:
         if p.valid_until < state.now:
-            return Problem(row.line, "holder", f"the pass of {row.holder} expired on {date_text(p.valid_until)}; renew it first")
+            return Problem(row.line, "holder", f"the pass of {row.holder} expired on {date_text(p.valid_until)}; renew it first",
+                           "pass_expired", {"holder": row.holder, "until_date": p.valid_until})
         return None
     reason = {
         PASS_SUSPENDED: "is suspended; reinstate it or remove the line",
         PASS_REVOKED: "is revoked; remove the line",
         PASS_MIGRATED: f"moved to a new address ({state.migrated_to.get(row.holder, 'see `citypass pass show`')}); put that address in the file",
     }.get(p.status)
+    code = {PASS_SUSPENDED: "pass_suspended", PASS_REVOKED: "pass_revoked", PASS_MIGRATED: "pass_migrated"}.get(p.status, "")
     if reason:
-        return Problem(row.line, "holder", f"the pass of {row.holder} {reason}")
+        return Problem(row.line, "holder", f"the pass of {row.holder} {reason}", code,
+                       {"holder": row.holder, "new": state.migrated_to.get(row.holder, "")})
     if p.status == PASS_PROVIDER:
-        return Problem(row.line, "holder", f"{row.holder} is a registered provider, not a pass holder")
-    return Problem(row.line, "holder", f"{row.holder} has an unknown pass status {p.status}")
+        return Problem(row.line, "holder", f"{row.holder} is a registered provider, not a pass holder", "is_provider",
+                       {"holder": row.holder})
+    return Problem(row.line, "holder", f"{row.holder} has an unknown pass status {p.status}", "pass_unknown_status",
+                   {"holder": row.holder, "status": p.status})
 
 
 def _budget_problems(budget: BudgetState, state: ChainState, to_send: int) -> list[Problem]:
     if budget.cap == 0:
-        return [Problem(None, "budget", f"{budget.id} does not exist on this contract (see `citypass budget list`)")]
+        return [Problem(None, "budget", f"{budget.id} does not exist on this contract (see `citypass budget list`)",
+                        "no_budget")]
     problems = []
     if state.now > budget.valid_until:
-        problems.append(Problem(None, "budget", f"ended on {date_text(budget.valid_until)}; no more credit can be issued"))
+        problems.append(Problem(None, "budget", f"ended on {date_text(budget.valid_until)}; no more credit can be issued",
+                                "budget_ended", {"until_date": budget.valid_until}))
     if budget.issued + to_send > budget.cap:
         problems.append(Problem(
             None, "budget",
             f"issuing {euros(to_send)} would bring it to {euros(budget.issued + to_send)}, above its cap of "
-            f"{euros(budget.cap)} ({euros(budget.cap - budget.issued)} left)",
+            f"{euros(budget.cap)} ({euros(budget.cap - budget.issued)} left)", "over_cap",
+            {"send_cents": to_send, "after_cents": budget.issued + to_send, "cap_cents": budget.cap,
+             "left_cents": budget.cap - budget.issued},
         ))
     return problems
 

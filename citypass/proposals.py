@@ -327,6 +327,63 @@ class Executed:
     gas_used: int
 
 
+def _still_to_execute(chain: Chain, workdir: Path | str, p: Proposal, info: S.SafeInfo) -> list[TxState]:
+    """The proposal's transactions still to execute, in nonce order, after the checks made
+    before any send: no signature that does not count, no nonce used by another Safe
+    transaction, and the first one at the Safe's nonce now (else: which proposal goes first)."""
+    items = states(chain, p, info)
+    bad = [b for s in items if s.state in ("ready", "waiting") for b in s.bad]
+    if bad:
+        raise CityPassError(f"proposal {p.id}: {bad[0]}; that signature does not count and nothing was sent "
+                            "(discard the proposal and propose again)")
+    superseded = [s for s in items if s.state == "superseded"]
+    if superseded:
+        raise CityPassError(f"Safe nonce {superseded[0].tx.nonce} of proposal {p.id} was used by another Safe "
+                            "transaction: this proposal can no longer execute; discard it and propose again")
+    todo = [s for s in items if s.state in ("ready", "waiting")]
+    if todo and todo[0].state == "waiting":
+        s = todo[0]
+        blocker = next((o for o in load_all(workdir, p.chain_id) if o.safe == p.safe
+                        and any(t.nonce == info.nonce for t in o.txs) and o.id != p.id), None)
+        raise CityPassError(f"transaction {s.tx.hash} has Safe nonce {s.tx.nonce}, but the Safe is at nonce {info.nonce}: "
+                            + (f"execute proposal {blocker.id} ({blocker.description}) first" if blocker else
+                               "an earlier proposal must execute first"))
+    return todo
+
+
+def _signed_enough(p: Proposal, info: S.SafeInfo, s: TxState) -> dict[str, bytes]:
+    """The threshold's signatures of one transaction (owner -> signature), or a refusal naming who is missing."""
+    if len(s.signed_by) < info.threshold:
+        missing = [o for o in info.owners if o not in s.signed_by]
+        raise CityPassError(f"proposal {p.id} has {len(s.signed_by)} of the {info.threshold} signatures Safe "
+                            f"{p.safe} needs: {info.threshold - len(s.signed_by)} more from {', '.join(missing)} "
+                            f"(`citypass safe sign {p.id} --from KEY`); nothing was sent")
+    return {o: bytes.fromhex(s.tx.signatures[o][2:]) for o in s.signed_by[:info.threshold]}
+
+
+def _simulated(chain: Chain, p: Proposal, s: TxState) -> S.SafeTx:
+    stx = s.tx.safe_tx(p.chain_id, p.safe)
+    try:
+        S.simulate(chain, stx)
+    except CityPassError as exc:
+        raise CityPassError(f"{s.tx.what}: the call would be refused now: {exc}; nothing was sent") from None
+    return stx
+
+
+def execution_calls(chain: Chain, workdir: Path | str, p: Proposal) -> list[tuple[ProposedTx, Any]]:
+    """The Safe's execTransaction calls (web3 contract functions) that execute what is left of
+    `p`, in nonce order, for a wallet elsewhere to send (the back office: the server holds no
+    key). The same checks as execute(): signatures, threshold, nonce, and each call run as the
+    Safe would run it. Send them one after the other (each needs the one before mined). Empty
+    when everything was executed already."""
+    info = S.safe_info(chain, p.safe)
+    out = []
+    for s in _still_to_execute(chain, workdir, p, info):
+        sigs = _signed_enough(p, info, s)
+        out.append((s.tx, S.exec_call(chain, _simulated(chain, p, s), sigs)))
+    return out
+
+
 def execute(chain: Chain, workdir: Path | str, p: Proposal, sender: LocalAccount, *,
             confirmations: int | None = None, on_done: Any = None) -> list[Executed]:
     """Executes the proposal's transactions still to execute, in nonce order, each once the
@@ -341,38 +398,15 @@ def execute(chain: Chain, workdir: Path | str, p: Proposal, sender: LocalAccount
         # mined before reading the Safe's nonce, so it is never sent a second time.
         wait_idle(chain, sender.address)
         info = S.safe_info(chain, p.safe)
-        items = states(chain, p, info)
-        bad = [b for s in items if s.state in ("ready", "waiting") for b in s.bad]
-        if bad:
-            raise CityPassError(f"proposal {p.id}: {bad[0]}; that signature does not count and nothing was sent "
-                                "(discard the proposal and propose again)")
-        superseded = [s for s in items if s.state == "superseded"]
-        if superseded:
-            raise CityPassError(f"Safe nonce {superseded[0].tx.nonce} of proposal {p.id} was used by another Safe "
-                                "transaction: this proposal can no longer execute; discard it and propose again")
-        todo = [s for s in items if s.state in ("ready", "waiting")]
+        todo = _still_to_execute(chain, workdir, p, info)
         if not todo:
             if not done:
-                raise CityPassError(f"proposal {p.id} was executed already (in {items[-1].executed_tx})")
+                last = states(chain, p, info)[-1]
+                raise CityPassError(f"proposal {p.id} was executed already (in {last.executed_tx})")
             return done
         s = todo[0]
-        if s.state == "waiting":
-            blocker = next((o for o in load_all(workdir, p.chain_id) if o.safe == p.safe
-                            and any(t.nonce == info.nonce for t in o.txs) and o.id != p.id), None)
-            raise CityPassError(f"transaction {s.tx.hash} has Safe nonce {s.tx.nonce}, but the Safe is at nonce {info.nonce}: "
-                                + (f"execute proposal {blocker.id} ({blocker.description}) first" if blocker else
-                                   "an earlier proposal must execute first"))
-        if len(s.signed_by) < info.threshold:
-            missing = [o for o in info.owners if o not in s.signed_by]
-            raise CityPassError(f"proposal {p.id} has {len(s.signed_by)} of the {info.threshold} signatures Safe "
-                                f"{p.safe} needs: {info.threshold - len(s.signed_by)} more from {', '.join(missing)} "
-                                f"(`citypass safe sign {p.id} --from KEY`); nothing was sent")
-        stx = s.tx.safe_tx(p.chain_id, p.safe)
-        try:
-            S.simulate(chain, stx)
-        except CityPassError as exc:
-            raise CityPassError(f"{s.tx.what}: the call would be refused now: {exc}; nothing was sent") from None
-        sigs = {o: bytes.fromhex(s.tx.signatures[o][2:]) for o in s.signed_by[:info.threshold]}
+        sigs = _signed_enough(p, info, s)
+        stx = _simulated(chain, p, s)
         receipt = S.execute(chain, sender, stx, sigs, confirmations=confirmations)
         tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
         s.tx.executed_tx = tx_hash
@@ -434,11 +468,13 @@ def _data(fn: Any) -> bytes:
     return bytes.fromhex(fn._encode_transaction_data()[2:])
 
 
-def issuance_proposal(dep: Any, plan: Any, budget_name: str, serial: int) -> dict[str, Any]:
+def issuance_proposal(dep: Any, plan: Any, budget_name: str, serial: int, *, file_name: str | None = None,
+                      file_bytes: bytes | None = None) -> dict[str, Any]:
     """The Safe proposal of an issuance plan (issuance.Plan): one Safe transaction per batch,
     and what the second officer checks before signing: the total of the budget, the file's
     hash, the number of residents and of new passes, the batch ids. Keyword arguments for
-    Ctx.propose / propose()."""
+    Ctx.propose / propose(). An uploaded file (the back office) gives its own name and bytes;
+    otherwise they are read from plan.path."""
     import hashlib
 
     from citypass.money import euros as eur
@@ -452,14 +488,15 @@ def issuance_proposal(dep: Any, plan: Any, budget_name: str, serial: int) -> dic
         what = (f"batch {s.batch + 1}: {'enrol and credit' if s.kind == 'enrol' else 'credit'} {len(s.rows):,} "
                 f"resident(s) {eur(s.total)}, batch id 0x{s.batch_id.hex()}")
         calls.append((dep.address, _data(fn), what))
-    digest = hashlib.sha256(Path(plan.path).read_bytes()).hexdigest()
+    digest = hashlib.sha256(Path(plan.path).read_bytes() if file_bytes is None else file_bytes).hexdigest()
+    name = file_name or Path(plan.path).name
     tranche = f", tranche {plan.tranche!r}" if plan.tranche else ""
     ids = ["0x" + s.batch_id.hex() for s in plan.sends]
     description = (f"issue {eur(plan.to_send_total)} of {budget_name} (budget #{serial}{tranche}) to "
-                   f"{plan.to_send_rows:,} residents ({plan.new_residents:,} new passes) from {Path(plan.path).name}, "
+                   f"{plan.to_send_rows:,} residents ({plan.new_residents:,} new passes) from {name}, "
                    f"in {len(plan.sends)} batch transaction(s), batch ids {', '.join(i[:18] + '…' for i in ids)}")
     details = {
-        "file": Path(plan.path).name, "file_sha256": digest, "file_rows": len(plan.rows),
+        "file": name, "file_sha256": digest, "file_rows": len(plan.rows),
         "budget_totals": [f"#{serial} {budget_name}: {eur(plan.to_send_total)}"],
         "residents": plan.to_send_rows, "new_passes": plan.new_residents,
         "already_issued_residents": len(plan.already), "batch_ids": ids,
@@ -518,5 +555,6 @@ def both_roles_refusal(chain: Chain, address: str, roles_after: Sequence[str]) -
             "`enrollAndIssue` needs both on one account), or pass --allow-both-roles-on-one-key if this is intended")
 
 
-__all__ = ["Proposal", "ProposedTx", "AlreadyProposed", "propose", "sign", "execute", "states", "summary", "find",
+__all__ = ["Proposal", "ProposedTx", "AlreadyProposed", "propose", "sign", "execute", "execution_calls", "states",
+           "summary", "find", "typed_data", "add_signatures", "issuance_proposal",
            "load_all", "discard", "describe_call", "both_roles_refusal", "ROLE_IDS"]

@@ -15,12 +15,21 @@ back as a sentence), and returns the call ({to, data, value}) for the officer's 
 sign and send in the browser. The desk's `.../confirm` routes then read the chain and only
 then write the private pass register (citypass/register.py). The register is read only here,
 by a signed-in registrar (and its access log by the admin), never by a public route.
+
+An owner of a Safe that holds the issuer role issues through the Safe (four eyes), with the
+same plan of the uploaded file: `finance/safe/propose` records a proposal (nothing is sent),
+`finance/safe/proposals` lists the open ones of the Safes the officer owns, `finance/safe/sign`
+stores the owner's wallet signature (EIP-712) once the library checked it, `finance/safe/execute`
+returns the Safe's execTransaction call(s) for the owner's wallet, and `finance/safe/confirm`
+reads the chain and reconciles the file. These routes re-read on chain that the officer owns the
+Safe and that the Safe holds the role.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -96,6 +105,12 @@ def _day_end(text: str, name: str) -> int:
     except ValueError:
         raise bad(f"{name}: {text[:20]!r} is not a date (YYYY-MM-DD)", name) from None
     return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) + DAY - 1
+
+
+def _problems_json(problems: Any) -> list[dict[str, Any]]:
+    """An issuance file's problems, each with its code and values (the page says it in Dutch)."""
+    return [{"line": p.line, "field": p.field, "reason": p.reason, "code": p.code, "args": dict(p.args)}
+            for p in problems]
 
 
 def _hash(value: Any) -> str:
@@ -471,7 +486,7 @@ class BackOffice:
                 return issuance.plan_issuance(self.dep, name, budget, tranche=tranche, top_up=top_up,
                                               pass_valid_until=pass_valid_until)
             except issuance.IssuanceFileError as exc:
-                return {"problems": problems_json(exc.problems)}
+                return {"problems": _problems_json(exc.problems)}
         finally:
             os.unlink(name)
 
@@ -492,10 +507,15 @@ class BackOffice:
         enrol = [s for s in plan.sends if s.kind == "enrol"]
         if enrol and "REGISTRAR" not in self.roles_of(ctx.officer):
             return {"ok": False, "budget": str(budget), "tranche": tranche, "problems": [{
-                "line": None, "field": "role", "reason": (
+                "line": None, "field": "role", "code": "enrol_needs_registrar",
+                "args": {"rows": sum(len(s.rows) for s in enrol)}, "reason": (
                     f"{sum(len(s.rows) for s in enrol)} rows are residents without a pass yet: enrolling them "
                     "(enrollAndIssue) needs the registrar role too; enrol them at the desk first, or let an "
                     "officer holding both roles issue this file")}]}
+        return self._plan_json(plan, tranche, ctx.officer)
+
+    def _plan_json(self, plan: Any, tranche: str, issuer: str) -> dict[str, Any]:
+        """The plan as the page shows it, each batch with the call `issuer` (the officer, or the Safe) makes."""
         names, _, _ = self.service.names()
         f = self.dep.contract.functions
         batches = []
@@ -503,7 +523,7 @@ class BackOffice:
             holders, amounts = [r.holder for r in s.rows], [r.amount for r in s.rows]
             fn = (f.issue(s.batch_id, plan.budget, holders, amounts) if s.kind == "credit"
                   else f.enrollAndIssue(s.batch_id, plan.budget, plan.pass_valid_until, holders, amounts))
-            params = T._call_params(fn, ctx.officer)
+            params = T._call_params(fn, issuer)
             batches.append({"batch": s.batch, "kind": s.kind, "rows": len(s.rows), "total_cents": s.total,
                             "batch_id": _hash(s.batch_id), "gas": s.gas_estimate,
                             "tx": {"to": params["to"], "data": params["data"], "value": "0x0"}})
@@ -536,24 +556,255 @@ class BackOffice:
         after = self._plan_text(ctx, text, budget, tranche, top_up=top_up)
         if isinstance(after, dict):
             return {"ok": False, "problems": after["problems"]}
+        return self._recon_json(after, snap, sent)
+
+    def _recon_json(self, after: Any, snap: issuance.Snapshot | None, sent: list[str]) -> dict[str, Any]:
+        """The reconciliation the page shows: the file's plan after the run (`after`) against the
+        chain's events, and the budget's counters against `snap` (taken before sending)."""
         landed = 0
         for h in sent:
             receipt = self.chain.rpc("eth_getTransactionReceipt", [h])
             landed += bool(receipt) and int(receipt["status"], 16) == 1
-        rec = issuance.reconcile(self.dep, after, snap, [])
-        sent_total = rec.after.issued - snap.issued
+        rec = issuance.reconcile(self.dep, after, snap or issuance.snapshot(self.dep, after), [])
         checks = [
             {"ok": (rec.file_rows, rec.file_total) == (rec.chain_rows, rec.chain_total), "id": "exact",
              "text": "every holder in the file received exactly its amount in this tranche"},
-            {"ok": rec.after.balances - snap.balances == sent_total, "id": "balances",
-             "text": "the file's holders' balances grew by what the budget's issued counter grew"},
-            {"ok": not after.sends, "id": "nothing_left", "text": "nothing of the file is left to send"},
         ]
+        if snap is not None:
+            checks.append({"ok": rec.after.balances - snap.balances == rec.after.issued - snap.issued, "id": "balances",
+                           "text": "the file's holders' balances grew by what the budget's issued counter grew"})
+        checks.append({"ok": not after.sends, "id": "nothing_left", "text": "nothing of the file is left to send"})
         return {"ok": all(c["ok"] for c in checks), "file_rows": rec.file_rows, "file_cents": rec.file_total,
                 "chain_rows": rec.chain_rows, "chain_cents": rec.chain_total, "chain_batches": rec.chain_batches,
-                "landed": landed, "sent": len(sent), "issued_before_cents": snap.issued,
+                "landed": landed, "sent": len(sent), "issued_before_cents": rec.before.issued,
                 "issued_after_cents": rec.after.issued, "cap_cents": rec.cap, "left_to_send": after.to_send_rows,
                 "checks": checks}
+
+    # ------------------------------------------------------------------ finance: issuance through a Safe
+    # An officer who owns a Safe that holds the issuer role (four eyes): the same plan of the
+    # uploaded file, then a proposal (proposals.issuance_proposal + propose: nothing is sent),
+    # which each owner signs in their own wallet (eth_signTypedData_v4 of proposals.typed_data,
+    # checked by proposals.add_signatures before it is stored), and which any owner executes once
+    # the threshold is met: the server prepares the Safe's execTransaction calls
+    # (proposals.execution_calls), the officer's wallet sends them, and `confirm` reads the chain.
+    # The uploaded file is kept beside the proposal (<workdir>/backoffice/safe-issuance/) so the
+    # owner who executes, in another browser, sees the same reconciliation.
+    def _owned_safe(self, ctx: Ctx, role: str = "ISSUER") -> str:
+        """The Safe holding `role` that the officer owns now (read on chain), or 403."""
+        via = self.safe_roles_of(ctx.officer)
+        if role not in via:
+            raise ApiError(403, f"this needs an owner of a Safe that holds the {role.lower().replace('_', ' ')} role; "
+                                f"{ctx.officer} owns none on chain now", code="forbidden")
+        return via[role]
+
+    def _owned_proposal(self, ctx: Ctx) -> tuple[Any, Any]:
+        """The proposal named in the body, if its Safe holds a finance role and the officer owns it now."""
+        from citypass import proposals
+        from citypass import safe as S
+
+        ref = _text(ctx.body, "proposal", 80) or ""
+        try:
+            p = proposals.find(self.chain.workdir, ref, self.chain.chain_id)
+        except CityPassError as exc:
+            raise refuse("no_proposal", str(exc), "proposal") from None
+        held = [r for r in FINANCE_ROLES if C.has_role(self.dep, r, p.safe)]
+        info = S.safe_info(self.chain, p.safe)
+        if not held or ctx.officer not in info.owners:
+            raise ApiError(403, f"{ctx.officer} is not an owner of Safe {p.safe} (owners: {', '.join(info.owners)})"
+                           + ("" if held else ", or that Safe holds no finance role") + "; nothing was done",
+                           code="forbidden")
+        return p, info
+
+    def _record_path(self, proposal_id: str) -> Path:
+        return self.tmp.parent / "safe-issuance" / f"{proposal_id}.json"
+
+    def _save_record(self, proposal_id: str, record: dict[str, Any]) -> None:
+        path = self._record_path(proposal_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(path)
+
+    def _record(self, proposal_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._record_path(proposal_id).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def safe_plan(self, ctx: Ctx) -> dict[str, Any]:
+        safe = self._owned_safe(ctx)
+        plan = self._safe_file_plan(ctx, safe)
+        if isinstance(plan, dict):
+            return plan
+        return self._plan_json(plan, plan.tranche, safe) | {"safe": safe}
+
+    def _safe_file_plan(self, ctx: Ctx, safe: str) -> Any:
+        text, budget, tranche, top_up = self._csv_body(ctx)
+        plan = self._plan_text(ctx, text, budget, tranche, top_up=top_up)
+        if isinstance(plan, dict):
+            return {"ok": False, "problems": plan["problems"], "budget": str(budget), "tranche": tranche}
+        enrol = [s for s in plan.sends if s.kind == "enrol"]
+        if enrol and not C.has_role(self.dep, "REGISTRAR", safe):
+            return {"ok": False, "budget": str(budget), "tranche": tranche, "problems": [{
+                "line": None, "field": "role", "code": "enrol_needs_registrar", "args": {"rows": sum(len(s.rows) for s in enrol)},
+                "reason": (f"{sum(len(s.rows) for s in enrol)} rows are residents without a pass yet: enrolling them "
+                           f"(enrollAndIssue) needs the registrar role too, and Safe {safe} does not hold it; enrol them "
+                           "at the desk first")}]}
+        return plan
+
+    def safe_propose(self, ctx: Ctx) -> dict[str, Any]:
+        from citypass import proposals
+
+        safe = self._owned_safe(ctx)
+        plan = self._safe_file_plan(ctx, safe)
+        if isinstance(plan, dict):
+            return plan
+        out = self._plan_json(plan, plan.tranche, safe) | {"safe": safe}
+        if not plan.sends:
+            return out | {"proposal": None}
+        text, budget, tranche, top_up = self._csv_body(ctx)
+        name = os.path.basename(_text(ctx.body, "file", 200, False) or "upload.csv")
+        b = next(x for x in C.budgets(self.dep) if x.id == plan.budget)
+        args = proposals.issuance_proposal(self.dep, plan, b.name, b.serial, file_name=name,
+                                           file_bytes=text.encode("utf-8"))
+        try:
+            p = proposals.propose(self.chain, self.chain.workdir, safe, args.pop("calls"), **args)
+        except proposals.AlreadyProposed as exc:
+            return out | {"already_proposed": True, "proposal": self._proposal_json(exc.proposal, ctx.officer)}
+        self._save_record(p.id, {"csv": text, "budget": str(budget), "tranche": tranche, "top_up": top_up,
+                                 "file": name})
+        return out | {"already_proposed": False, "proposal": self._proposal_json(p, ctx.officer)}
+
+    def _proposal_json(self, p: Any, officer: str) -> dict[str, Any]:
+        from citypass import proposals
+        from citypass import safe as S
+
+        info = S.safe_info(self.chain, p.safe)
+        summary = proposals.summary(self.chain, p)
+        open_ = [t for t in summary["transactions"] if t["state"] in ("ready", "waiting")]
+        signed = min((len(t["signed_by"]) for t in open_), default=info.threshold)
+        signers = sorted(set.intersection(*(set(t["signed_by"]) for t in open_))) if open_ else []
+        names, _, _ = self.service.names()
+        batches = []
+        for t in p.txs:
+            item: dict[str, Any] = {"nonce": t.nonce, "safe_tx_hash": t.hash}
+            try:
+                fn, args = self.dep.contract.decode_function_input(bytes.fromhex(t.data[2:]))
+            except Exception:  # noqa: BLE001 - not a CityPass call: only its words
+                fn, args = None, {}
+            if fn is not None and fn.fn_name in ("issue", "enrollAndIssue"):
+                item |= {"kind": "credit" if fn.fn_name == "issue" else "enrol", "rows": len(args["holders"]),
+                         "total_cents": sum(args["amounts"]), "batch_id": _hash(args["batchId"]),
+                         "budget": str(args["budget"]), "serial": budget_id.decode(args["budget"]).serial,
+                         "name": names.get(args["budget"], "")}
+            batches.append(item)
+        state = {t["safe_tx_hash"]: t for t in summary["transactions"]}
+        for item in batches:
+            t = state[item["safe_tx_hash"]]
+            item |= {"state": t["state"], "signed_by": t["signed_by"], "executed_in": t["executed_in"],
+                     "what": t["what"], "problems": t["problems"]}
+        return {"id": p.id, "safe": p.safe, "kind": p.kind, "description": p.description, "status": summary["status"],
+                "threshold": info.threshold, "owners": list(info.owners), "signed": signed, "signed_by": signers,
+                "signed_by_me": officer in signers, "ready": bool(open_) and signed >= info.threshold
+                and open_[0]["state"] == "ready", "created": p.created, "details": p.details, "batches": batches,
+                "total_cents": sum(b.get("total_cents", 0) for b in batches),
+                "typed_data": proposals.typed_data(self.chain, p) if open_ else {}}
+
+    def safe_proposals(self, ctx: Ctx) -> dict[str, Any]:
+        """The open proposals of the Safes holding a finance role that the officer owns."""
+        from citypass import proposals
+
+        via = self.safe_roles_of(ctx.officer)
+        safes = {a for r, a in via.items() if r in FINANCE_ROLES}
+        if not safes:
+            raise ApiError(403, f"{ctx.officer} owns no Safe that holds a finance role on chain now", code="forbidden")
+        out = []
+        for p in proposals.load_all(self.chain.workdir, self.chain.chain_id):
+            if p.safe in safes and proposals.is_open(self.chain, p):
+                out.append(self._proposal_json(p, ctx.officer))
+        return {"proposals": out, "safes": sorted(safes)}
+
+    def safe_sign(self, ctx: Ctx) -> dict[str, Any]:
+        from citypass import proposals
+
+        p, _ = self._owned_proposal(ctx)
+        given = ctx.body.get("signatures")
+        if not isinstance(given, dict) or not given or len(given) > 1000:
+            raise refuse("signature_malformed", "signatures: expected {safe_tx_hash: signature} from the wallet", "signatures")
+        sigs: dict[str, bytes] = {}
+        for h, sig in given.items():
+            if not isinstance(sig, str) or not re.fullmatch(r"0x[0-9a-fA-F]{130}", sig) or int(sig[-2:], 16) not in (27, 28):
+                raise refuse("signature_malformed", f"signatures: the signature for {str(h)[:18]}… is not a wallet's "
+                                                    "signature (65 bytes r‖s‖v, v = 27 or 28); nothing was stored",
+                             "signatures")
+            sigs[str(h)] = bytes.fromhex(sig[2:])
+        try:
+            proposals.add_signatures(self.chain, self.chain.workdir, p, ctx.officer, sigs)
+        except CityPassError as exc:
+            text = str(exc)
+            code = ("already_signed" if "already" in text else "nothing_to_sign" if "nothing left" in text
+                    else "signature_refused")
+            raise refuse(code, text, "signatures") from None
+        return {"proposal": self._proposal_json(proposals.find(self.chain.workdir, p.id, self.chain.chain_id),
+                                                ctx.officer)}
+
+    def safe_execute(self, ctx: Ctx) -> dict[str, Any]:
+        """The Safe's execTransaction call(s) for the officer's wallet, once the threshold is met."""
+        from citypass import proposals
+
+        p, _ = self._owned_proposal(ctx)
+        try:
+            calls = proposals.execution_calls(self.chain, self.chain.workdir, p)
+        except CityPassError as exc:
+            text = str(exc)
+            raise refuse("not_enough_signatures" if "signatures Safe" in text else "not_executable", text,
+                         "proposal") from None
+        out: dict[str, Any] = {"proposal": self._proposal_json(p, ctx.officer), "executed": not calls, "txs": []}
+        for i, (_, fn) in enumerate(calls):
+            # the first is checked as the officer would send it; the next ones need it mined first
+            out["txs"].append(self.call(fn, ctx.officer) if i == 0 else
+                              {k: v for k, v in T._call_params(fn, ctx.officer).items() if k in ("to", "data", "value")})
+        record = self._record(p.id)
+        if record is not None and calls:
+            after = self._plan_text(ctx, record["csv"], int(record["budget"]), record["tranche"], top_up=record["top_up"])
+            if not isinstance(after, dict):
+                snap = issuance.snapshot(self.dep, after)
+                out["before"] = {"issued": snap.issued, "balances": snap.balances}
+        return out
+
+    def safe_confirm(self, ctx: Ctx) -> dict[str, Any]:
+        """After the wallet sent the execution: the proposal's state read from the chain, and for
+        an issuance the reconciliation of its file (a second confirm reads the same: nothing is sent)."""
+        from citypass import proposals
+
+        p, _ = self._owned_proposal(ctx)
+        sent = ctx.body.get("sent") or []
+        if not isinstance(sent, list) or len(sent) > 10_000 or not all(isinstance(h, str) for h in sent):
+            raise bad("sent: the transaction hashes of the executions sent", "sent")
+        for t, s in zip(p.txs, proposals.states(self.chain, p)):
+            if s.state == "executed" and s.executed_tx and not t.executed_tx:
+                t.executed_tx = s.executed_tx  # a cache; the chain's ExecutionSuccess decides
+                proposals.save(self.chain.workdir, p)
+        out: dict[str, Any] = {"proposal": self._proposal_json(p, ctx.officer)}
+        record = self._record(p.id)
+        if record is not None:
+            after = self._plan_text(ctx, record["csv"], int(record["budget"]), record["tranche"], top_up=record["top_up"])
+            if isinstance(after, dict):
+                return out | {"recon": {"ok": False, "problems": after["problems"]}}
+            before = ctx.body.get("before")
+            snap = None
+            if isinstance(before, dict):
+                try:
+                    snap = issuance.Snapshot(int(before["issued"]), int(before["balances"]))
+                except (KeyError, TypeError, ValueError):
+                    raise bad("before: the execution's {issued, balances}", "before") from None
+            rec = self._recon_json(after, snap, sent)
+            executed = out["proposal"]["status"] == "executed"
+            rec["checks"].insert(0, {"ok": executed, "id": "executed",
+                                     "text": "every Safe transaction of the proposal was executed"})
+            rec["ok"] = rec["ok"] and executed
+            out["recon"] = rec | {"file": record["file"]}
+        return out
 
     # ------------------------------------------------------------------ finance: providers and gas
     def provider_prepare(self, ctx: Ctx) -> dict[str, Any]:
@@ -715,6 +966,12 @@ ROUTES: dict[str, Handler] = {
     "register/log": BackOffice.register_log,
     "finance/issuance/plan": BackOffice.issuance_plan,
     "finance/issuance/reconcile": BackOffice.issuance_reconcile,
+    "finance/safe/plan": BackOffice.safe_plan,
+    "finance/safe/propose": BackOffice.safe_propose,
+    "finance/safe/proposals": BackOffice.safe_proposals,
+    "finance/safe/sign": BackOffice.safe_sign,
+    "finance/safe/execute": BackOffice.safe_execute,
+    "finance/safe/confirm": BackOffice.safe_confirm,
     "finance/providers": BackOffice.providers_route,
     "finance/provider/prepare": BackOffice.provider_prepare,
     "finance/gas/plan": BackOffice.gas_plan,
@@ -722,7 +979,8 @@ ROUTES: dict[str, Handler] = {
     "finance/reclaim/preview": BackOffice.reclaim_preview,
 }
 PUBLIC = ("nonce", "signin", "signout")
-LARGE_BODY_PATHS = {"/api/backoffice/finance/issuance/plan", "/api/backoffice/desk/sheet/pdf", "/api/backoffice/finance/issuance/reconcile",
+LARGE_BODY_PATHS = {"/api/backoffice/finance/issuance/plan", "/api/backoffice/finance/safe/plan",
+                    "/api/backoffice/finance/safe/propose", "/api/backoffice/desk/sheet/pdf", "/api/backoffice/finance/issuance/reconcile",
                     "/api/backoffice/register/import"}
 
 

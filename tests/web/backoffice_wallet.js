@@ -1,8 +1,10 @@
 // A stand-in for an officer's browser wallet, for the back office's browser tests only (never
 // shipped): EIP-1193 announced through EIP-6963 and set as window.ethereum. It signs locally with
 // a viem local account holding the test key (an Anvil dev key): `personal_sign` for Sign-In with
-// Ethereum, transactions (with or without ETH value) sent as eth_sendRawTransaction through the
-// server's own /rpc, as a real wallet would. Configured by window.__officerWallet = {key, chainId}.
+// Ethereum, `eth_signTypedData_v4` for a Safe transaction (EIP-712, as a Safe owner's wallet signs
+// it), transactions (with or without ETH value) sent as eth_sendRawTransaction through the
+// server's own /rpc, as a real wallet would. Configured by window.__officerWallet = {key, chainId} (reject: refuse every request; badSignature: answer
+// eth_signTypedData_v4 with a malformed signature).
 // window.__officerWalletLog lists every request and every hash sent (tests count what was sent).
 import { privateKeyToAccount } from "viem/accounts";
 import { hexToString } from "viem";
@@ -34,6 +36,22 @@ async function sendTransaction(tx) {
   return hash;
 }
 
+// eth_signTypedData_v4 takes [address, JSON text]; viem wants bigints for the integer fields and
+// derives the EIP712Domain type from the domain itself.
+function signTypedData([address, json]) {
+  if (cfg.reject) throw err(4001, "User rejected the request.");
+  if (String(address).toLowerCase() !== account.address.toLowerCase()) throw err(4100, "This account is not in this wallet.");
+  const { types, primaryType, domain, message } = typeof json === "string" ? JSON.parse(json) : json;
+  const { EIP712Domain, ...rest } = types;
+  const ints = (fields, values) => Object.fromEntries(Object.entries(values).map(([k, v]) => {
+    const type = (fields.find((f) => f.name === k) || {}).type || "";
+    return [k, /^u?int\d*$/.test(type) ? BigInt(v) : v];
+  }));
+  if (cfg.badSignature) return "0x1234"; // a broken wallet (tests: the page must refuse it with a sentence)
+  log.push({ signedTypedData: primaryType });
+  return account.signTypedData({ domain: ints(EIP712Domain || [], domain), types: rest, primaryType, message: ints(rest[primaryType], message) });
+}
+
 const provider = {
   isStandIn: true,
   async request({ method, params = [] }) {
@@ -55,6 +73,8 @@ const provider = {
       }
       case "eth_sendTransaction":
         return sendTransaction(params[0]);
+      case "eth_signTypedData_v4":
+        return signTypedData(params);
       default:
         return node(method, params);
     }

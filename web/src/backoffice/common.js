@@ -260,17 +260,27 @@ export function say(box, message, kind = "bo-done") {
 }
 
 /** The roles the officer holds through a Safe (as one of its owners): named in the officer bar's
- * note, with what the page cannot do for them yet. */
-export function renderViaSafe(session, box) {
+ * note, with how this page proposes for those in `here`, and for the others that the command
+ * line does it for now. */
+export function renderViaSafe(session, box, here = []) {
   const via = (session && session.via_safe) || [];
+  const elsewhere = via.filter((v) => !here.includes(v.role));
   box.hidden = !via.length;
   box.replaceChildren(...(via.length ? [
     el("h2", { class: "utrecht-heading-2", id: "via-safe-heading", text: t("viaSafeHeading") }),
     el("p", { class: "utrecht-paragraph", text: t("viaSafeText", { roles: via.map((v) => `${roleName(v.role)} (Safe ${v.safe})`).join(", ") }) }),
-    el("p", { class: "utrecht-paragraph", text: t("viaSafeNotYet") }),
+    ...(via.some((v) => here.includes(v.role)) ? [el("p", { class: "utrecht-paragraph", text: t("viaSafeHow") }),
+      el("ol", { class: "utrecht-ordered-list" }, [1, 2, 3, 4].map((n) => el("li", { text: t("viaSafeStep" + n) })))] : []),
+    ...(elsewhere.length ? [el("p", { class: "utrecht-paragraph", text: t("viaSafeCli", { roles: elsewhere.map((v) => roleName(v.role)).join(", ") }) })] : []),
   ] : []));
   return via.length > 0;
 }
 
+/** A role in words, with the name the admin grants it by (`citypass role grant registrar`)
+ * where the officer's language calls it otherwise. */
+export function roleGranted(role) {
+  return t("roleWithGrant", { name: roleName(role), grant: role.toLowerCase().replace(/_/g, "-") });
+}
+
 /** The officer's own roles in words; with none of its own, "only through a Safe". */
-export const roleList = (session) => (session.roles.length ? session.roles.map(roleName).join(", ") : t("viaSafeOnly"));
+export const roleList = (session) => (session.roles.length ? session.roles.map(roleGranted).join(", ") : t("viaSafeOnly"));

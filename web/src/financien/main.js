@@ -3,8 +3,11 @@
 // update, suspend, remove) and their gas, settlement with a payment reference (what is owed per
 // budget), and the end of a budget (reclaim, with a preview of what is burned). Each section is
 // shown only to the role that may do it; every write is signed by the officer's own wallet.
+// An owner of a Safe that holds the issuer role (four eyes) sees the same plan, then proposes
+// it instead of sending; each owner signs the proposal in their own wallet (EIP-712), and once
+// enough have signed, one of them executes it from their wallet and sees the same check.
 import strings from "../backoffice/strings.js";
-import { fieldName } from "../backoffice/fields.js";
+import { fieldName, problemReason } from "../backoffice/fields.js";
 import {
   $, el, t, api, publicApi, setupLanguage, signIn, signOut, sendPrepared, explain, say, short, day, euro, parseEuros,
   roleName, connectWallet, officerWallet, getLang, renderViaSafe, roleList,
@@ -18,9 +21,13 @@ let plan = null; // the last plan shown, with the file it is for
 let gasPlan = null;
 let settlePrep = null;
 let reclaimPrep = null;
+let proposalList = [];
+let safeRecon = null; // the last check after a Safe execution
 
 const SECTIONS = { issuance: "ISSUER", providers: "PROVIDER_MANAGER", settle: "TREASURER", reclaim: "BUDGET_MANAGER" };
 const has = (role) => session && session.roles.includes(role);
+const viaSafe = (role) => Boolean(session && !has(role) && (session.via_safe || []).some((v) => v.role === role));
+const SAFE_HERE = ["ISSUER"]; // roles held through a Safe that this page can propose for
 
 async function init() {
   setupLanguage(strings, rerender);
@@ -30,6 +37,9 @@ async function init() {
   $("signout").addEventListener("click", onSignOut);
   $("plan-form").addEventListener("submit", onPlan);
   $("issue-button").addEventListener("click", onIssue);
+  $("propose-button").addEventListener("click", onPropose);
+  window.addEventListener("focus", () => { if (viaSafe("ISSUER")) loadProposals().catch(() => {}); }); // back from another owner's window
+  $("proposals-refresh").addEventListener("click", () => loadProposals().catch((err) => say($("proposals-status"), explain(err), "bo-error")));
   $("add-form").addEventListener("submit", onAdd);
   $("manage-form").addEventListener("submit", onManage);
   $("manage-provider").addEventListener("change", fillManage);
@@ -51,10 +61,17 @@ async function init() {
 
 function rerender() {
   if (session) $("officer-text").textContent = t("signedInAs", { address: session.address, roles: roleList(session) });
-  if (session) renderViaSafe(session, $("via-safe"));
+  if (session) renderViaSafe(session, $("via-safe"), SAFE_HERE);
+  if (session) issuanceText();
   fillSelects();
   renderProviders();
   if (plan) renderPlan(plan.data);
+  if (session && viaSafe("ISSUER")) renderProposals();
+  if (safeRecon) renderRecon(safeRecon, "safe-recon");
+}
+
+function issuanceText() {
+  $("issuance-text").textContent = t(viaSafe("ISSUER") ? "issuanceTextSafe" : "issuanceText");
 }
 
 function showSignIn() {
@@ -62,7 +79,7 @@ function showSignIn() {
   document.body.dataset.signedIn = "0";
   $("signin").hidden = false;
   $("officer").hidden = true;
-  for (const id of [...Object.keys(SECTIONS), "no-role", "via-safe"]) $(id).hidden = true;
+  for (const id of [...Object.keys(SECTIONS), "no-role", "via-safe", "proposals"]) $(id).hidden = true;
 }
 
 async function onSignIn() {
@@ -92,13 +109,17 @@ async function showOfficer() {
   $("officer-text").textContent = t("signedInAs", { address: session.address, roles: roleList(session) });
   let any = false;
   for (const [id, role] of Object.entries(SECTIONS)) {
-    $(id).hidden = !has(role);
-    any = any || has(role);
+    const here = has(role) || (SAFE_HERE.includes(role) && viaSafe(role));
+    $(id).hidden = !here;
+    any = any || here;
   }
-  const viaSafe = renderViaSafe(session, $("via-safe"));
-  $("no-role").hidden = any || viaSafe;
+  const throughSafe = renderViaSafe(session, $("via-safe"), SAFE_HERE);
+  $("no-role").hidden = any || throughSafe;
+  issuanceText();
   budgets = (await publicApi("budgets")).budgets;
   if (has("PROVIDER_MANAGER") || has("TREASURER")) await loadProviders();
+  $("proposals").hidden = !viaSafe("ISSUER");
+  if (viaSafe("ISSUER")) await loadProposals();
   fillSelects();
   document.body.dataset.signedIn = "1";
 }
@@ -157,7 +178,7 @@ async function send(tx, box) {
 function problemsTable(problems) {
   return el("div", { class: "cp-table-wrap" }, el("table", { class: "bo-table", id: "problems-table" },
     el("thead", {}, el("tr", {}, el("th", { text: t("line") }), el("th", { text: t("field") }), el("th", { text: t("problem") }))),
-    el("tbody", {}, problems.map((p) => el("tr", {}, el("td", { text: p.line ?? "–" }), el("td", { text: fieldName(p.field) }), el("td", { text: p.reason }))))));
+    el("tbody", {}, problems.map((p) => el("tr", {}, el("td", { text: p.line ?? "–" }), el("td", { text: fieldName(p.field) }), problemReason(p))))));
 }
 
 // ------------------------------------------------------------------ issuance
@@ -173,10 +194,12 @@ async function onPlan(e) {
     return;
   }
   const body = { csv: await file.text(), budget: $("issue-budget").value, tranche: $("issue-tranche").value };
+  $("propose-status").hidden = true;
   try {
-    const data = await api("finance/issuance/plan", body);
+    const data = await api(viaSafe("ISSUER") ? "finance/safe/plan" : "finance/issuance/plan", body);
     plan = { body, file: file.name, data };
     renderPlan(data);
+    if (viaSafe("ISSUER")) await loadProposals(); // what the other owners did meanwhile
   } catch (err) {
     $("plan").hidden = false;
     say($("plan-status"), explain(err), "bo-error");
@@ -191,6 +214,7 @@ function renderPlan(data) {
   $("plan-batches").replaceChildren();
   $("plan-figures").replaceChildren();
   $("issue-button").hidden = true;
+  $("propose-button").hidden = true;
   if (!data.ok) {
     say($("plan-status"), t("planRefused", { count: data.problems.length }), "bo-error");
     $("plan-problems").replaceChildren(problemsTable(data.problems));
@@ -210,6 +234,12 @@ function renderPlan(data) {
   say($("plan-status"), "");
   $("plan-batches").replaceChildren(el("h4", { class: "utrecht-heading-4", text: t("batchList") }), el("ol", { class: "utrecht-ordered-list" },
     data.batches.map((b) => el("li", { text: `${t("batchKind_" + b.kind)}: ${t("nResidents", { n: b.rows })} · ${euro(b.total_cents)}` }))));
+  if (viaSafe("ISSUER")) {
+    if (plan.proposed) return;
+    $("propose-button").textContent = t("proposeButton", { count: data.batches.length });
+    $("propose-button").hidden = false;
+    return;
+  }
   $("issue-button").textContent = t("issueButton", { count: data.batches.length });
   $("issue-button").hidden = false;
 }
@@ -251,20 +281,161 @@ async function onIssue() {
   document.body.dataset.issued = String(Number(document.body.dataset.issued || 0) + 1);
 }
 
-function renderRecon(rec) {
-  $("recon").hidden = false;
+function renderRecon(rec, at = "recon") {
+  $(at).hidden = false;
+  if (at === "safe-recon") $("safe-recon-heading").textContent = t("safeReconHeading", { id: rec.proposal.id.slice(0, 10) });
   if (rec.problems) {
-    say($("recon-status"), t("reconBad"), "bo-error");
-    $("recon-lines").replaceChildren(...rec.problems.map((p) => el("li", { text: `${p.line ?? ""} ${p.field}: ${p.reason}` })));
+    say($(`${at}-status`), t("reconBad"), "bo-error");
+    $(`${at}-lines`).replaceChildren(...rec.problems.map((p) => el("li", {}, `${p.line ?? ""} ${fieldName(p.field)}: `, problemReason(p, "span"))));
     return;
   }
-  say($("recon-status"), rec.ok ? t("reconOk") : t("reconBad"), rec.ok ? "bo-done" : "bo-error");
-  $("recon-lines").replaceChildren(
+  if (rec.file_rows === undefined) { // a proposal of no file this server kept: only whether it executed
+    say($(`${at}-status`), rec.ok ? t("executedOnly") : t("reconBad"), rec.ok ? "bo-done" : "bo-error");
+    $(`${at}-lines`).replaceChildren();
+    return;
+  }
+  say($(`${at}-status`), rec.ok ? t(at === "safe-recon" ? "safeReconOk" : "reconOk") : t("reconBad"), rec.ok ? "bo-done" : "bo-error");
+  $(`${at}-lines`).replaceChildren(
     el("li", { text: t("r_file", { rows: rec.file_rows, total: euro(rec.file_cents) }) }),
     el("li", { text: t("r_chain", { rows: rec.chain_rows, total: euro(rec.chain_cents), batches: rec.chain_batches }) }),
     el("li", { text: t("r_issued", { before: euro(rec.issued_before_cents), after: euro(rec.issued_after_cents), cap: euro(rec.cap_cents) }) }),
     ...rec.checks.map((c) => el("li", { class: c.ok ? "bo-ok" : "bo-no", text: (c.ok ? "✓ " : "✗ ") + t("check_" + c.id) })),
   );
+}
+
+// ------------------------------------------------------------------ issuance through a Safe
+async function onPropose() {
+  const box = $("propose-status");
+  $("propose-button").disabled = true;
+  say(box, "");
+  try {
+    const data = await api("finance/safe/propose", { ...plan.body, file: plan.file });
+    if (!data.ok) {
+      plan.data = data;
+      renderPlan(data);
+    } else if (!data.proposal) {
+      plan.data = data;
+      renderPlan(data);
+    } else {
+      plan.proposed = true;
+      $("propose-button").hidden = true;
+      say(box, t(data.already_proposed ? "alreadyProposed" : "proposed", { signed: data.proposal.signed, threshold: data.proposal.threshold }), data.already_proposed ? "bo-warn" : "bo-done");
+      await loadProposals();
+    }
+  } catch (err) {
+    say(box, explain(err), "bo-error");
+  } finally {
+    $("propose-button").disabled = false;
+  }
+  document.body.dataset.proposed = String(Number(document.body.dataset.proposed || 0) + 1);
+}
+
+async function loadProposals() {
+  say($("proposals-status"), "");
+  proposalList = (await api("finance/safe/proposals")).proposals;
+  renderProposals();
+}
+
+function proposalWords(p) {
+  const b = p.batches.find((x) => x.serial !== undefined);
+  if (p.kind !== "issue" || !b) return el("p", { class: "utrecht-paragraph", lang: "en", text: p.description });
+  const d = p.details || {};
+  return el("p", { class: "utrecht-paragraph", text: t("proposalIssue", {
+    total: euro(p.total_cents), budget: `#${b.serial} ${b.name}`, tranche: d.tranche ? t("proposalTranche", { tranche: d.tranche }) : "",
+    residents: d.residents, new: d.new_passes, file: d.file, batches: p.batches.length,
+  }) });
+}
+
+function renderProposals() {
+  $("proposals-none").hidden = proposalList.length > 0;
+  $("proposal-list").replaceChildren(...proposalList.map((p, i) => {
+    const id = `proposal-${i}`;
+    const d = p.details || {};
+    const who = p.signed_by.map((a) => (a === session.address ? t("you", { address: short(a) }) : short(a))).join(", ");
+    const fig = (k, v) => el("div", { class: "bo-figure" }, el("dt", { text: t(k) }), el("dd", { text: v }));
+    const item = el("article", { class: "bo-proposal", "data-id": p.id, "aria-labelledby": `${id}-heading` },
+      el("h3", { class: "utrecht-heading-3", id: `${id}-heading`, text: t("proposalHeading", { id: p.id.slice(0, 10) }) }),
+      proposalWords(p),
+      p.kind === "issue" ? el("dl", { class: "bo-figures" },
+        fig("p_total", euro(p.total_cents)), fig("f_residents", String(d.residents ?? "–")), fig("f_new", String(d.new_passes ?? "–")),
+        fig("p_batches", String(p.batches.length)), fig("p_proposed", d.file || "–")) : null,
+      el("p", { class: "utrecht-paragraph bo-signatures", text: t("signatures", { signed: p.signed, threshold: p.threshold }) + (who ? " · " + t("signedBy", { who }) : "") }),
+      el("p", { class: "utrecht-paragraph", text: p.ready ? t("readyToExecute") : p.signed >= p.threshold ? t("waitingEarlier")
+        : p.signed_by_me ? t("waitForOthers", { more: p.threshold - p.signed }) : t("pleaseSign") }),
+      el("details", {}, el("summary", { text: t("proposalDetails") }),
+        el("p", { class: "utrecht-paragraph", text: t("proposalSafe", { safe: p.safe, owners: p.owners.map(short).join(", "), threshold: p.threshold }) }),
+        d.file_sha256 ? el("p", { class: "utrecht-paragraph cp-mono", text: t("proposalFile", { file: d.file, sha: d.file_sha256 }) }) : null,
+        el("ol", { class: "utrecht-ordered-list" }, p.batches.map((b) => el("li", { text: b.kind
+          ? `${t("batchKind_" + b.kind)}: ${t("nResidents", { n: b.rows })} · ${euro(b.total_cents)} · ${t("batchId")} ${b.batch_id.slice(0, 18)}…`
+          : b.what }))),
+        el("p", { class: "utrecht-paragraph", lang: "en", text: p.description })),
+      el("div", { class: "bo-actions" },
+        !p.signed_by_me && p.status !== "executed" ? el("button", { type: "button", class: "utrecht-button utrecht-button--primary-action bo-sign", "data-index": i, text: t("signButton") }) : null,
+        p.ready ? el("button", { type: "button", class: "utrecht-button utrecht-button--primary-action bo-execute", "data-index": i, text: t("executeButton", { count: p.batches.length }) }) : null),
+      el("div", { id: `${id}-status`, role: "status", hidden: true }));
+    return item;
+  }));
+  for (const b of document.querySelectorAll("#proposal-list .bo-sign")) b.addEventListener("click", () => onSign(Number(b.dataset.index)));
+  for (const b of document.querySelectorAll("#proposal-list .bo-execute")) b.addEventListener("click", () => onExecute(Number(b.dataset.index)));
+}
+
+function proposalBox(i) {
+  return $(`proposal-${i}-status`);
+}
+
+async function onSign(i) {
+  const p = proposalList[i];
+  let box = proposalBox(i);
+  try {
+    await ensureWallet();
+    say(box, t("signAsk", { count: Object.keys(p.typed_data).length }), "bo-warn");
+    const signatures = {};
+    for (const [hash, typed] of Object.entries(p.typed_data)) {
+      signatures[hash] = await officerWallet().request("eth_signTypedData_v4", [officerWallet().account, JSON.stringify(typed)]);
+    }
+    const data = await api("finance/safe/sign", { proposal: p.id, signatures });
+    say($("propose-status"), ""); // its count of signatures is history now
+    proposalList[i] = data.proposal;
+    renderProposals();
+    box = proposalBox(i);
+    say(box, t("signedNow", { signed: data.proposal.signed, threshold: data.proposal.threshold }), "bo-done");
+  } catch (err) {
+    say(proposalBox(i) || box, explain(err), "bo-error");
+  }
+  document.body.dataset.signed = String(Number(document.body.dataset.signed || 0) + 1);
+}
+
+async function onExecute(i) {
+  const p = proposalList[i];
+  const box = proposalBox(i);
+  const sent = [];
+  let prep = null;
+  try {
+    prep = await api("finance/safe/execute", { proposal: p.id });
+    if (prep.executed) say(box, t("executedBefore"), "bo-done");
+    for (const [n, tx] of prep.txs.entries()) {
+      const { hash } = await send(tx, box);
+      sent.push(hash);
+      say(box, t("executing", { done: n + 1, count: prep.txs.length }), "bo-warn");
+    }
+  } catch (err) {
+    say(box, explain(err), "bo-error");
+    if (!sent.length) { // nothing went out: nothing to check on chain
+      document.body.dataset.executed = String(Number(document.body.dataset.executed || 0) + 1);
+      return;
+    }
+  }
+  try {
+    const conf = await api("finance/safe/confirm", { proposal: p.id, sent, before: prep && prep.before });
+    safeRecon = conf.recon ? { ...conf.recon, proposal: conf.proposal } : { proposal: conf.proposal, ok: conf.proposal.status === "executed", checks: [] };
+    renderRecon(safeRecon, "safe-recon");
+    budgets = (await publicApi("budgets")).budgets;
+    fillSelects();
+    await loadProposals();
+  } catch (err) {
+    say(box, explain(err), "bo-error");
+  }
+  document.body.dataset.executed = String(Number(document.body.dataset.executed || 0) + 1);
 }
 
 // ------------------------------------------------------------------ providers and gas
