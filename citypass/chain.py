@@ -168,8 +168,11 @@ def connect(
     limits = rpc_limits.mount(session)  # HTTP 429 and dropped connections: wait and ask again
     chain_id = _chain_id(session, rpc)
     # No retries of a refused connection: a dead node must fail at once with one line.
+    # web3 asks the chain id before every eth_call it validates (an extra round trip per
+    # call); the connection is pinned to `chain_id` above, so only that answer is cached.
     provider = HTTPProvider(rpc, session=session, exception_retry_configuration=None,
-                            request_kwargs={"timeout": RPC_TIMEOUT})
+                            request_kwargs={"timeout": RPC_TIMEOUT},
+                            cache_allowed_requests=True, cacheable_requests={"eth_chainId"})
     w3 = Web3(provider)
     chain = Chain(w3=w3, chain_id=chain_id, rpc_url=rpc, embedded=embedded, workdir=workdir, session=session,
                   client=_client_version(session, rpc), confirmations=confirmations, max_fee=max_fee)

@@ -362,7 +362,9 @@ def role_members(dep: Deployment) -> dict[str, list[str]]:
 
 
 def has_role(dep: Deployment, role: str, account: str) -> bool:
-    return bool(dep.contract.functions.hasRole(ROLE_IDS[role], account).call())
+    from citypass.tx import call_many  # the direct encoder: web3's .call() validates the whole ABI each time
+
+    return bool(call_many(dep.chain, dep.contract, "hasRole", [(ROLE_IDS[role], checksum(account))])[0][0])
 
 
 def require_role(dep: Deployment, role: str, account: str) -> None:

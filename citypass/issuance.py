@@ -623,7 +623,7 @@ class Received:
 
 
 def read_budget(dep: Any, budget: int) -> BudgetState:
-    cap, issued = dep.contract.functions.budgetTotals(budget).call()[:2]
+    cap, issued = call_many(dep, "budgetTotals", [(budget,)])[0][:2]
     return BudgetState(budget, int(cap), int(issued))
 
 
