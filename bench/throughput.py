@@ -243,8 +243,9 @@ def redemption_figures(world: World, count: int, transfers: int, tag: str) -> di
     raws = {i: raw_transactions(world.chain, hashes) for i, hashes in sorted(sent.items())}
     if world.chain.rpc("evm_revert", [before]) is not True:
         raise CityPassError("evm_revert refused to bring the chain back to the state before the redemptions")
-    node0 = _cpu_seconds(pid)
+    node0, block0 = _cpu_seconds(pid), world.chain.w3.eth.block_number
     presigned = _timed([lambda r=r: send_raw(world.chain, r) for r in raws.values()])
+    out["redeem_presigned_blocks"] = world.chain.w3.eth.block_number - block0
     out["redeem_presigned_per_second"] = len(providers) * share / presigned
     out["redeem_presigned_seconds"] = presigned
     out["redeem_presigned_node_cpu_seconds"] = _cpu_seconds(pid) - node0

@@ -298,7 +298,8 @@ def redeem_many(dep: Any, provider_account: Any, scans: Sequence[Scan]) -> list[
         part = [(i, sc) for i, sc in accepted if (sc.signed.voucher.holder in has_code) == contracts]
         fns = [_redeem_fn(dep, sc) for _, sc in part]
         receipts = [r for w in range(0, len(fns), SEND_WINDOW)
-                    for r in send_many(chain, provider_account, fns[w:w + SEND_WINDOW], gas=gas, check=False)]
+                    for r in send_many(chain, provider_account, fns[w:w + SEND_WINDOW], gas=gas, check=False,
+                                       brief=True)]
         for (i, sc), receipt in zip(part, receipts):
             tx_hash = _hex(receipt["transactionHash"])
             if int(receipt["status"]) == 1:
