@@ -8,8 +8,9 @@ A reorganisation that takes the payment out of its block while the till counts s
 back to waiting (never "Betaald" first): followed to its new block when the same signed
 transaction comes back, "not paid" when it is gone for good (the long version).
 
-`make test` runs one payment (about 25 s with the set-up); `make networks-long`
-(CITYPASS_LONG=1) several in a row, a paper coupon among them, and the reorganisations.
+`make test` runs the one payment with every state (about 27 s with the set-up); the rest is
+the long version, `make networks-long` (CITYPASS_LONG=1): four payments in a row and a paper
+coupon, and the two reorganisations (skipped in `make test` only to keep it short).
 
 The set-up (deployment, budgets, providers, residents) runs with Anvil's automine switched on
 for speed; the till then runs on 2-second interval mining only. Synthetic residents only;
@@ -32,6 +33,8 @@ from tests.network_helpers import Anvil, rpc, wait_until
 pytestmark = pytest.mark.v2
 
 LONG = bool(os.environ.get("CITYPASS_LONG"))
+LONG_ONLY = pytest.mark.skipif(not LONG, reason="the long version: make networks-long (CITYPASS_LONG=1)")
+IN_A_ROW = [(1, 0, "5,00", 500), (1, 1, "7,25", 725), (2, 0, "5,00", 500), (2, 1, "7,25", 725)]
 BLOCK_TIME = 2
 CONFIRMATIONS = 2
 REDEEMED = "0x" + keccak(text="Redeemed(address,uint256,uint256)").hex()
@@ -241,18 +244,17 @@ def test_a_payment_on_2_second_blocks_waits_for_2_confirmations(open_till, world
     till.page.click("#lang")  # back to Dutch for the next test's till (the choice is kept)
 
 
-# ------------------------------------------------------------------ the long version
-@pytest.mark.skipif(not LONG, reason="CITYPASS_LONG=1 (make networks-long)")
-def test_payments_in_a_row_with_a_paper_coupon(open_till, world, chain, server):
+# ------------------------------------------------------------------ more payments, a paper coupon
+@LONG_ONLY
+def test_payments_in_a_row_and_a_paper_coupon(open_till, world, chain, server):
     chain_id = server.api("deployment")["chain_id"]
-    for i, who in enumerate(world.people[1:3]):
-        for nonce, (euros, cents) in enumerate((("5,00", 500), ("7,25", 725))):
-            code = pass_qr(who, chain_id, chain.contract, [Entry(world.sport, 5_000, nonce)], chain.now() + 600)
-            till = scan(open_till, world, chain, code, camera=(i + nonce) % 2 == 0)
-            pay_and_follow(till, world, chain, who.address, euros, cents)
-            till.close()
-    # a paper coupon, at its face value
-    pq, text = world.sheet["codes"][0]
+    for person, nonce, euros, cents in IN_A_ROW:
+        who = world.people[person]
+        code = pass_qr(who, chain_id, chain.contract, [Entry(world.sport, 5_000, nonce)], chain.now() + 600)
+        till = scan(open_till, world, chain, code, camera=(person + nonce) % 2 == 0)
+        pay_and_follow(till, world, chain, who.address, euros, cents)
+        till.close()
+    pq, text = world.sheet["codes"][0]  # a paper coupon, charged at its face value
     face = pq.entries[0].max_amount
     till = scan(open_till, world, chain, text, camera=False)
     assert till.page.is_visible("#coupon-face")
@@ -260,7 +262,8 @@ def test_payments_in_a_row_with_a_paper_coupon(open_till, world, chain, server):
     till.state("till-blocktime-coupon-paid")
 
 
-@pytest.mark.skipif(not LONG, reason="CITYPASS_LONG=1 (make networks-long)")
+# ------------------------------------------------------------------ a reorganisation while counting
+@LONG_ONLY
 @pytest.mark.parametrize("comes_back", [True, False], ids=["re-included", "gone"])
 def test_a_reorg_while_counting_sends_the_till_back_to_waiting(open_till, world, chain, server, comes_back):
     who = world.people[3]
