@@ -4,6 +4,11 @@ is waiting for the blockchain (the pay button disabled), keeps waiting through a
 counts "Wachten op bevestiging: 0 van 2 blokken", "1 van 2", and says "Betaald" only once the
 receipt's block has 2 blocks on top, never before; the chain holds the redemption once.
 
+The server reaches Anvil through a proxy that answers as the RPC node of an L2 without a
+public mempool: a transaction not yet in a block is unknown (`eth_getTransactionByHash` null)
+and the "pending" nonce is the latest one. A slow block must then not be taken for a dropped
+transaction (the till used to give up after 4 s and say "not paid" while it was on its way).
+
 A reorganisation that takes the payment out of its block while the till counts sends the till
 back to waiting (never "Betaald" first): followed to its new block when the same signed
 transaction comes back, "not paid" when it is gone for good (the long version).
@@ -18,6 +23,7 @@ Anvil's public dev keys only (a local chain)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any, Iterator
@@ -28,7 +34,10 @@ from eth_utils import keccak
 import media
 from passes import Entry, pass_qr
 from tillkit import CAMERA, WebServer, World
+import requests
+
 from tests.network_helpers import Anvil, rpc, wait_until
+from tests.rpc_proxy import RpcProxy
 
 pytestmark = pytest.mark.v2
 
@@ -54,6 +63,7 @@ WATCH = """() => {
   new MutationObserver(look).observe(box, {childList: true, subtree: true, characterData: true, attributes: true});
   look();
 }"""
+LAST_SENT = "() => window.__standInWalletLog.filter(e => e.sent).pop().sent"
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +103,43 @@ def coupon_sheet(w: World) -> dict[str, Any]:
     return {"holder": made["pass"], "codes": codes}
 
 
+class _Answer:
+    def __init__(self, data: Any):
+        self.data = data
+
+    def json(self) -> Any:
+        return self.data
+
+
+class NoMempool:
+    """What an L2's RPC node without a public mempool says: a transaction not in a block yet is
+    unknown, and the "pending" nonce is the latest one (stands in for RpcProxy's HTTP session)."""
+
+    def post(self, url: str, data: bytes, headers: dict[str, str], timeout: float) -> _Answer:
+        payload = json.loads(data)
+        items = payload if isinstance(payload, list) else [payload]
+        methods = {i.get("id"): i.get("method") for i in items}
+        for i in items:
+            params = i.get("params") or []
+            if i.get("method") == "eth_getTransactionCount" and len(params) > 1 and params[1] == "pending":
+                i["params"] = [params[0], "latest"]
+        got = requests.post(url, data=json.dumps(payload), headers=headers, timeout=timeout).json()
+        for a in got if isinstance(got, list) else [got]:
+            found = a.get("result")
+            if methods.get(a.get("id")) == "eth_getTransactionByHash" and isinstance(found, dict) and found.get("blockNumber") is None:
+                a["result"] = None
+        return _Answer(got)
+
+
 @pytest.fixture(scope="module")
 def server(world, anvil) -> Iterator[WebServer]:
-    """`citypass --rpc <anvil> --confirmations 2 web` (overrides conftest's for this module)."""
-    s = WebServer(world.workdir, rpc=anvil.url, confirmations=CONFIRMATIONS)
-    yield s
-    s.stop()
+    """`citypass --rpc <anvil, through NoMempool> --confirmations 2 web` (overrides conftest's)."""
+    proxy = RpcProxy(anvil.url)
+    proxy._session = NoMempool()  # type: ignore[assignment]
+    with proxy:
+        s = WebServer(world.workdir, rpc=proxy.url, confirmations=CONFIRMATIONS)
+        yield s
+        s.stop()
 
 
 class Chain:
@@ -213,7 +254,9 @@ def test_a_payment_on_2_second_blocks_waits_for_2_confirmations(open_till, world
         assert "€12,50 van Sport 2026" in status
         assert till.page.is_disabled("#pay")
         till.state("till-blocktime-waiting")
-        till.page.wait_for_timeout(max(0, 6_000 - (time.monotonic() - started) * 1000))
+        # the node does not know the transaction (no mempool) and no block comes: longer than 4 s
+        assert rpc(server.base + "/rpc", "eth_getTransactionByHash", [till.page.evaluate(LAST_SENT)]) is None
+        till.page.wait_for_timeout(max(0, 7_000 - (time.monotonic() - started) * 1000))
         assert till.page.is_visible("#waiting[data-stage='pending']") and till.page.is_disabled("#pay")
         assert stages(till) == ["pending:"], stages(till)
         chain.resume()
@@ -278,7 +321,7 @@ def test_a_reorg_while_counting_sends_the_till_back_to_waiting(open_till, world,
     till.page.wait_for_selector("#waiting[data-stage='confirming']", timeout=10_000)
     chain.pause()
     try:
-        tx = till.page.evaluate("() => window.__standInWalletLog.filter(e => e.sent).pop().sent")
+        tx = till.page.evaluate(LAST_SENT)
         raw = rpc(chain.url, "eth_getRawTransactionByHash", [tx])
         mined = int(rpc(chain.url, "eth_getTransactionReceipt", [tx])["blockNumber"], 16)
         rpc(chain.url, "anvil_reorg", [chain.head() - mined + 1, []])  # its block replaced by an empty one
