@@ -240,7 +240,8 @@ def nonces(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
         used = bool(f.isNonceUsed(holder, bid, nonce).call(block_identifier=block))
         out.append({"budget": str(bid), "nonce": nonce, "used": used})
         if deep is not None:
-            out[-1]["used_deep"] = used and bool(f.isNonceUsed(holder, bid, nonce).call(block_identifier=deep))
+            out[-1]["used_deep"] = (used and deep >= s.dep.block  # before the deployment: nothing was used
+                                    and bool(f.isNonceUsed(holder, bid, nonce).call(block_identifier=deep)))
         if str(bid) not in hot:
             hot[str(bid)] = int(f.hotNonces(holder, bid).call(block_identifier=block))
     answer = {"holder": holder, "items": out, "hot_nonces": hot, "block": block}

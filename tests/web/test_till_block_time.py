@@ -287,6 +287,46 @@ def test_a_payment_on_2_second_blocks_waits_for_2_confirmations(open_till, world
     till.page.click("#lang")  # back to Dutch for the next test's till (the choice is kept)
 
 
+def test_the_api_says_how_deep_a_voucher_was_used(world, chain, server):
+    """/api/nonces with `depth`: used already N blocks below the head (what the till asks when it
+    has no transaction hash, e.g. the wallet failed after sending); a bad depth names the field."""
+    who = world.people[0]  # its nonce 0 was used by the payment above
+    item = {"budget": str(world.sport), "nonce": 0}
+    now = server.api("nonces", {"holder": who.address, "items": [item], "depth": 0})
+    assert now["items"][0] == {**item, "used": True, "used_deep": True} and now["deep_block"] == now["block"]
+    long_ago = server.api("nonces", {"holder": who.address, "items": [item], "depth": 256})  # before the deployment
+    assert long_ago["deep_block"] == max(0, long_ago["block"] - 256) < server.api("deployment")["deploy_block"]
+    assert long_ago["items"][0]["used"] is True and long_ago["items"][0]["used_deep"] is False
+    assert "used_deep" not in server.api("nonces", {"holder": who.address, "items": [item]})["items"][0]
+    for bad in (-1, 257, "two"):
+        r = requests.post(server.base + "/api/nonces", json={"holder": who.address, "items": [item], "depth": bad}, timeout=10)
+        assert r.status_code == 400 and r.json()["error"]["field"] == "depth", r.text
+
+
+@LONG_ONLY
+def test_a_wallet_that_fails_after_sending_is_looked_up_as_deep_as_asked(open_till, world, chain, server):
+    """No hash from the wallet: the till finds the payment through the voucher's nonce and says
+    "Betaald" only once that is 2 blocks deep too."""
+    who = world.people[2]
+    code = pass_qr(who, server.api("deployment")["chain_id"], chain.contract, [Entry(world.sport, 5_000, 7)], chain.now() + 600)
+    till = open_till("failAfterSend")
+    till.connect()
+    till.type_code(code)
+    till.page.evaluate(WATCH)
+    before = chain.balance(who.address, world.sport)
+    till.amount("2,00")
+    chain.next_block()
+    till.page.click("#pay")
+    till.page.wait_for_selector("#pay-status >> text=Even nakijken", timeout=10_000)
+    assert till.page.is_disabled("#pay")
+    till.page.wait_for_selector("#paid", timeout=30_000)
+    head = chain.head()
+    mined = [int(e["blockNumber"], 16) for e in chain.redemptions(who.address)]
+    assert head - max(mined) >= CONFIRMATIONS, (head, mined)
+    assert chain.balance(who.address, world.sport) == before - 200
+    till.state("till-blocktime-looked-up-paid")
+
+
 # ------------------------------------------------------------------ more payments, a paper coupon
 @LONG_ONLY
 def test_payments_in_a_row_and_a_paper_coupon(open_till, world, chain, server):

@@ -4,7 +4,7 @@
 // The rules and numbers come from the server (the Python library); the page only does the
 // wallet, the camera, the QR and the words.
 import { api, ApiError, Offline, rpc } from "./api.js";
-import { encodeBatch, encodeRedeem, encodeRefund, redemptionHolder, skippedIn, waitForReceipt } from "./contract.js";
+import { DROP_AFTER_BLOCKS, DROP_AFTER_MS, DROP_IDLE_MS, encodeBatch, encodeRedeem, encodeRefund, redemptionHolder, skippedIn, waitForReceipt } from "./contract.js";
 import { amsterdamMidnight, fill, formatCents, formatDate, formatTime, parseEuros, UI } from "./i18n.js";
 import { checkNumber, isCoupon } from "./coupon.js";
 import { parsePassQr, PassQrError } from "./passqr.js";
@@ -751,6 +751,7 @@ async function resolvePending(p) {
   };
   if (p.hash) onProgress(null);
   else show(statusId, alertBox("info", t("resolving"), what()));
+  const notSeen = { since: null, block: null };
   try {
     for (;;) {
       try {
@@ -767,7 +768,7 @@ async function resolvePending(p) {
           await finish(p, null);
           return;
         }
-        if (landed === false) {
+        if (landed === false && !(await mayStillLand(p, notSeen))) {
           await store.del("pending");
           show(statusId, alertBox("info", t("resolvedNotPaid")));
           return;
@@ -785,6 +786,24 @@ async function resolvePending(p) {
     $("pay").disabled = false;
     if (kind === "redeem") $("next").hidden = false;
   }
+}
+
+/**
+ * On a real network (confirmations asked) a node may not show transactions that are not in a
+ * block yet, nor count them in the "pending" nonce: "it did not land" is only believed once the
+ * account's nonce has moved past this payment's (with the voucher still unused), or after
+ * DROP_AFTER_MS and DROP_AFTER_BLOCKS without it (DROP_IDLE_MS when no blocks come).
+ */
+async function mayStillLand(p, seen) {
+  if (!wantConfirmations()) return false; // a dev chain shows its pool: the pending nonce is enough
+  const latest = BigInt(await rpc("eth_getTransactionCount", [p.account, "latest"]));
+  if (p.accountNonce !== undefined && latest > BigInt(p.accountNonce)) {
+    return p.kind === "redeem" && (await voucherLanded(p.holder, p.budget, p.nonce)) !== "no"; // mined meanwhile?
+  }
+  const head = Number(BigInt(await rpc("eth_blockNumber")));
+  if (seen.since === null) [seen.since, seen.block] = [Date.now(), head];
+  const waited = Date.now() - seen.since;
+  return !((waited > DROP_AFTER_MS && head - seen.block >= DROP_AFTER_BLOCKS) || waited > DROP_IDLE_MS);
 }
 
 /**
