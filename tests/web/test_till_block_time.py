@@ -254,6 +254,15 @@ def test_a_payment_on_2_second_blocks_waits_for_2_confirmations(open_till, world
         assert "€12,50 van Sport 2026" in status
         assert till.page.is_disabled("#pay")
         till.state("till-blocktime-waiting")
+        till.page.click("#lang")  # the same in English, one click away, and back
+        till.page.wait_for_function("() => document.documentElement.lang === 'en'")
+        status = till.text("#pay-status")
+        assert "Payment sent, waiting for the blockchain…" in status and "Do not charge again" in status, status
+        assert "€12.50 from Sport 2026" in status and till.page.is_disabled("#pay")
+        till.state("till-blocktime-waiting-en")
+        till.page.click("#lang")
+        till.page.wait_for_function("() => document.documentElement.lang === 'nl'")
+        assert "Betaling verstuurd, wachten op de blockchain…" in till.text("#pay-status")
         # the node does not know the transaction (no mempool) and no block comes: longer than 4 s
         assert rpc(server.base + "/rpc", "eth_getTransactionByHash", [till.page.evaluate(LAST_SENT)]) is None
         till.page.wait_for_timeout(max(0, 7_000 - (time.monotonic() - started) * 1000))
@@ -269,7 +278,7 @@ def test_a_payment_on_2_second_blocks_waits_for_2_confirmations(open_till, world
         assert "Wachten op bevestiging: 0 van 2 blokken" in status or "Wachten op bevestiging: 1 van 2 blokken" in status
         assert till.page.is_disabled("#pay") and not till.page.is_visible("#paid")
         till.state("till-blocktime-confirming")
-        till.page.click("#lang")  # the same words in English, one click away
+        till.page.click("#lang")  # in English from here
         till.page.wait_for_function("() => document.documentElement.lang === 'en'")
     finally:
         chain.resume()
