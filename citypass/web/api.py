@@ -20,6 +20,7 @@ from citypass.web import auth, i18n, vouchers
 from citypass.web.errors import ApiError, bad
 
 MAX_NONCE_ITEMS = 64
+MAX_DEPTH = 256  # `depth` of /api/nonces: confirmations beyond this are not a till's business
 MAX_TAKINGS_SPAN = 31 * 86_400
 INDEX_MIN_INTERVAL = 1.0  # seconds between index syncs triggered by requests
 PROVIDER_STATUS_REASON = {"none": Reason.NotAProvider, "removed": Reason.ProviderRemoved,
@@ -39,10 +40,13 @@ class Service:
     _sync_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def connect(cls, rpc: str | None, workdir: Any, contract: str | None = None) -> "Service":
+    def connect(cls, rpc: str | None, workdir: Any, contract: str | None = None,
+                confirmations: int | None = None) -> "Service":
+        """`confirmations` (`citypass --confirmations N web`): blocks on top of a transaction
+        before the pages call it done (None: the chain's default, 0 on dev chains, else 2)."""
         from citypass.web.security import dev_key_holders
 
-        chain = connect(rpc, workdir=workdir)
+        chain = connect(rpc, workdir=workdir, confirmations=confirmations)
         dep = C.open_deployment(chain, contract, workdir)
         return cls(chain, dep, EventIndex.open(dep, workdir), dev_key_holders(dep))
 
@@ -158,6 +162,7 @@ def deployment(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
         "chain_name": f"CityPass ({'dev chain' if dev else 'chain'} {s.chain.chain_id})",
         "native_currency": {"name": "Ether", "symbol": "ETH", "decimals": 18},
         "dev_chain": dev, "dev_keys": s.dev_keys, "paused": bool(f.paused().call()),
+        "confirmations": s.chain.default_confirmations,
         "block": int(latest["number"]), "time": int(latest["timestamp"]),
         "eip712": {"name": "CityPass", "version": str(vouchers.CONTRACT_VERSION)},
         "contract_version": vouchers.CONTRACT_VERSION, "server": f"citypass {__version__}",
@@ -215,13 +220,17 @@ def balances(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
 
 
 def nonces(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
-    _only(body, "holder", "items")
+    """Whether vouchers' nonces are used. With `depth` N each item also says `used_deep`:
+    used already in the block N below the head (a payment N blocks deep, see confirmations)."""
+    _only(body, "holder", "items", "depth")
     holder = address(body, "holder")
     items = _field(body, "items")
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_NONCE_ITEMS:
         raise bad(f"items: expected a list of 1 to {MAX_NONCE_ITEMS} {{budget, nonce}} objects", "items")
+    depth = integer(body, "depth", 0, MAX_DEPTH, required=False)
     f = s.dep.contract.functions
     block = s.chain.w3.eth.block_number
+    deep = None if depth is None else max(0, block - depth)
     out, hot = [], {}
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -230,9 +239,15 @@ def nonces(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:
         nonce = integer(item, "nonce", 0, 2**256 - 1)
         used = bool(f.isNonceUsed(holder, bid, nonce).call(block_identifier=block))
         out.append({"budget": str(bid), "nonce": nonce, "used": used})
+        if deep is not None:
+            out[-1]["used_deep"] = (used and deep >= s.dep.block  # before the deployment: nothing was used
+                                    and bool(f.isNonceUsed(holder, bid, nonce).call(block_identifier=deep)))
         if str(bid) not in hot:
             hot[str(bid)] = int(f.hotNonces(holder, bid).call(block_identifier=block))
-    return {"holder": holder, "items": out, "hot_nonces": hot, "block": block}
+    answer = {"holder": holder, "items": out, "hot_nonces": hot, "block": block}
+    if deep is not None:
+        answer["deep_block"] = deep
+    return answer
 
 
 def check(s: Service, body: dict[str, Any], origin: str) -> dict[str, Any]:

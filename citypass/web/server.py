@@ -15,9 +15,10 @@ DEFAULT_PORT = 8600
 
 def build(rpc: str | None, workdir: Path, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           contract: str | None = None, public_names: tuple[str, ...] = (), rate_limit: int = 0,
-          rebuild_index: bool = False) -> tuple[Service, Any]:
-    """(service, app), after the bind check (raises BindRefused) and an index sync (or rebuild)."""
-    service = Service.connect(rpc, workdir, contract)
+          rebuild_index: bool = False, confirmations: int | None = None) -> tuple[Service, Any]:
+    """(service, app), after the bind check (raises BindRefused) and an index sync (or rebuild).
+    `confirmations`: blocks on top before the till says paid (None: the chain's default)."""
+    service = Service.connect(rpc, workdir, contract, confirmations=confirmations)
     check_bind(host, service.dev_keys)
     if rebuild_index:
         service.index.rebuild()

@@ -39,10 +39,12 @@ def resident(label: str) -> Any:
     return Account.from_key(keccak(text=f"citypass-till-test-{label}"))
 
 
-def cli(workdir: Path, *args: str) -> Any:
+def cli(workdir: Path, *args: str, rpc: str | None = None) -> Any:
+    """`citypass --workdir W [--rpc URL] --json ARGS...` in this process; its JSON answer."""
     runner = CliRunner(mix_stderr=False, env={"CITYPASS_RPC": None, "CITYPASS_FROM": None,
                                               "CITYPASS_CONTRACT": None, "CITYPASS_HOME": None})
-    result = runner.invoke(main, ["--workdir", str(workdir), "--json", *args], catch_exceptions=False)
+    chain = ("--rpc", rpc) if rpc else ()
+    result = runner.invoke(main, ["--workdir", str(workdir), *chain, "--json", *args], catch_exceptions=False)
     assert result.exit_code == 0, f"citypass {' '.join(args)}: {result.stderr}"
     return json.loads(result.stdout) if result.stdout.strip() else None
 
@@ -52,29 +54,33 @@ def cli_help(workdir: Path, *args: str) -> str:
 
 
 class World:
-    """Two budgets (sport, culture), the pool and the museum as providers, residents on demand."""
+    """Two budgets (sport, culture), the pool and the museum as providers, residents on demand;
+    on the embedded chain of `workdir`, or on the node at `rpc` (e.g. a plain Anvil with a block time)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, rpc: str | None = None):
         self.workdir = workdir
+        self.rpc = rpc
         self.count = 0
-        cli(workdir, "node", "start")
-        cli(workdir, "deploy")
-        cli(workdir, "category", "define", "0", "sport")
-        cli(workdir, "category", "define", "1", "culture")
+        if rpc is None:
+            self.cli("node", "start")
+        self.cli("deploy")
+        self.cli("category", "define", "0", "sport")
+        self.cli("category", "define", "1", "culture")
         today = time.strftime("%Y-%m-%d", time.gmtime())
         self.until = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 300 * 86_400))
-        self.sport = int(cli(workdir, "budget", "create", "--category", "sport", "--valid-from", today,
-                             "--valid-until", self.until, "--cap", "100000", "--name", "Sport 2026")["id"])
-        self.culture = int(cli(workdir, "budget", "create", "--category", "culture", "--valid-from", today,
-                               "--valid-until", self.until, "--cap", "100000", "--name", "Cultuur 2026")["id"])
+        self.sport = int(self.cli("budget", "create", "--category", "sport", "--valid-from", today,
+                                  "--valid-until", self.until, "--cap", "100000", "--name", "Sport 2026")["id"])
+        self.culture = int(self.cli("budget", "create", "--category", "culture", "--valid-from", today,
+                                    "--valid-until", self.until, "--cap", "100000", "--name", "Cultuur 2026")["id"])
         # contract v2 gives providers a public name (`--name`); v1 had none
         named = "--name" in cli_help(workdir, "provider", "add")
-        cli(workdir, "provider", "add", POOL, "--categories", "sport", "--max", "50",
-            *(("--name", "Zwembad De Wetering") if named else ()))
-        cli(workdir, "provider", "add", MUSEUM, "--categories", "culture", *(("--name", "Museum aan de Gracht") if named else ()))
+        self.cli("provider", "add", POOL, "--categories", "sport", "--max", "50",
+                 *(("--name", "Zwembad De Wetering") if named else ()))
+        self.cli("provider", "add", MUSEUM, "--categories", "culture",
+                 *(("--name", "Museum aan de Gracht") if named else ()))
 
     def cli(self, *args: str) -> Any:
-        return cli(self.workdir, *args)
+        return cli(self.workdir, *args, rpc=self.rpc)
 
     def new_resident(self, label: str, sport: str = "25.00", culture: str = "10.00") -> Any:
         """Enrol a fresh synthetic resident and credit both budgets."""
@@ -96,16 +102,18 @@ def free_port() -> int:
 
 
 class WebServer:
-    """`citypass web` as a clerk's municipality would run it, on a free loopback port."""
+    """`citypass web` as a clerk's municipality would run it, on a free loopback port: on the
+    embedded chain of `workdir`, or on the node at `rpc`, with `--confirmations N` if given."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, rpc: str | None = None, confirmations: int | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         BUILD.mkdir(parents=True, exist_ok=True)
         self.log = open(BUILD / "server.log", "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPASS_")}
+        chain = (("--rpc", rpc) if rpc else ()) + (("--confirmations", str(confirmations)) if confirmations is not None else ())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "citypass", "--workdir", str(workdir), "web", "--port", str(self.port)],
+            [sys.executable, "-m", "citypass", "--workdir", str(workdir), *chain, "web", "--port", str(self.port)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -14,12 +14,15 @@ export class ApiError extends Error {
 /** The chain or the server cannot be reached: the till goes offline. */
 export class Offline extends Error {}
 
+// An answer that takes longer than this counts as no answer (the till goes offline). Reads while
+// a payment is on its way use the longer SLOW_TIMEOUT_MS: a busy node is slow, not gone.
 const TIMEOUT_MS = 8000;
+export const SLOW_TIMEOUT_MS = 30000;
 
-async function post(path, body) {
+async function post(path, body, timeoutMs = TIMEOUT_MS) {
   let response;
   const ctrl = new AbortController();
-  const timer = setTimeout(() => ctrl.abort(), TIMEOUT_MS);
+  const timer = setTimeout(() => ctrl.abort(), timeoutMs);
   try {
     response = await fetch(path, {
       method: "POST",
@@ -45,7 +48,7 @@ async function post(path, body) {
   return data;
 }
 
-export const api = (route, body) => post("/api/" + route, body);
+export const api = (route, body, { timeoutMs } = {}) => post("/api/" + route, body, timeoutMs);
 
 let rpcId = 0;
 export class RpcError extends Error {
@@ -57,8 +60,8 @@ export class RpcError extends Error {
 }
 
 /** One JSON-RPC call through the server's endpoint (the same one the wallet uses). */
-export async function rpc(method, params = []) {
-  const answer = await post("/rpc", { jsonrpc: "2.0", id: ++rpcId, method, params });
+export async function rpc(method, params = [], { timeoutMs } = {}) {
+  const answer = await post("/rpc", { jsonrpc: "2.0", id: ++rpcId, method, params }, timeoutMs);
   if (answer.error) {
     if (answer.error.code === -32603 && /does not answer/.test(answer.error.message)) throw new Offline(answer.error.message);
     throw new RpcError(answer.error);

@@ -1,7 +1,7 @@
 // The few CityPass v2 calls the till makes through the wallet, encoded with viem, and the
 // receipts it waits for through the server's RPC endpoint.
 import { decodeEventLog, encodeFunctionData, parseAbi } from "viem";
-import { Offline, rpc } from "./api.js";
+import { Offline, rpc, SLOW_TIMEOUT_MS } from "./api.js";
 
 const VOUCHER = "(address holder,address provider,uint256 budget,uint256 maxAmount,uint256 nonce,uint256 deadline)";
 export const ABI = parseAbi([
@@ -82,30 +82,73 @@ export async function redemptionHolder(txHash, contract, nonce) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// A transaction the node no longer knows is called dropped only after DROP_AFTER_MS *and*
+// DROP_AFTER_BLOCKS new blocks without it (an L2's node may not show pooled transactions, and a
+// slow block is no reason to give up), or after DROP_IDLE_MS when no blocks come at all.
+export const DROP_AFTER_MS = 4000;
+export const DROP_AFTER_BLOCKS = 2;
+export const DROP_IDLE_MS = 30000;
+const POLL_MAX_MS = 1000; // often enough to show each block of the confirmations
+
+const slow = { timeoutMs: SLOW_TIMEOUT_MS };
+const blockNumber = async () => Number(BigInt(await rpc("eth_blockNumber", [], slow)));
+
 /**
- * Wait for a transaction's receipt. Resolves {receipt} once it is on chain, or {dropped: true}
- * when the node no longer knows the transaction at all. Network errors are retried for ever
- * (the caller shows that it is still checking): the till never guesses.
+ * Wait for a transaction's receipt, `confirmations` blocks deep (blocks on top of its block, as
+ * the CLI's --confirmations). Resolves {receipt} once its block has that many blocks on top and
+ * is still the chain's block at its height (the receipt is read again then), or {dropped: true}
+ * when the node no longer knows the transaction at all. `onProgress({stage, have, want})` says
+ * where it is: stage "pending" (sent, not in a block: also after a reorg took it out again) or
+ * "confirming" (in a block, `have` of `want` blocks on top). Network errors are retried for ever
+ * (`onOffline`; the caller shows that it is still checking): the till never guesses.
  */
-export async function waitForReceipt(hash, { onOffline, isDropped } = {}) {
+export async function waitForReceipt(hash, { onOffline, isDropped, onProgress, confirmations = 0 } = {}) {
+  const want = Math.max(0, Number(confirmations) || 0);
   let delay = 150;
   let unknownSince = null;
+  let unknownAtBlock = null;
+  let said = "";
+  const progress = (stage, have = 0) => {
+    const key = `${stage}:${have}`;
+    if (onProgress && key !== said) onProgress({ stage, have, want });
+    said = key;
+  };
   for (;;) {
     try {
-      const receipt = await rpc("eth_getTransactionReceipt", [hash]);
-      if (receipt) return { receipt };
-      const tx = await rpc("eth_getTransactionByHash", [hash]);
-      if (!tx) {
-        unknownSince = unknownSince ?? Date.now();
-        if (Date.now() - unknownSince > 4000 && (!isDropped || (await isDropped()))) return { dropped: true };
-      } else {
+      const receipt = await rpc("eth_getTransactionReceipt", [hash], slow);
+      if (receipt && want === 0) return { receipt };
+      if (receipt) {
         unknownSince = null;
+        const mined = Number(BigInt(receipt.blockNumber));
+        const have = Math.max(0, (await blockNumber()) - mined);
+        if (have >= want) {
+          // Still the chain's block at that height, and the transaction still in it?
+          const block = await rpc("eth_getBlockByNumber", ["0x" + mined.toString(16), false], slow);
+          const again = await rpc("eth_getTransactionReceipt", [hash], slow);
+          if (block && again && block.hash === receipt.blockHash && again.blockHash === receipt.blockHash) return { receipt: again };
+          progress("pending"); // reorganised since: wait for where it lands now
+        } else {
+          progress("confirming", have);
+        }
+      } else {
+        const tx = await rpc("eth_getTransactionByHash", [hash], slow);
+        if (!tx) {
+          const head = await blockNumber();
+          if (unknownSince === null) [unknownSince, unknownAtBlock] = [Date.now(), head];
+          const unknownFor = Date.now() - unknownSince;
+          const gone = (unknownFor > DROP_AFTER_MS && head - unknownAtBlock >= DROP_AFTER_BLOCKS) || unknownFor > DROP_IDLE_MS;
+          if (gone && (!isDropped || (await isDropped()))) return { dropped: true };
+        } else {
+          unknownSince = null;
+        }
+        progress("pending");
       }
     } catch (e) {
       if (!(e instanceof Offline)) throw e;
+      said = "";
       if (onOffline) onOffline();
     }
     await sleep(delay);
-    delay = Math.min(delay * 1.5, 2000);
+    delay = Math.min(delay * 1.5, POLL_MAX_MS);
   }
 }

@@ -4,7 +4,7 @@
 // The rules and numbers come from the server (the Python library); the page only does the
 // wallet, the camera, the QR and the words.
 import { api, ApiError, Offline, rpc } from "./api.js";
-import { encodeBatch, encodeRedeem, encodeRefund, redemptionHolder, skippedIn, waitForReceipt } from "./contract.js";
+import { DROP_AFTER_BLOCKS, DROP_AFTER_MS, DROP_IDLE_MS, encodeBatch, encodeRedeem, encodeRefund, redemptionHolder, skippedIn, waitForReceipt } from "./contract.js";
 import { amsterdamMidnight, fill, formatCents, formatDate, formatTime, parseEuros, UI } from "./i18n.js";
 import { checkNumber, isCoupon } from "./coupon.js";
 import { parsePassQr, PassQrError } from "./passqr.js";
@@ -434,7 +434,7 @@ function scanCoupon() {
 }
 
 function renderVerdict() {
-  if (!state.scan) return;
+  if (!state.scan || state.scan.paid) return; // after "Betaald" only the paid box stays
   const entries = scanEntries();
   const coupon = scanCoupon();
   const offline = state.scan.offline;
@@ -586,8 +586,8 @@ function renderPrecheck() {
   if (p.entry.reason === "OfflineLimit") return bad(t("offlineAbove", { amount: money(state.offlineLimit) }));
   if (p.entry.reason !== "Ok") return bad(reasonSentence(p.entry.reason, { ...p.entry.params, amount_cents: p.amount, until: p.entry.valid_until }, p.entry.message));
   // The coupon's warning, unless the question before paying says it already.
-  node.replaceChildren(alertBox("ok", t("precheckOk", { amount: money(p.amount), budget: p.entry.name })),
-    $("coupon-ask") ? null : couponWarning(p.amount));
+  node.replaceChildren(...[alertBox("ok", t("precheckOk", { amount: money(p.amount), budget: p.entry.name })),
+    $("coupon-ask") ? null : couponWarning(p.amount)].filter(Boolean));
 }
 
 /** The warning when a coupon is charged below its face value (null otherwise). */
@@ -694,30 +694,70 @@ async function onPay(event) {
   }
 }
 
-async function nonceUsed(p) {
-  const answer = await api("nonces", { holder: p.holder, items: [{ budget: p.budget, nonce: p.nonce }] });
-  return answer.items[0].used;
+/** Blocks on top of a transaction before the till says it is done (the server's --confirmations). */
+const wantConfirmations = () => Math.max(0, Number(state.deployment && state.deployment.confirmations) || 0);
+
+/**
+ * Is the voucher's nonce used? "yes" (as deep as the confirmations ask), "settling" (used in a
+ * block too new to count yet) or "no".
+ */
+async function voucherLanded(holder, budget, nonce) {
+  const depth = wantConfirmations();
+  const answer = await api("nonces", { holder, items: [{ budget, nonce }], ...(depth ? { depth } : {}) });
+  const item = answer.items[0];
+  if (!item.used) return "no";
+  return !depth || item.used_deep ? "yes" : "settling";
+}
+
+/** The status box while a transaction is on its way: sent, in a block with k of N blocks on top. */
+function waitingBox(p, what, progress) {
+  const confirming = progress && progress.stage === "confirming";
+  const lines = [el("p", { class: "utrecht-paragraph cp-wait-title" },
+    el("strong", { text: confirming ? t("confirmTitle") : t(p.kind === "refund" ? "refundSentTitle" : p.kind === "batch" ? "batchSentTitle" : "sentTitle") }))];
+  if (confirming) {
+    const count = t("confirmCount", { have: progress.have, want: progress.want, blocks: t(progress.want === 1 ? "blockOne" : "blockMany") });
+    lines.push(el("p", { class: "utrecht-paragraph cp-confirm-count", text: count }),
+      el("progress", { class: "cp-progress", max: String(progress.want), value: String(progress.have), "aria-label": count }),
+      t("confirmText", { want: progress.want, blocks: t(progress.want === 1 ? "blockOne" : "blockMany") }));
+  } else {
+    lines.push(t("waitingChain"));
+  }
+  lines.push(what);
+  return el("div", { id: "waiting", "data-stage": confirming ? "confirming" : "pending", "data-have": confirming ? String(progress.have) : "" },
+    alertBox("info", ...lines));
 }
 
 /**
  * What happened to the payment in `p` (stored before the wallet was asked)? Waits for the
- * receipt, or, without a hash, looks up whether the voucher's nonce was used, and says so only
- * once it knows. Until then the till shows that it is checking and takes no new payment.
+ * receipt (and the confirmations the server asks for), or, without a hash, looks up whether
+ * the voucher's nonce was used, and says so only once it knows. Until then the till shows
+ * that it is checking and takes no new payment.
  */
 async function resolvePending(p) {
   state.busy = true;
   $("pay").disabled = true;
   const kind = p.kind;
   const statusId = kind === "refund" ? "refund-status" : kind === "batch" ? "queue-status" : "pay-status";
-  const offlineNote = () => show(statusId, alertBox("warning", t("resolvedLater"), what));
-  const what = p.kind === "redeem" ? t("pendingWhat", { amount: money(p.amount), budget: p.name })
-    : p.kind === "refund" ? t("pendingRefund", { amount: money(p.amount) }) : t("pendingBatch", { count: p.items.length });
-  show(statusId, alertBox("info", p.hash ? t("waitingChain") : t("resolving"), what));
+  if (kind === "redeem") $("next").hidden = true; // no "next customer" while this one's payment is on its way
+  const what = () => (p.kind === "redeem" ? t("pendingWhat", { amount: money(p.amount), budget: p.name })
+    : p.kind === "refund" ? t("pendingRefund", { amount: money(p.amount) }) : t("pendingBatch", { count: p.items.length }));
+  const offlineNote = () => {
+    state.redrawWaiting = offlineNote;
+    show(statusId, alertBox("warning", t("resolvedLater"), what()));
+  };
+  const onProgress = (progress) => {
+    state.redrawWaiting = () => onProgress(progress); // again in the other language
+    show(statusId, waitingBox(p, what(), progress));
+  };
+  if (p.hash) onProgress(null);
+  else show(statusId, alertBox("info", t("resolving"), what()));
+  const notSeen = { since: null, block: null };
   try {
     for (;;) {
       try {
         if (p.hash) {
-          const result = await waitForReceipt(p.hash, { onOffline: offlineNote, isDropped: async () => !(await landedWithoutHash(p)) });
+          const result = await waitForReceipt(p.hash, { onOffline: offlineNote, onProgress, confirmations: wantConfirmations(),
+            isDropped: async () => (await landedWithoutHash(p)) !== null }); // gone, or landed under another hash
           if (result.receipt) {
             await finish(p, result.receipt);
             return;
@@ -728,12 +768,12 @@ async function resolvePending(p) {
           await finish(p, null);
           return;
         }
-        if (landed === false) {
+        if (landed === false && !(await mayStillLand(p, notSeen))) {
           await store.del("pending");
           show(statusId, alertBox("info", t("resolvedNotPaid")));
           return;
         }
-        await new Promise((r) => setTimeout(r, 1000)); // still in flight somewhere
+        await new Promise((r) => setTimeout(r, 1000)); // still in flight somewhere, or not deep enough yet
       } catch (e) {
         if (!(e instanceof Offline)) throw e;
         offlineNote();
@@ -742,17 +782,39 @@ async function resolvePending(p) {
     }
   } finally {
     state.busy = false;
+    state.redrawWaiting = null;
     $("pay").disabled = false;
+    if (kind === "redeem") $("next").hidden = false;
   }
 }
 
-/** true: it landed; false: it did not and will not; null: something of the account is still pending. */
-async function landedWithoutHash(p) {
-  if (p.kind === "redeem" && (await nonceUsed(p))) return true;
-  if (p.kind === "batch") {
-    const answer = await api("nonces", { holder: p.items[0].holder, items: [{ budget: p.items[0].budget, nonce: p.items[0].nonce }] });
-    if (answer.items[0].used) return true;
+/**
+ * On a real network (confirmations asked) a node may not show transactions that are not in a
+ * block yet, nor count them in the "pending" nonce: "it did not land" is only believed once the
+ * account's nonce has moved past this payment's (with the voucher still unused), or after
+ * DROP_AFTER_MS and DROP_AFTER_BLOCKS without it (DROP_IDLE_MS when no blocks come).
+ */
+async function mayStillLand(p, seen) {
+  if (!wantConfirmations()) return false; // a dev chain shows its pool: the pending nonce is enough
+  const latest = BigInt(await rpc("eth_getTransactionCount", [p.account, "latest"]));
+  if (p.accountNonce !== undefined && latest > BigInt(p.accountNonce)) {
+    return p.kind === "redeem" && (await voucherLanded(p.holder, p.budget, p.nonce)) !== "no"; // mined meanwhile?
   }
+  const head = Number(BigInt(await rpc("eth_blockNumber")));
+  if (seen.since === null) [seen.since, seen.block] = [Date.now(), head];
+  const waited = Date.now() - seen.since;
+  return !((waited > DROP_AFTER_MS && head - seen.block >= DROP_AFTER_BLOCKS) || waited > DROP_IDLE_MS);
+}
+
+/**
+ * true: it landed (as deep as the confirmations ask); false: it did not and will not; null:
+ * something of the account is still pending, or it landed in a block too new to count yet.
+ */
+async function landedWithoutHash(p) {
+  const voucher = p.kind === "redeem" ? p : p.kind === "batch" ? p.items[0] : null;
+  const look = async () => (voucher ? voucherLanded(voucher.holder, voucher.budget, voucher.nonce) : "no");
+  let landed = await look();
+  if (landed !== "no") return landed === "yes" ? true : null;
   if (p.kind === "refund") {
     const taken = await api("takings", { provider: p.account, from: Math.floor(p.started / 1000) - 60 });
     if (taken.items.some((i) => i.kind === "refund" && String(i.budget) === String(p.budget) && Number(i.nonce) === Number(p.nonce) && i.time * 1000 >= p.started - 60_000)) return true;
@@ -762,7 +824,10 @@ async function landedWithoutHash(p) {
     rpc("eth_getTransactionCount", [p.account, "latest"]),
   ]);
   if (BigInt(pending) > BigInt(latest)) return null;
-  if (p.kind === "redeem" && (await nonceUsed(p))) return true; // mined between the two looks
+  if (p.kind === "redeem") {
+    landed = await look(); // mined between the two looks
+    if (landed !== "no") return landed === "yes" ? true : null;
+  }
   return false;
 }
 
@@ -803,6 +868,7 @@ async function finish(p, receipt) {
     receipt ? el("p", { class: "utrecht-paragraph cp-muted cp-mono", text: receipt.transactionHash }) : null,
   ];
   show("pay-status", el("div", { id: "paid", "data-tx": receipt ? receipt.transactionHash : "" }, alertBox("ok", ...lines)));
+  if (state.scan) state.scan.paid = true;
   // The verdict above was before the payment: only the paid box stays, with what is left now.
   $("entries").replaceChildren();
   show("verdict-status");
@@ -1099,6 +1165,7 @@ async function switchLanguage() {
   renderTakings();
   if (state.scan) renderVerdict();
   else if (state.lastVerdict === null) show("verdict-status");
+  if (state.redrawWaiting) state.redrawWaiting();
   if (!state.wallet) loadTakings();
 }
 
