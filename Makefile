@@ -93,7 +93,7 @@ fuzz: setup
 # batches, 24 pipelined redemptions); `make test` runs both with 2 residents (~1 minute together).
 .PHONY: networks-long
 networks-long: setup
-	CITYPASS_LONG=1 $(VENV)/bin/brownie test tests/test_block_time.py tests/test_cli_hardhat.py tests/web/test_till_block_time.py --network anvil -s $(PYTEST_ARGS)
+	CITYPASS_LONG=1 $(VENV)/bin/brownie test tests/test_block_time.py tests/test_cli_hardhat.py tests/web/test_till_block_time.py tests/web/long_till_block_time.py --network anvil -s $(PYTEST_ARGS)
 
 # tests/test_faults.py at full size: 5,000-row issuances killed at 12 points, node restarts;
 # tests/test_durable.py long: 52 kills (random and during saves), 40 restarts, 40 random kills of

@@ -14,8 +14,9 @@ back to waiting (never "Betaald" first): followed to its new block when the same
 transaction comes back, "not paid" when it is gone for good (the long version).
 
 `make test` runs the one payment with every state (about 27 s with the set-up); the rest is
-the long version, `make networks-long` (CITYPASS_LONG=1): four payments in a row and a paper
-coupon, and the two reorganisations (skipped in `make test` only to keep it short).
+the long version in tests/web/long_till_block_time.py, which only `make networks-long`
+(CITYPASS_LONG=1) runs: four payments in a row and a paper coupon, a wallet that fails after
+sending, and the two reorganisations.
 
 The set-up (deployment, budgets, providers, residents) runs with Anvil's automine switched on
 for speed; the till then runs on 2-second interval mining only. Synthetic residents only;
@@ -42,8 +43,6 @@ from tests.rpc_proxy import RpcProxy
 pytestmark = pytest.mark.v2
 
 LONG = bool(os.environ.get("CITYPASS_LONG"))
-LONG_ONLY = pytest.mark.skipif(not LONG, reason="the long version: make networks-long (CITYPASS_LONG=1)")
-IN_A_ROW = [(1, 0, "5,00", 500), (1, 1, "7,25", 725), (2, 0, "5,00", 500), (2, 1, "7,25", 725)]
 BLOCK_TIME = 2
 CONFIRMATIONS = 2
 REDEEMED = "0x" + keccak(text="Redeemed(address,uint256,uint256)").hex()
@@ -310,89 +309,3 @@ def test_the_api_says_how_deep_a_voucher_was_used(world, chain, server):
     for bad in (-1, 257, "two"):
         r = requests.post(server.base + "/api/nonces", json={"holder": who.address, "items": [item], "depth": bad}, timeout=10)
         assert r.status_code == 400 and r.json()["error"]["field"] == "depth", r.text
-
-
-@LONG_ONLY
-def test_a_wallet_that_fails_after_sending_is_looked_up_as_deep_as_asked(open_till, world, chain, server):
-    """No hash from the wallet: the till finds the payment through the voucher's nonce and says
-    "Betaald" only once that is 2 blocks deep too."""
-    who = world.people[2]
-    code = pass_qr(who, server.api("deployment")["chain_id"], chain.contract, [Entry(world.sport, 5_000, 7)], chain.now() + 600)
-    till = open_till("failAfterSend")
-    till.connect()
-    till.type_code(code)
-    till.page.evaluate(WATCH)
-    before = chain.balance(who.address, world.sport)
-    till.amount("2,00")
-    chain.next_block()
-    till.page.click("#pay")
-    till.page.wait_for_selector("#pay-status >> text=Even nakijken", timeout=10_000)
-    assert till.page.is_disabled("#pay")
-    till.page.wait_for_selector("#paid", timeout=30_000)
-    head = chain.head()
-    mined = [int(e["blockNumber"], 16) for e in chain.redemptions(who.address)]
-    assert head - max(mined) >= CONFIRMATIONS, (head, mined)
-    assert chain.balance(who.address, world.sport) == before - 200
-    till.state("till-blocktime-looked-up-paid")
-
-
-# ------------------------------------------------------------------ more payments, a paper coupon
-@LONG_ONLY
-def test_payments_in_a_row_and_a_paper_coupon(open_till, world, chain, server):
-    chain_id = server.api("deployment")["chain_id"]
-    for person, nonce, euros, cents in IN_A_ROW:
-        who = world.people[person]
-        code = pass_qr(who, chain_id, chain.contract, [Entry(world.sport, 5_000, nonce)], chain.now() + 600)
-        till = scan(open_till, world, chain, code, camera=(person + nonce) % 2 == 0)
-        pay_and_follow(till, world, chain, who.address, euros, cents)
-        till.close()
-    pq, text = world.sheet["codes"][0]  # a paper coupon, charged at its face value
-    face = pq.entries[0].max_amount
-    till = scan(open_till, world, chain, text, camera=False)
-    assert till.page.is_visible("#coupon-face")
-    pay_and_follow(till, world, chain, pq.holder, f"{face // 100},{face % 100:02d}", face)
-    till.state("till-blocktime-coupon-paid")
-
-
-# ------------------------------------------------------------------ a reorganisation while counting
-@LONG_ONLY
-@pytest.mark.parametrize("comes_back", [True, False], ids=["re-included", "gone"])
-def test_a_reorg_while_counting_sends_the_till_back_to_waiting(open_till, world, chain, server, comes_back):
-    who = world.people[3]
-    nonce = 0 if comes_back else 1
-    before = chain.balance(who.address, world.sport)
-    code = pass_qr(who, server.api("deployment")["chain_id"], chain.contract, [Entry(world.sport, 5_000, nonce)],
-                   chain.now() + 600)
-    till = scan(open_till, world, chain, code, camera=False)
-    till.amount("3,00")
-    chain.next_block()
-    till.page.click("#pay")
-    till.page.wait_for_selector("#waiting[data-stage='confirming']", timeout=10_000)
-    chain.pause()
-    try:
-        tx = till.page.evaluate(LAST_SENT)
-        raw = rpc(chain.url, "eth_getRawTransactionByHash", [tx])
-        mined = int(rpc(chain.url, "eth_getTransactionReceipt", [tx])["blockNumber"], 16)
-        rpc(chain.url, "anvil_reorg", [chain.head() - mined + 1, []])  # its block replaced by an empty one
-        assert rpc(chain.url, "eth_getTransactionReceipt", [tx]) is None
-        till.page.wait_for_selector("#waiting[data-stage='pending']", timeout=10_000)
-        assert till.page.is_disabled("#pay") and not till.page.is_visible("#paid")
-        if comes_back:
-            assert rpc(chain.url, "eth_sendRawTransaction", [raw]) == tx  # the same signed bytes, again
-    finally:
-        chain.resume()
-    seen_before = stages(till)
-    assert "paid" not in seen_before and seen_before[-1] == "pending:", seen_before
-    if comes_back:
-        paid_deep_enough(till, chain)
-        assert chain.balance(who.address, world.sport) == before - 300
-        assert len([e for e in chain.redemptions(who.address) if e["transactionHash"] == tx]) == 1
-    else:
-        till.page.wait_for_selector("#pay-status >> text=niet doorgegaan", timeout=40_000)
-        assert "er is niets afgeschreven" in till.text("#pay-status")
-        assert chain.balance(who.address, world.sport) == before
-        assert not [e for e in chain.redemptions(who.address) if e["transactionHash"] == tx]
-        assert not till.page.is_disabled("#pay")
-    assert "paid" not in stages(till)[:-1], stages(till)  # never "Betaald" and then taken back
-    till.state(f"till-blocktime-reorg-{'paid' if comes_back else 'not-paid'}")
-
