@@ -58,6 +58,10 @@ class World:
 def make_world(workdir: Path, gas_limit: int = node.GAS_LIMIT) -> World:
     node.node_start(workdir, persist=False, gas_limit=gas_limit)  # a fresh throwaway Anvil: no state dumps
     chain = chain_mod.connect(workdir=workdir)
+    # Base fee 0 from the next block on (an EIP-1559 base fee of 0 stays ~0): the node-only
+    # replays (bench/throughput.py) send hundreds of transactions signed at earlier fees, and
+    # a base fee rising under them would price the last ones out (Anvil then drops them).
+    chain.rpc("anvil_setNextBlockBaseFeePerGas", ["0x0"])
     admin, office, provider_manager, treasurer = (keys.dev_account(i) for i in range(4))
     providers = [keys.dev_account(i) for i in range(5, 10)]
     # One office account holds three roles: the benchmark measures gas and speed, not the

@@ -15,5 +15,5 @@ export function problemReason(p, tag = "td") {
   const known = p.code && t(key) !== key;
   if (!known || getLang() === "en") return el(tag, { lang: getLang() === "en" ? null : "en", text: p.reason });
   const args = Object.fromEntries(Object.entries(p.args || {}).map(([k, v]) => [k, k.endsWith("_cents") ? euro(v) : k.endsWith("_date") ? day(v) : v]));
-  return el(tag, {}, t(key, args), el("span", { class: "bo-orig", lang: "en", text: p.reason }));
+  return el(tag, {}, t(key, args));
 }
