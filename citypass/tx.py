@@ -475,15 +475,23 @@ def _replace(chain: Chain, account: LocalAccount, p: _Pending, fee: dict[str, in
     """The same call at the same nonce with a fee that fits the base fee now."""
     p.fee = _bumped(p.fee, fee)
     raw = _sign(account, chain, p.call, p.gas, p.nonce, p.fee)
-    p.hashes.append(_broadcast(chain, raw, already_ok=False))
-    p.raws.append(raw)
+    tx_hash = _broadcast(chain, raw, already_ok=False)
+    if tx_hash is not None:
+        p.hashes.append(tx_hash)
+        p.raws.append(raw)
 
 
-def _broadcast(chain: Chain, raw: bytes, *, already_ok: bool) -> str:
+def _broadcast(chain: Chain, raw: bytes, *, already_ok: bool) -> str | None:
+    """Offers signed bytes (again); None if their nonce was mined meanwhile: by the waiting
+    transaction itself (its receipt is then found), or by another one (`_unstick`'s next look
+    reports that). Neither is an error here."""
     answer = chain.rpc_batch([("eth_sendRawTransaction", ["0x" + raw.hex()])], raise_errors=False)[0]
     if isinstance(answer, RpcError):
-        if already_ok and "already" in answer.message.lower():
+        message = answer.message.lower()
+        if already_ok and "already" in message:
             return "0x" + keccak(raw).hex()
+        if "nonce too low" in message or "nonce is too low" in message:
+            return None
         raise CityPassError(f"the node refused to take back a waiting transaction: {answer.message}")
     return answer
 

@@ -14,7 +14,7 @@ import pytest
 from citypass import keys, tx
 from citypass.chain import connect
 from citypass.errors import CityPassError
-from tests.network_helpers import Anvil, citypass, nonce, rpc
+from tests.network_helpers import Anvil, citypass, nonce, rpc, wait_until
 from tests.web_helpers import DEV, make_world, resident
 
 GWEI = 10**9
@@ -134,3 +134,21 @@ def test_a_transaction_below_a_spiking_base_fee(anvil, world, monkeypatch, cappe
         mined = rpc(anvil.url, "eth_getTransactionByHash", ["0x" + bytes(result["receipt"]["transactionHash"]).hex()])
         assert mined["hash"] != sent["hash"] and mined["nonce"] == sent["nonce"]
         assert nonce(anvil.url, sender.address) == before + 1
+
+
+def test_a_replacement_of_a_transaction_mined_meanwhile_is_no_error(anvil, world):
+    """_unstick looks a waiting transaction up, then replaces or re-offers it; when it is mined
+    in between, the node answers "nonce too low". That is no failure: the receipt of the
+    transaction already sent is what the waiting finds."""
+    sender = keys.dev_account(7)
+    chain = connect(anvil.url, workdir=world.workdir)
+    fee = tx.fees(chain)
+    call = tx._call_params(tx.Transfer(resident("fees-meanwhile").address), sender.address, 1)
+    n = nonce(anvil.url, sender.address)
+    raw = tx._sign(sender, chain, call, 21_000, n, fee)
+    pending = tx._Pending(call, 21_000, n, fee, [raw], [rpc(anvil.url, "eth_sendRawTransaction", ["0x" + raw.hex()])])
+    wait_until("the transfer mined", lambda: rpc(anvil.url, "eth_getTransactionReceipt", [pending.hashes[0]]) is not None)
+    tx._replace(chain, sender, pending, {k: v * 2 for k, v in fee.items()})  # the replacement comes too late
+    assert len(pending.hashes) == len(pending.raws) == 1  # nothing new is waited for
+    assert tx._broadcast(chain, raw, already_ok=True) is None  # the re-offer of the mined bytes: "nonce too low"
+    assert [r["status"] for r in tx._wait_receipts(chain, sender, [pending], 10)] == ["0x1"]
