@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_checksum_address, to_checksum_address
@@ -361,6 +361,36 @@ def role_members(dep: Deployment) -> dict[str, list[str]]:
     return {name: sorted(a for a in accounts if has(ROLE_IDS[name], a).call()) for name, accounts in seen.items()}
 
 
+MIGRATE_BUDGETS_PER_CALL = 50  # budgets moved by one migratePass / migrateBalances call (~30k gas each)
+
+
+@dataclass(frozen=True)
+class MigrationStep:
+    fn: Any  # the contract call
+    budgets: int  # how many budgets it moves
+    moves_pass: bool  # migratePass (the pass itself and its first budgets) or migrateBalances
+
+
+def migration_steps(dep: Deployment, old: str, new: str, budgets: Sequence[int] | None = None) -> list[MigrationStep]:
+    """The calls that move the pass `old` (a lost phone or sheet) and its credit to `new`:
+    migratePass with the first MIGRATE_BUDGETS_PER_CALL budgets, unless the pass moved to `new`
+    already, then migrateBalances for the rest (or for credit that reached `old` later).
+    `budgets`: default every budget `old` holds credit in. Empty: nothing is left to move.
+    The CLI, the coupon sheets and the desk all move a pass through this."""
+    p = pass_info(dep, old)
+    if p.migrated_to is not None and p.migrated_to != new:
+        raise CityPassError(f"the pass of {old} moved to {p.migrated_to} already, not to {new}")
+    ids = list(p.balances) if budgets is None else list(budgets)
+    step = MIGRATE_BUDGETS_PER_CALL
+    parts = [ids[i:i + step] for i in range(0, len(ids), step)]
+    f = dep.contract.functions
+    out = []
+    if p.migrated_to is None:
+        first = parts.pop(0) if parts else []
+        out.append(MigrationStep(f.migratePass(old, new, first), len(first), True))
+    return out + [MigrationStep(f.migrateBalances(old, part), len(part), False) for part in parts]
+
+
 def has_role(dep: Deployment, role: str, account: str) -> bool:
     from citypass.tx import call_many  # the direct encoder: web3's .call() validates the whole ABI each time
 
@@ -376,7 +406,7 @@ def require_role(dep: Deployment, role: str, account: str) -> None:
 __all__ = [
     "Deployment", "BudgetInfo", "ProviderInfo", "PassInfo", "load_artifact", "sync_artifacts", "deploy",
     "open_deployment", "budgets", "find_budget", "provider_info", "provider_names", "providers", "pass_info", "category_names",
-    "role_members", "has_role", "require_role", "checksum", "role_name",
+    "role_members", "has_role", "require_role", "checksum", "role_name", "migration_steps", "MigrationStep",
 ]
 
 

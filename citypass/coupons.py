@@ -735,9 +735,6 @@ def _balances(dep: Any, holder: str, credits: Mapping[int, int]) -> dict[int, in
     return {b: int(v) for b, v in zip(ids, dep.contract.functions.balanceOfBatch([holder] * len(ids), ids).call())}
 
 
-MIGRATE_BUDGETS_PER_CALL = 50  # as `citypass pass migrate`
-
-
 def replace_sheet(dep: Any, registrar: Any, old: str, out: str | Path, *,
                   denominations: Sequence[int] = DEFAULT_DENOMINATIONS, note: Note = lambda _m: None) -> SheetResult:
     """A sheet for the credit of an existing pass `old` (credited by an issuance, or an earlier
@@ -791,24 +788,19 @@ def _finish_replace(dep: Any, registrar: Any, info: SheetInfo, out: Path, note: 
     old, new = info.source or "", info.holder
     result = SheetResult(out, info)
     p = C.pass_info(dep, old)
-    f = dep.contract.functions
     try:
         if p.migrated_to is not None and p.migrated_to != new:
             raise CouponError(f"the pass {old} moved to {p.migrated_to}, not to this sheet's pass {new}: the sheet "
                               f"{out} holds no credit; destroy it and delete the file")
-        ids = list(p.balances)
-        parts = [ids[i:i + MIGRATE_BUDGETS_PER_CALL] for i in range(0, len(ids), MIGRATE_BUDGETS_PER_CALL)]
-        if p.migrated_to is None:
-            C.require_role(dep, "REGISTRAR", registrar.address)
-            first = parts.pop(0) if parts else []
-            receipt = tx.send(dep.chain, registrar, f.migratePass(old, new, first))
-            line = (f"migrated the pass {old} to {new} ({len(first)} budget(s)): the old sheet's coupons and the old "
-                    f"QR codes stop working (tx 0x{bytes(receipt.transactionHash).hex()}, block {receipt.blockNumber})")
-            note(line)
-            result.sent.append(line)
-        for part in parts:  # more budgets than one call takes, or credit that arrived at the old pass later
-            receipt = tx.send(dep.chain, registrar, f.migrateBalances(old, part))
-            line = f"moved {len(part)} more budget(s) of {old} to {new} (tx 0x{bytes(receipt.transactionHash).hex()})"
+        # more budgets than one call takes, or credit that arrived at the old pass later, follow
+        for step in C.migration_steps(dep, old, new):
+            if step.moves_pass:
+                C.require_role(dep, "REGISTRAR", registrar.address)
+            receipt = tx.send(dep.chain, registrar, step.fn)
+            line = (f"migrated the pass {old} to {new} ({step.budgets} budget(s)): the old sheet's coupons and the old "
+                    f"QR codes stop working (tx 0x{bytes(receipt.transactionHash).hex()}, block {receipt.blockNumber})"
+                    if step.moves_pass else
+                    f"moved {step.budgets} more budget(s) of {old} to {new} (tx 0x{bytes(receipt.transactionHash).hex()})")
             note(line)
             result.sent.append(line)
     except CityPassError as exc:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
@@ -25,7 +24,6 @@ def w(world):
     yield from world.rolled_back()
 
 
-cli_main = importlib.import_module("citypass.cli.main")  # the module (its group is also named `main`)
 
 
 def test_provider_names_are_public_and_on_chain(w):
@@ -62,7 +60,7 @@ def test_pass_migrate_moves_every_budget_with_credit_in_bounded_calls(w, monkeyp
     old, new = synthetic_account("v2-lost-phone"), synthetic_account("v2-new-phone")
     enrol_and_credit(w, [old], w.sport, 3_000, "v2-migrate-sport")
     w.send(w.issuer, w.f.issue(b"\x09" * 32, w.culture, [old.address], [2_000]))
-    monkeypatch.setattr(cli_main, "MIGRATE_BUDGETS_PER_CALL", 1)  # one budget per transaction
+    monkeypatch.setattr(C, "MIGRATE_BUDGETS_PER_CALL", 1)  # one budget per transaction
     before = w.chain.w3.eth.get_transaction_count(w.issuer.address)
     r = cli(w, "--json", "pass", "migrate", old.address, new.address)
     assert r.exit_code == 0, r.stderr

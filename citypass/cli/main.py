@@ -811,9 +811,6 @@ _pass_status_command("revoke", "revokePass", "revoked",
                      "Revoke a pass for good; its credit is reclaimed after its budgets end.")
 
 
-MIGRATE_BUDGETS_PER_CALL = 50  # ~30k gas each: well inside any block
-
-
 @pass_group.command("migrate")
 @click.argument("old", type=ADDRESS)
 @click.argument("new")
@@ -831,23 +828,13 @@ def pass_migrate(c: Ctx, old: str, new: str, budget_specs: tuple[str, ...]) -> N
     if old == new:
         raise UsageError("OLD and NEW are the same address")
     dep = c.deployment
-    f = dep.contract.functions
-    if budget_specs:
-        ids = [C.find_budget(dep, s).id for s in budget_specs]
-    else:
-        ids = list(C.pass_info(dep, old).balances)
-    parts = [ids[i : i + MIGRATE_BUDGETS_PER_CALL] for i in range(0, len(ids), MIGRATE_BUDGETS_PER_CALL)]
-    moved = C.pass_info(dep, old).migrated_to
-    if moved is not None and moved != new:
-        raise CityPassError(f"the pass of {old} moved to {moved} already, not to {new}")
-    if moved is None:
-        first = parts.pop(0) if parts else []
-        c.send(f.migratePass(old, new, first), f"migrated the pass of {old} to {new} ({len(first)} budget(s))",
-               role="REGISTRAR")
-    elif not parts:
+    ids = [C.find_budget(dep, s).id for s in budget_specs] if budget_specs else None
+    steps = C.migration_steps(dep, old, new, ids)
+    if not steps:
         note(f"the pass of {old} moved to {new} before, and it holds no credit left to move")
-    for part in parts:
-        c.send(f.migrateBalances(old, part), f"moved {len(part)} more budget(s) of {old} to {new}", role="REGISTRAR")
+    for step in steps:
+        c.send(step.fn, f"migrated the pass of {old} to {new} ({step.budgets} budget(s))" if step.moves_pass
+               else f"moved {step.budgets} more budget(s) of {old} to {new}", role="REGISTRAR")
     _show_pass(c, new)
 
 

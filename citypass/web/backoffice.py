@@ -57,7 +57,6 @@ from citypass.web.siwe import COOKIE, STATEMENT, SignIn, SignInRefused, iso
 DESK_ROLES = ("REGISTRAR", "ADMIN")
 FINANCE_ROLES = ("ISSUER", "PROVIDER_MANAGER", "TREASURER", "BUDGET_MANAGER")
 PAGE_ROLES = {"balie": DESK_ROLES, "financien": FINANCE_ROLES}
-MIGRATE_BUDGETS = 50  # budgets moved by migratePass in one call (the rest: migrateBalances)
 ISSUANCE_CSV_LIMIT = 4 * 1024 * 1024  # the route's body limit (security.py), the CSV inside it
 DAY = 86_400
 
@@ -170,9 +169,10 @@ class BackOffice:
                             f"{ctx.officer} holds {', '.join(h.lower().replace('_', ' ') for h in held) or 'no role'} "
                             "on chain", code="forbidden")
 
-    def call(self, fn: Any, sender: str, value: int = 0) -> dict[str, Any]:
-        """The transaction for the officer's wallet, after an eth_call from the officer's address."""
-        if value == 0:
+    def call(self, fn: Any, sender: str, value: int = 0, check: bool = True) -> dict[str, Any]:
+        """The transaction for the officer's wallet, after an eth_call from the officer's address
+        (check=False: a call that can only run after an earlier one of the same request)."""
+        if value == 0 and check:
             T.call(self.chain, fn, sender)  # raises CityPassError with the contract's reason
         params = T._call_params(fn, sender, value)
         return {"to": params["to"], "data": params["data"], "value": params.get("value", "0x0")}
@@ -403,13 +403,8 @@ class BackOffice:
         if q.status != "none":
             raise refuse("address_is_pass", f"new_address: this address is already a pass ({q.status}) or a provider on chain",
                       "new_address")
-        p = C.pass_info(self.dep, old)
-        ids = list(p.balances)
-        f = self.dep.contract.functions
-        txs = [self.call(f.migratePass(old, new, ids[:MIGRATE_BUDGETS]), ctx.officer)]
-        for start in range(MIGRATE_BUDGETS, len(ids), MIGRATE_BUDGETS):
-            params = T._call_params(f.migrateBalances(old, ids[start:start + MIGRATE_BUDGETS]), ctx.officer)
-            txs.append({"to": params["to"], "data": params["data"], "value": "0x0"})
+        steps = C.migration_steps(self.dep, old, new)  # `new` is no pass yet (above): migratePass comes first
+        txs = [self.call(s.fn, ctx.officer, check=i == 0) for i, s in enumerate(steps)]  # the rest run after it
         return {"number": entry.number, "old_address": old, "new_address": new, "pass": self._pass_json(old),
                 "txs": txs}
 
