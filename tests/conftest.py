@@ -142,19 +142,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "anvil_only(reason): left out of the Ganache pass of `make test`; the reason says why")
 
 
-# ---------------------------------------------------------------- xdist (`-n 2 --dist loadgroup`)
-def pytest_collection_modifyitems(config, items):
-    """With `--dist loadgroup`, every test module runs whole on one worker (its module fixtures
-    are built once, as in a serial run), and the browser tests (tests/web/) all on the same one:
-    they share the fake camera's video file (tests/web/tillkit.py CAMERA), which a test rewrites
-    before it turns the camera on."""
-    if config.getoption("dist", "no") != "loadgroup" and not getattr(config.option, "loadgroup", False):
-        return
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group("web" if path.startswith("tests/web/") else path))
-
-
 GANACHE_BALANCE = hex(1_000 * 10**18)
 
 
