@@ -104,8 +104,9 @@ faults-long: setup
 # Forge's invariant suite (forge/, foundry.toml): after every call of every run, conservation
 # per budget, used nonces, the refund bound, the resident bound and the pause are checked.
 # `make test` runs 256 runs x depth 50 and the pause-gas test with 1,000 providers; `make fuzz`
-# depth 500 and 10,000 providers. Build and cache in build/forge: ~60 s of CPU, redone only when
-# contracts/ or forge/ change; the short campaign then takes ~25 s.
+# depth 500 and 10,000 providers. Build and cache in build/forge: ~40 s of CPU in two compiler
+# runs side by side (CityPass once, optimized; the fuzz handler unoptimized: foundry.toml says
+# why), redone only when contracts/ or forge/ change; the short campaign then takes ~25 s.
 FORGE := $(VENV)/bin/forge
 FORGE_RUNS ?= 256
 FORGE_DEPTH ?= 50

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {CityPass} from "../contracts/CityPass.sol";
-import {FuzzSelector} from "./Vm.sol";
+import {Vm, HEVM_ADDRESS, FuzzSelector} from "./Vm.sol";
 import {ICityPass} from "./ICityPass.sol";
 import {Handler} from "./Handler.sol";
 
@@ -11,15 +10,19 @@ import {Handler} from "./Handler.sol";
 /// CityPass and, after each call, `invariant_cityPass`. The campaign's size is set in
 /// foundry.toml (`make test`: 256 runs x depth 50; `make fuzz`: depth 500).
 contract CityPassInvariants {
+    Vm internal constant vm = Vm(HEVM_ADDRESS);
     Handler internal handler;
-    CityPass internal city;
+    ICityPass internal city;
 
     function setUp() public {
         handler = new Handler();
         address h = address(handler);
         // The handler holds every operator role; the test contract is the default admin.
-        city = new CityPass(0, address(this), [h, h, h, h, h, h], "https://citypass.example/{id}.json");
-        handler.init(ICityPass(address(city)));
+        city = ICityPass(vm.deployCode(
+            "CityPass.sol:CityPass",
+            abi.encode(uint48(0), address(this), [h, h, h, h, h, h], "https://citypass.example/{id}.json")
+        ));
+        handler.init(city);
     }
 
     /// @notice Forge fuzzes only the handler ...

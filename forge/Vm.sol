@@ -12,6 +12,7 @@ interface Vm {
     function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
     function label(address account, string calldata name) external;
     function envOr(string calldata name, uint256 defaultValue) external view returns (uint256 value);
+    function deployCode(string calldata artifactPath, bytes calldata constructorArgs) external returns (address deployed);
 }
 
 /// @dev keccak256("hevm cheat code") truncated to 20 bytes, as forge-std's `VM_ADDRESS`.
