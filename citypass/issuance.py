@@ -49,7 +49,7 @@ import re
 from dataclasses import dataclass, field, replace
 from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
@@ -58,6 +58,9 @@ from eth_utils import keccak, to_checksum_address
 from citypass.address import eip55
 from citypass.errors import CityPassError, date_text, euros
 from citypass.money import parse_euros, plain_euros
+
+if TYPE_CHECKING:
+    from citypass.batch_access import EnrolAccess
 
 HEADER = "holder,amount"
 MAX_ROWS = 100_000
@@ -780,6 +783,7 @@ def execute(
     PIPELINE_WINDOW; one at a time with a custom `sender`). Each window's ids are checked just before it is
     sent, so two runs at once still issue each batch once (the chain refuses a used id anyway); a
     transaction an earlier, killed run left in flight is waited for first, so the checks see it."""
+    from citypass.batch_access import EnrolAccess
     from citypass.contract import require_role
     from citypass.faults import fault_point
     from citypass.tx import wait_idle
@@ -819,13 +823,14 @@ def execute(
     # N deep), in order.
     limit = in_flight or PIPELINE_WINDOW
     window = max(1, limit // 2)
+    enrol_access = EnrolAccess(dep.address.lower(), plan.budget)
     previous: _Window | None = None
     for start in range(0, len(plan.sends), window):
         part = plan.sends[start:start + window]
         fault_point("between-batches")
         used = call_many(dep, "batchIssued", [(s.batch_id,) for s in part])
         todo = [s for s, (u,) in zip(part, used) if not u]
-        current = _Window(part, todo, _submit_window(dep.chain, account, [call_of(s) for s in todo]))
+        current = _Window(part, todo, _submit_window(dep.chain, account, todo, [call_of(s) for s in todo], enrol_access))
         if previous is not None:
             _finish_window(dep, previous, report, lambda s: _result(s, do_send(call_of(s))))
         previous = current
@@ -851,17 +856,31 @@ def _result(s: Send, receipt: Any) -> SendResult:
     return SendResult(s, "0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["gasUsed"]))
 
 
-def _submit_window(chain: Any, account: Any, fns: list[Any]) -> Any:
+def _submit_window(chain: Any, account: Any, sends: Sequence[Send], fns: list[Any], enrol_access: EnrolAccess) -> Any:
     """Hands a window's calls to the node with their access lists, without waiting. Each gas
     limit comes from the state before: later batches (of this window, or one still in flight)
-    only find the budget's counters already written, which makes them cheaper, not dearer."""
-    from citypass.tx import Submitted, access_lists_and_gas, submit
+    only find the budget's counters already written, which makes them cheaper, not dearer.
+    Enrolment batches like ones the node already answered for are worked out here
+    (citypass/batch_access.py); the others are asked of the node, in one round trip."""
+    from citypass.tx import Submitted, access_lists_and_gas, call_data, submit
 
     if not fns:
         return Submitted(account, [])
-    found = access_lists_and_gas(chain, account.address, fns)
+    datas = [call_data(fn) for fn in fns]
+    found: list[tuple[list[dict[str, Any]], int] | None] = [None] * len(fns)
+    ask = []
+    for i, (s, data) in enumerate(zip(sends, datas)):
+        if s.kind == "enrol" and enrol_access.known([len(s.rows)]):
+            found[i] = enrol_access.predict([r.holder for r in s.rows], s.batch_id, data)
+        else:
+            ask.append(i)
+    if ask:
+        for i, answer in zip(ask, access_lists_and_gas(chain, account.address, [fns[i] for i in ask])):
+            found[i] = answer
     if any(x is None for x in found):  # the node makes no access lists (or a call fails): estimate each
         return submit(chain, account, fns)
+    enrol_access.learn([([r.holder for r in sends[i].rows], sends[i].batch_id, datas[i], *found[i])
+                        for i in ask if sends[i].kind == "enrol"])
     return submit(chain, account, fns, gas=[g for _, g in found], access_lists=[a for a, _ in found])
 
 

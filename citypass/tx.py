@@ -123,6 +123,42 @@ def _encoder(signature: str, types: tuple[str, ...]) -> Callable[[tuple], bytes]
     return encode
 
 
+def _decoder(types: Sequence[str]) -> Callable[[str], tuple]:
+    """Decodes a call's 0x-hex answer. Uints, bools, addresses and bytes32 are read straight
+    from their words, ~10x faster than eth-abi's validating decoder (reading 50,000 passes
+    spent most of its client time there); anything else, or a word eth-abi would refuse,
+    goes through eth-abi, which decodes or explains."""
+    types = tuple(types)
+    bits = [int(t[4:] or 256) if t.startswith("uint") and t[4:].isdigit() or t == "uint" else None for t in types]
+    simple = all(b is not None or t in ("bool", "address", "bytes32") for t, b in zip(types, bits))
+    size = 2 + 64 * len(types)
+
+    def slow(answer: str) -> tuple:
+        return tuple(abi_decode(list(types), bytes.fromhex(answer[2:])))
+
+    def decode(answer: str) -> tuple:
+        if not simple or len(answer) != size:
+            return slow(answer)
+        out: list[Any] = []
+        for i, (kind, width) in enumerate(zip(types, bits)):
+            word = answer[2 + 64 * i:66 + 64 * i]
+            if kind == "bytes32":
+                out.append(bytes.fromhex(word))
+                continue
+            value = int(word, 16)
+            if width is not None and value >> width == 0:
+                out.append(value)
+            elif kind == "bool" and value <= 1:
+                out.append(value == 1)
+            elif kind == "address" and value >> 160 == 0:
+                out.append("0x" + word[24:].lower())  # as eth-abi gives it
+            else:
+                return slow(answer)
+        return tuple(out)
+
+    return decode
+
+
 def _word(kind: str, value: Any) -> bytes | None:
     """One ABI word of a simple static value, or None if it is not plainly valid."""
     if kind == "address":
@@ -188,6 +224,11 @@ def _encode(fn: Any) -> str | None:
 class Transfer:
     """A plain ETH transfer, sendable like a contract call (funding accounts, benchmarks)."""
     to: str
+
+
+def call_data(fn: Any) -> str:
+    """The call data (0x hex) of a web3 contract function call."""
+    return _call_params(fn, "0x" + "00" * 20)["data"]
 
 
 def _call_params(fn: Any, sender: str, value: int = 0) -> dict[str, Any]:
@@ -800,13 +841,12 @@ def call_many(chain: Chain, contract: Any, name: str, arg_lists: Sequence[tuple]
     fn_abi = contract.get_function_by_name(name).abi
     inputs = tuple(type_of(i) for i in fn_abi["inputs"])
     outputs = [type_of(o) for o in fn_abi["outputs"]]
-    encode = _encoder(f"{name}({','.join(inputs)})", inputs)
+    encode, decode = _encoder(f"{name}({','.join(inputs)})", inputs), _decoder(outputs)
     out: list[tuple] = []
     for start in range(0, len(arg_lists), chunk):
         part = arg_lists[start : start + chunk]
         calls = [("eth_call", [{"to": contract.address, "data": "0x" + encode(tuple(a)).hex()}, "latest"]) for a in part]
-        for answer in chain.rpc_batch(calls):
-            out.append(tuple(abi_decode(outputs, bytes.fromhex(answer[2:]))))
+        out += [decode(answer) for answer in chain.rpc_batch(calls)]
     return out
 
 

@@ -85,3 +85,33 @@ def test_rlp_matches_pyrlp():
         assert rlp_encode(single) == rlp.encode(single)
     with pytest.raises(ValueError):
         rlp_encode(-1)
+
+
+def test_simple_abi_decoding_matches_eth_abi():
+    from eth_abi import decode
+
+    from citypass.tx import _decoder
+
+    types = ("uint8", "uint40", "uint256", "bool", "address", "bytes32")
+    decode_fast = _decoder(types)
+    for _ in range(500):
+        args = (rng.getrandbits(8), rng.getrandbits(40), rng.getrandbits(256), bool(rng.getrandbits(1)),
+                _address(), rng.randbytes(32))  # eth-abi gives addresses in lower case
+        answer = "0x" + encode(list(types), list(args)).hex()
+        assert decode_fast(answer) == tuple(decode(list(types), bytes.fromhex(answer[2:]))) == args
+
+
+@pytest.mark.parametrize("types,word", [
+    (("uint8",), (256).to_bytes(32, "big")),  # too wide for uint8
+    (("bool",), (2).to_bytes(32, "big")),
+    (("address",), b"\x01" + bytes(31)),  # dirty padding
+])
+def test_what_eth_abi_refuses_is_refused_by_the_fast_decoder_too(types, word):
+    from eth_abi import decode
+
+    from citypass.tx import _decoder
+
+    with pytest.raises(Exception) as slow:
+        decode(list(types), word)
+    with pytest.raises(type(slow.value)):
+        _decoder(types)("0x" + word.hex())
