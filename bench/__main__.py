@@ -26,9 +26,10 @@ from bench import dashboard as dashboard_bench
 from bench.world import make_world
 
 FULL = {"residents": 500, "redemptions": 5_000, "transfers": 5_000, "issue_rows": (1_000, 10_000, 50_000),
-        "pause_providers": (1_000, 10_000)}
+        "issue_repeats": 3, "pause_providers": (1_000, 10_000)}
 BIG_BLOCKS = 300_000_000  # gas limit of the comparison run: room for batches of 1,600 residents
-TINY = {"residents": 20, "redemptions": 50, "transfers": 50, "issue_rows": (20, 40, 100), "pause_providers": (10, 100)}
+TINY = {"residents": 20, "redemptions": 50, "transfers": 50, "issue_rows": (20, 40, 100), "issue_repeats": 1,
+        "pause_providers": (10, 100)}
 # The web part (bench/dashboard.py, bench/till.py): chains of (residents, redemptions), the largest
 # first; loads per figure; till scans and payments.
 WEB_FULL = {"dashboard_sizes": [dashboard_bench.FULL, dashboard_bench.SMALL], "loads": 30, "browser": True,
@@ -44,29 +45,11 @@ def run(sizes: dict[str, Any], workdir: Path, say=print) -> dict[str, Any]:
     g = gas.measure(world, sizes["residents"], sizes["pause_providers"])
     say(f"throughput: {sizes['transfers']:,} plain transfers (the ceiling), {sizes['redemptions']:,} vouchers by 5 providers ...")
     redeem = throughput.redemption_figures(world, sizes["redemptions"], sizes["transfers"], "tp")
-    by_rows: dict[str, throughput.IssueRun] = {}
-    for rows in sizes["issue_rows"]:
-        say(f"throughput: `citypass issue` of {rows:,} rows (fresh chain) ...")
-        by_rows[str(rows)] = throughput.issue_run(rows, f"rows{rows}")
-    biggest = str(max(sizes["issue_rows"]))
-    say(f"throughput: `citypass issue` of {int(biggest):,} rows, {BIG_BLOCKS:,} gas blocks, batches of 1,600 ...")
-    big_blocks = throughput.issue_run(int(biggest), "big-blocks", gas_limit=BIG_BLOCKS, batch_size=1_600)
+    issue = issue_figures(sizes, say)
     return {
         "gas": {k: round(v) for k, v in g.items()},  # whole gas units
         "throughput": {
-            "issue_50k_seconds" if biggest == "50000" else f"issue_{biggest}_seconds": round(by_rows[biggest].seconds, 2),
-            "issue_seconds_by_rows": {k: round(v.seconds, 2) for k, v in by_rows.items()},
-            "issue_node_cpu_seconds_by_rows": {k: round(v.node_cpu, 2) for k, v in by_rows.items()},
-            "issue_client_cpu_seconds_by_rows": {k: round(v.client_cpu, 2) for k, v in by_rows.items()},
-            "issue_blocks_by_rows": {k: v.blocks for k, v in by_rows.items()},
-            "issue_node_only_seconds_by_rows": {k: round(v.node_only_seconds, 4) for k, v in by_rows.items()},
-            "issue_node_only_node_cpu_seconds_by_rows": {k: round(v.node_only_cpu, 2) for k, v in by_rows.items()},
-            "issue_over_node_only_by_rows": {k: round(v.ratio, 2) for k, v in by_rows.items()},
-            "issue_startup_seconds_by_rows": {k: round(v.startup_seconds, 2) for k, v in by_rows.items()},
-            "issue_over_node_only_after_startup_by_rows": {k: round(v.ratio_after_startup, 2) for k, v in by_rows.items()},
-            "issue_big_blocks": {"rows": int(biggest), "gas_limit": BIG_BLOCKS, "batch_size": 1_600,
-                                 "seconds": round(big_blocks.seconds, 2), "node_cpu_seconds": round(big_blocks.node_cpu, 2),
-                                 "client_cpu_seconds": round(big_blocks.client_cpu, 2), "blocks": big_blocks.blocks},
+            **issue,
             **{k: round(v, 1) for k, v in redeem.items()},
             "redeem_over_presigned": round(redeem["redeem_seconds"] / redeem["redeem_presigned_seconds"], 2),
             "redeem_over_transfers": round(redeem["anvil_transfer_per_second"] / redeem["redeem_per_second"], 2),
@@ -79,6 +62,39 @@ def run(sizes: dict[str, Any], workdir: Path, say=print) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - started, 1),
         },
     }
+
+
+def issue_figures(sizes: dict[str, Any], say=print) -> dict[str, Any]:
+    """The `citypass issue` figures: each size on its fresh chain, against its raw replay."""
+    by_rows: dict[str, throughput.IssueRun] = {}
+    for rows in sizes["issue_rows"]:
+        say(f"throughput: `citypass issue` of {rows:,} rows (fresh chain) ...")
+        by_rows[str(rows)] = throughput.issue_run(rows, f"rows{rows}", repeats=sizes.get("issue_repeats", 1))
+    biggest = str(max(sizes["issue_rows"]))
+    say(f"throughput: `citypass issue` of {int(biggest):,} rows, {BIG_BLOCKS:,} gas blocks, batches of 1,600 ...")
+    big_blocks = throughput.issue_run(int(biggest), "big-blocks", gas_limit=BIG_BLOCKS, batch_size=1_600, replay=False)
+    return {
+        "issue_50k_seconds" if biggest == "50000" else f"issue_{biggest}_seconds": round(by_rows[biggest].seconds, 2),
+        "issue_seconds_by_rows": {k: round(v.seconds, 2) for k, v in by_rows.items()},
+        "issue_node_cpu_seconds_by_rows": {k: round(v.node_cpu, 2) for k, v in by_rows.items()},
+        "issue_client_cpu_seconds_by_rows": {k: round(v.client_cpu, 2) for k, v in by_rows.items()},
+        "issue_blocks_by_rows": {k: v.blocks for k, v in by_rows.items()},
+        "issue_node_only_seconds_by_rows": {k: round(v.node_only_seconds, 4) for k, v in by_rows.items()},
+        "issue_node_only_node_cpu_seconds_by_rows": {k: round(v.node_only_cpu, 2) for k, v in by_rows.items()},
+        "issue_over_node_only_by_rows": {k: round(v.ratio, 2) for k, v in by_rows.items()},
+        "issue_over_node_only_every_pair_by_rows": {k: [round(x, 2) for x in v.ratios] for k, v in by_rows.items()},
+        "issue_startup_seconds_by_rows": {k: round(v.startup_seconds, 2) for k, v in by_rows.items()},
+        "issue_over_node_only_after_startup_by_rows": {k: round(v.ratio_after_startup, 2) for k, v in by_rows.items()},
+        "issue_big_blocks": {"rows": int(biggest), "gas_limit": BIG_BLOCKS, "batch_size": 1_600,
+                             "seconds": round(big_blocks.seconds, 2), "node_cpu_seconds": round(big_blocks.node_cpu, 2),
+                             "client_cpu_seconds": round(big_blocks.client_cpu, 2), "blocks": big_blocks.blocks},
+    }
+
+
+def _every_pair(t: dict[str, Any], rows: str) -> str:
+    """' (median of 1.44, 0.76, 1.53)' when the size ran more than one (command, replay) pair."""
+    pairs = t.get("issue_over_node_only_every_pair_by_rows", {}).get(rows, [])
+    return f" (median of {', '.join(f'{x:.2f}' for x in pairs)})" if len(pairs) > 1 else ""
 
 
 def run_web(sizes: dict[str, Any], dashboard: bool, till: bool, say=print) -> dict[str, Any]:
@@ -170,7 +186,8 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
          f"+{g['issue_existing_resident'] - g['baseline_erc1155_mint_per_holder']:,}",
          g["issue_existing_resident"] - g["baseline_erc1155_mint_per_holder"] <= 2_100),
         *[(f"issuance of {int(k):,} rows: issue_seconds / node_only_seconds ≤ 1.3 (same batches pre-signed, sent raw, same state)",
-           f"{rows[k]:.2f} / {t['issue_node_only_seconds_by_rows'][k]:.2f} s = {t['issue_over_node_only_by_rows'][k]:.2f}",
+           f"{rows[k]:.2f} / {t['issue_node_only_seconds_by_rows'][k]:.2f} s = {t['issue_over_node_only_by_rows'][k]:.2f}"
+           + _every_pair(t, k),
            t["issue_over_node_only_by_rows"][k] <= 1.3) for k in sizes],
         ("redemptions: seconds / seconds of the same redeem transactions pre-signed and sent raw ≤ 1.3",
          f"{t['redeem_seconds']:.1f} / {t['redeem_presigned_seconds']:.1f} s = {t['redeem_over_presigned']:.2f}",
