@@ -385,7 +385,8 @@ def _coupon(path: str, index: int) -> passqr.PassQR:
         doc = pdfium.PdfDocument(path)
         texts = []
         for i in range(len(doc)):
-            texts += [c.text for c in zxingcpp.read_barcodes(doc[i].render(scale=120 / 72).to_pil().convert("L"))]
+            texts += [c.text for c in zxingcpp.read_barcodes(doc[i].render(scale=120 / 72).to_pil().convert("L"),
+                                                        formats=zxingcpp.BarcodeFormat.QRCode)]
         _READ[key] = sorted((passqr.decode(t) for t in texts), key=lambda q: (-q.entries[0].max_amount, q.entries[0].nonce))
     return _READ[key][index]
 

@@ -87,7 +87,7 @@ def _read_sheet(path):
     page = doc[0].render(scale=200 / 72).to_pil().convert("L")
     words = doc[0].get_textpage().get_text_range()
     found = []
-    for code in zxingcpp.read_barcodes(page):
+    for code in zxingcpp.read_barcodes(page, formats=zxingcpp.BarcodeFormat.QRCode):
         if code.format != zxingcpp.BarcodeFormat.QRCode or not code.valid:
             continue
         p = code.position

@@ -97,7 +97,7 @@ def coupon_sheet(w: World) -> dict[str, Any]:
     pdf = w.workdir / "sheet.pdf"
     made = w.cli("coupons", "new", "--budget", "1", "--amount", "20", "--out", str(pdf))
     page = pdfium.PdfDocument(str(pdf))[0].render(scale=200 / 72).to_pil().convert("L")
-    codes = [(passqr.decode(c.text), c.text) for c in zxingcpp.read_barcodes(page)]
+    codes = [(passqr.decode(c.text), c.text) for c in zxingcpp.read_barcodes(page, formats=zxingcpp.BarcodeFormat.QRCode)]
     codes.sort(key=lambda f: (-f[0].entries[0].max_amount, f[0].entries[0].nonce))
     return {"holder": made["pass"], "codes": codes}
 
