@@ -104,8 +104,8 @@ def issue_run(rows: int, tag: str, *, gas_limit: int = node.GAS_LIMIT, batch_siz
     Then the node's limit on the same state (evm_revert): the batches the command sent, as
     signed, raw. With `repeats` > 1 the pair (command, replay) runs that many times, each from
     the same state, and the pair with the median ratio is returned (`ratios` has them all):
-    on this shared machine the same replay of 50,000 rows took 20 s in one pair and 30 s in
-    the next, so one pair says more about the machine than about CityPass. replay=False: the
+    on this shared machine the same replay of 50,000 rows took 28.6, 46.2 and 31.8 s in three
+    pairs in a row, so one pair says more about the machine than about CityPass. replay=False: the
     command alone (the big-block comparison, whose replay of 32 batches of 1,600 residents
     Anvil once dropped one of: `_raise_if_dropped`)."""
     with tempfile.TemporaryDirectory(prefix="citypass-bench-issue-") as folder:
@@ -155,7 +155,7 @@ def _issue_pair(world: World, workdir: Path, path: Path, budget: int, rows: int,
     issued = world.f.budgetTotals(budget).call()[1]
     if issued != rows * AMOUNT_CENTS:
         raise CityPassError(f"issuance of {rows} rows: budget issued {issued}, expected {rows * AMOUNT_CENTS}")
-    raws = raw_transactions(world.chain, ["0x" + bytes(e.transactionHash).hex() for e in batches])
+    raws = raw_transactions(world.chain, ["0x" + bytes(e.transactionHash).hex() for e in batches]) if replay else []
     _revert(world, before, budget)
     if not replay:
         return result
