@@ -7,7 +7,7 @@ import pytest
 
 import dataclasses
 
-from citypass import passqr, wallet
+from citypass import keys, passqr, tx, wallet
 from citypass.reasons import Reason
 from citypass.web import auth, i18n
 from tests.web_helpers import (MUSEUM, MUSEUM_NAME, POOL, POOL_NAME, Server, make_world, pass_qr, redeem, resident,
@@ -82,6 +82,20 @@ def test_provider_one(server, world):
     assert "missing" in error(server, "provider", {})["message"]
     bad_sum = POOL[:2] + POOL[2:].swapcase()
     assert "checksum" in error(server, "provider", {"address": bad_sum})["message"]
+
+
+
+def test_a_provider_added_just_now_has_its_name(server, world):
+    """The name comes from the event index, the status from the chain's state: an answer right
+    after the provider was added (well within the index's sync interval) must show both."""
+    shop = resident("web-api-new-shop").address
+    assert server.api("provider", {"address": shop})["status"] == "none"  # the index has just synced
+    f = world.dep.contract.functions  # dev:2 is the provider manager on dev chains
+    tx.send(world.dep.chain, keys.dev_account(2), f.addProvider(shop, 1, 0, "Sportwinkel Zuid"))
+    p = server.api("provider", {"address": shop})
+    assert (p["status"], p["name"]) == ("active", "Sportwinkel Zuid")
+    listed = {q["address"]: q["name"] for q in server.api("providers")["providers"]}
+    assert listed[shop] == "Sportwinkel Zuid"
 
 
 # ------------------------------------------------------------------ balances, nonces

@@ -51,9 +51,14 @@ class Service:
         return cls(chain, dep, EventIndex.open(dep, workdir), dev_key_holders(dep))
 
     def fresh_index(self) -> EventIndex:
-        """The index, synced with the chain if the last sync is older than INDEX_MIN_INTERVAL."""
+        """The index, synced with the chain if it is behind the chain's head, or if the last
+        sync is older than INDEX_MIN_INTERVAL (a reorg at the same height). An answer must not
+        pair state read at the head with names from an older block: a provider just added
+        would show without its name."""
         with self._sync_lock:
-            if time.monotonic() - self._synced_at >= INDEX_MIN_INTERVAL:
+            tip = self.index.tip
+            if (time.monotonic() - self._synced_at >= INDEX_MIN_INTERVAL or tip is None
+                    or self.chain.w3.eth.block_number > tip):
                 self.index.sync()
                 self._synced_at = time.monotonic()
         return self.index
