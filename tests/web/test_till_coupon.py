@@ -151,8 +151,8 @@ def test_the_warning_in_english_and_none_at_the_face_value(open_till, world, ten
     till.type_code(text)
     till.amount("10,00")  # the whole coupon: no warning, no question
     assert "In orde: €10,00" in till.text("#precheck") and "restant" not in till.text("#precheck")
-    till.page.click("#lang")
-    till.page.wait_for_selector("#coupon-face")
+    till.page.click("#lang")  # the English messages may still be loading: wait until they are in
+    till.page.wait_for_function("() => document.documentElement.lang === 'en'")
     assert till.text("#coupon-face") == "Coupon of €10.00"
     till.amount("4.00")
     assert WARNING_EN in till.text("#precheck") and "€6.00 stays on the pass" in till.text("#precheck")
